@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+/**
+ * `cairn`: one binary, one subcommand per component. Subcommands load lazily so
+ * that `cairn bench` never pays for the gRPC stack and `cairn storage-node` never
+ * loads the benchmarks.
+ */
+import { CairnError } from '../core/errors.js'
+
+export interface Command {
+  /** One line for `cairn help`. */
+  summary: string
+  /** Runs the command; resolves to the process exit code. */
+  run(argv: string[]): Promise<number>
+}
+
+const commands: Record<string, () => Promise<Command>> = {
+  bench: async () => (await import('./commands/bench.js')).command,
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv
+  if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+    await printHelp()
+    return name === undefined ? 2 : 0
+  }
+  if (name === 'version' || name === '--version') {
+    console.log(await version())
+    return 0
+  }
+  const load = commands[name]
+  if (load === undefined) {
+    console.error(`cairn: unknown command ${JSON.stringify(name)}; see 'cairn help'`)
+    return 2
+  }
+  return (await load()).run(rest)
+}
+
+async function printHelp(): Promise<void> {
+  const lines = ['usage: cairn <command> [flags]', '', 'commands:']
+  for (const [name, load] of Object.entries(commands)) lines.push(`  ${name.padEnd(14)} ${(await load()).summary}`)
+  lines.push(`  ${'version'.padEnd(14)} print the version`)
+  console.log(lines.join('\n'))
+}
+
+async function version(): Promise<string> {
+  const { readFile } = await import('node:fs/promises')
+  const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  return `cairn ${pkg.version}`
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code
+  },
+  (err: unknown) => {
+    if (err instanceof CairnError && err.kind === 'invalid-argument') {
+      console.error(`cairn: ${err.message}`)
+      process.exitCode = 2
+      return
+    }
+    console.error(err)
+    process.exitCode = 1
+  },
+)

@@ -1,0 +1,84 @@
+/**
+ * The one place that turns flags and environment into validated configuration.
+ *
+ * Nothing else reads `process.env`. Each daemon has a zod schema here; a value
+ * comes from its flag, else from `CAIRN_<FLAG_IN_UPPER_SNAKE>`, else from the
+ * schema's default. Errors name every bad field at once.
+ */
+import { parseArgs } from 'node:util'
+import { z } from 'zod'
+import { ConfigError } from './errors.js'
+
+const hostPort = z.string().regex(/^(?:\[[^\]]+\]|[^:\s]+):\d{1,5}$/, 'expected host:port')
+const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+
+/** `cairn storage-node` */
+export const storageNodeConfigSchema = z.object({
+  /** Directory holding segment files and the index. */
+  dataDir: z.string().min(1),
+  /** gRPC listen address. */
+  listen: hostPort.default('127.0.0.1:7700'),
+  /** Health and metrics HTTP listen address. */
+  metricsListen: hostPort.default('127.0.0.1:9700'),
+  logLevel: logLevel.default('info'),
+})
+export type StorageNodeConfig = z.infer<typeof storageNodeConfigSchema>
+
+type FlagSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>
+
+/**
+ * Parses `argv` against `schema`: every key of the schema is a `--kebab-case` flag,
+ * with `CAIRN_UPPER_SNAKE` as its environment fallback.
+ * @throws ConfigError listing every invalid or unknown field.
+ */
+export function loadConfig<S extends z.ZodObject<z.ZodRawShape>>(
+  schema: S,
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): z.infer<S> {
+  const keys = Object.keys(schema.shape)
+  const options: FlagSpec = {}
+  for (const key of keys) options[kebab(key)] = { type: isBoolean(schema.shape[key]) ? 'boolean' : 'string' }
+  let values: Record<string, unknown>
+  try {
+    values = parseArgs({ args: [...argv], options, allowPositionals: false, strict: true }).values
+  } catch (err) {
+    throw new ConfigError((err as Error).message, { cause: err })
+  }
+  const raw: Record<string, unknown> = {}
+  for (const key of keys) {
+    const fromFlag = values[kebab(key)]
+    const fromEnv = env[`CAIRN_${kebab(key).replaceAll('-', '_').toUpperCase()}`]
+    const value = fromFlag ?? fromEnv
+    if (value !== undefined) raw[key] = coerce(schema.shape[key], value)
+  }
+  const result = schema.safeParse(raw)
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => `--${kebab(String(i.path[0] ?? ''))}: ${i.message}`)
+    throw new ConfigError(`invalid configuration: ${problems.join('; ')}`)
+  }
+  return result.data
+}
+
+function kebab(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+}
+
+function unwrap(type: unknown): unknown {
+  let t = type as { unwrap?: () => unknown; def?: { innerType?: unknown } }
+  while (t.def?.innerType !== undefined) t = t.def.innerType as typeof t
+  return t
+}
+
+function isBoolean(type: unknown): boolean {
+  return unwrap(type) instanceof z.ZodBoolean
+}
+
+/** Flags and environment are strings; numbers and booleans are converted here, then validated. */
+function coerce(type: unknown, value: unknown): unknown {
+  if (typeof value !== 'string') return value
+  const inner = unwrap(type)
+  if (inner instanceof z.ZodNumber) return value.trim() === '' ? NaN : Number(value)
+  if (inner instanceof z.ZodBoolean) return value === 'true' || value === '1'
+  return value
+}
