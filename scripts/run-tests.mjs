@@ -28,7 +28,8 @@ if (files.length === 0) {
 const concurrency = Math.max(1, Math.min(2, availableParallelism()))
 const result = spawnSync(
   process.execPath,
-  ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files],
+  // A hung test fails after five minutes instead of eating CI's whole budget.
+  ['--test', `--test-concurrency=${concurrency}`, '--test-timeout=300000', '--test-reporter=spec', ...files],
   { stdio: 'inherit', cwd: root },
 )
 process.exit(result.status ?? 1)
