@@ -1,0 +1,5 @@
+export { createCodec, MAX_TOTAL_SHARDS, type CodecInit, type CodecComponents, type ErasureCodec } from './codec.js'
+export { InsufficientShardsError, InvalidShardsError } from './errors.js'
+export { tsKernel, type GfKernel, type KernelName } from './kernel.js'
+export { loadKernel, loadWasmKernel, KernelUnavailableError } from './wasm-kernel.js'
+export { GF_POLYNOMIAL } from './gf256.js'
