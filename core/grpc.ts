@@ -1,0 +1,93 @@
+/**
+ * The one table between Cairn's error kinds and gRPC status codes, both ways.
+ *
+ * A server turns any thrown error into a status whose code comes from the error's
+ * kind and whose metadata carries the error's stable `name`; a client turns the
+ * status back into the same typed error when it knows the class, or into a
+ * `RemoteError` of the same kind when it does not.
+ */
+import { Metadata, status as Status, type ServiceError, type StatusObject } from '@grpc/grpc-js'
+import { CairnError, errorKind, type ErrorKind } from './errors.js'
+
+/** Metadata key carrying the server-side error class name. */
+export const ERROR_NAME_METADATA_KEY = 'cairn-error-name'
+
+const kindToCode: Record<ErrorKind, Status> = {
+  'invalid-argument': Status.INVALID_ARGUMENT,
+  'not-found': Status.NOT_FOUND,
+  'already-exists': Status.ALREADY_EXISTS,
+  'failed-precondition': Status.FAILED_PRECONDITION,
+  aborted: Status.ABORTED,
+  'out-of-range': Status.OUT_OF_RANGE,
+  'resource-exhausted': Status.RESOURCE_EXHAUSTED,
+  'permission-denied': Status.PERMISSION_DENIED,
+  unavailable: Status.UNAVAILABLE,
+  'data-loss': Status.DATA_LOSS,
+  internal: Status.INTERNAL,
+}
+
+const codeToKind = new Map<Status, ErrorKind>(Object.entries(kindToCode).map(([kind, code]) => [code, kind as ErrorKind]))
+// Codes no Cairn server sends on purpose, but transports and peers do.
+codeToKind.set(Status.DEADLINE_EXCEEDED, 'unavailable')
+codeToKind.set(Status.CANCELLED, 'aborted')
+codeToKind.set(Status.UNAUTHENTICATED, 'permission-denied')
+codeToKind.set(Status.UNIMPLEMENTED, 'failed-precondition')
+
+/** The gRPC code for an error kind. */
+export function grpcCodeForKind(kind: ErrorKind): Status {
+  return kindToCode[kind]
+}
+
+/** The error kind for a gRPC code; unknown codes are internal. */
+export function kindForGrpcCode(code: Status): ErrorKind {
+  return codeToKind.get(code) ?? 'internal'
+}
+
+/**
+ * Turns anything a handler threw into a status for the wire. Internal errors keep
+ * their details in the server log, not on the wire.
+ */
+export function toGrpcStatus(err: unknown): Partial<StatusObject> {
+  const kind = errorKind(err)
+  const metadata = new Metadata()
+  const name = err instanceof CairnError ? err.name : 'InternalError'
+  metadata.set(ERROR_NAME_METADATA_KEY, name)
+  const details = err instanceof CairnError && kind !== 'internal' ? err.message : 'internal error'
+  return { code: kindToCode[kind], details, metadata }
+}
+
+/** A typed error raised on a server and received by a client that has no class for it. */
+export class RemoteError extends CairnError {
+  override readonly name = 'RemoteError'
+  constructor(
+    readonly kind: ErrorKind,
+    /** The error's name on the server, or undefined when the status came from the transport. */
+    readonly remoteName: string | undefined,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options)
+  }
+}
+
+/** A CairnError class that can be rebuilt from a message and a cause. */
+export type CairnErrorClass = new (message: string, options?: { cause?: unknown }) => CairnError
+
+/**
+ * Rebuilds the typed error a server threw from its status: an instance of the class in
+ * `known` whose name the server sent, else a `RemoteError` of the code's kind.
+ * The original ServiceError is the cause.
+ */
+export function fromGrpcError(err: unknown, known: readonly CairnErrorClass[] = []): CairnError {
+  if (err instanceof CairnError) return err
+  const se = err as Partial<ServiceError>
+  if (typeof se.code !== 'number') return new RemoteError('internal', undefined, String((err as Error)?.message ?? err), { cause: err })
+  const remoteName = se.metadata?.get(ERROR_NAME_METADATA_KEY)[0]?.toString()
+  const message = se.details ?? se.message ?? 'gRPC error'
+  for (const Class of known) {
+    // Compare the instance's stable `name`, not the constructor's, which bundlers may rename.
+    const candidate = new Class(message, { cause: err })
+    if (candidate.name === remoteName) return candidate
+  }
+  return new RemoteError(kindForGrpcCode(se.code), remoteName, message, { cause: err })
+}

@@ -1,0 +1,200 @@
+/**
+ * The shard format: one erasure-coded piece of a chunk, self-describing and
+ * self-checking, so a shard read alone from any disk says what it is and whether
+ * it is intact.
+ *
+ * Layout (big-endian), version 1:
+ *
+ * | offset  | size | field                                            |
+ * | ------- | ---- | ------------------------------------------------ |
+ * | 0       | 4    | magic `CRNS`                                     |
+ * | 4       | 1    | format version (1)                               |
+ * | 5       | 1    | flags (must be 0)                                |
+ * | 6       | 1    | k, data shards (1..255)                          |
+ * | 7       | 1    | m, parity shards (k + m <= 255)                  |
+ * | 8       | 1    | shard index (< k + m)                            |
+ * | 9       | 1    | reserved (must be 0)                             |
+ * | 10      | 2    | CID length L (1..255)                            |
+ * | 12      | L    | chunk CID, binary                                |
+ * | 12+L    | 4    | payload length                                   |
+ * | 16+L    | 4    | CRC32C of the payload                            |
+ * | 20+L    | 4    | CRC32C of bytes [0, 20+L): the header itself     |
+ * | 24+L    | n    | payload                                          |
+ *
+ * The header has its own CRC because a flipped bit in k, m or the index would
+ * otherwise pass the payload check and mislabel a good payload.
+ */
+import { crc32c } from '@node-rs/crc32'
+import { CID } from 'multiformats/cid'
+import { CairnError } from './errors.js'
+
+/** `CRNS` */
+export const SHARD_MAGIC = 0x43524e53
+export const SHARD_FORMAT_VERSION = 1
+/** Bytes of the header that do not depend on the CID length. */
+export const SHARD_FIXED_HEADER_BYTES = 24
+export const SHARD_CID_MAX_BYTES = 255
+/** k + m never exceeds what Reed–Solomon over GF(2^8) can address. */
+export const SHARD_TOTAL_MAX = 255
+
+/** A shard's address on a storage node: `(chunk CID, shard index)`. */
+export interface ShardAddress {
+  /** Binary CID of the chunk the shard belongs to. */
+  chunkCid: Uint8Array
+  index: number
+}
+
+export interface ShardHeader extends ShardAddress {
+  k: number
+  m: number
+  payloadLengthBytes: number
+  payloadCrc32c: number
+}
+
+/** A decoded shard; `payload` and `bytes` share memory with the decoded buffer. */
+export interface Shard {
+  header: ShardHeader
+  payload: Uint8Array
+  /** The whole encoded shard, header and payload: what a store writes to disk. */
+  bytes: Uint8Array
+}
+
+/** Malformed shard bytes, address or field: the request is wrong. */
+export class ShardFormatError extends CairnError {
+  override readonly name = 'ShardFormatError'
+  readonly kind = 'invalid-argument'
+}
+
+/** Stored bytes fail their checksum or do not parse: never hand them out. */
+export class ShardCorruptError extends CairnError {
+  override readonly name = 'ShardCorruptError'
+  readonly kind = 'data-loss'
+}
+
+export interface ShardInit {
+  chunkCid: Uint8Array
+  k: number
+  m: number
+  index: number
+  payload: Uint8Array
+}
+
+/** Builds the encoded form of a shard; computes both CRCs. */
+export function encodeShard(init: ShardInit): Shard {
+  validateAddress(init)
+  validateGeometry(init.k, init.m, init.index)
+  const cidLength = init.chunkCid.length
+  const headerBytes = SHARD_FIXED_HEADER_BYTES + cidLength
+  const bytes = new Uint8Array(headerBytes + init.payload.length)
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  view.setUint32(0, SHARD_MAGIC)
+  view.setUint8(4, SHARD_FORMAT_VERSION)
+  view.setUint8(6, init.k)
+  view.setUint8(7, init.m)
+  view.setUint8(8, init.index)
+  view.setUint16(10, cidLength)
+  bytes.set(init.chunkCid, 12)
+  const payloadCrc32c = crc32c(init.payload) >>> 0
+  view.setUint32(12 + cidLength, init.payload.length)
+  view.setUint32(16 + cidLength, payloadCrc32c)
+  view.setUint32(20 + cidLength, crc32c(bytes.subarray(0, 20 + cidLength)) >>> 0)
+  bytes.set(init.payload, headerBytes)
+  const header: ShardHeader = {
+    chunkCid: bytes.subarray(12, 12 + cidLength),
+    index: init.index,
+    k: init.k,
+    m: init.m,
+    payloadLengthBytes: init.payload.length,
+    payloadCrc32c,
+  }
+  return { header, payload: bytes.subarray(headerBytes), bytes }
+}
+
+/**
+ * Parses and fully verifies an encoded shard. `bytes` must hold exactly one shard.
+ * @throws ShardFormatError when the structure is wrong (magic, version, lengths, geometry, CID).
+ * @throws ShardCorruptError when the header or payload CRC does not match.
+ */
+export function decodeShard(bytes: Uint8Array): Shard {
+  const { header, headerBytes } = decodeShardHeader(bytes)
+  const expected = headerBytes + header.payloadLengthBytes
+  if (bytes.length !== expected) {
+    throw new ShardFormatError(`shard is ${bytes.length} bytes but its header says ${expected} (payload ${header.payloadLengthBytes})`)
+  }
+  const payload = bytes.subarray(headerBytes)
+  if (crc32c(payload) >>> 0 !== header.payloadCrc32c) throw new ShardCorruptError('shard payload CRC32C mismatch')
+  return { header, payload, bytes }
+}
+
+/**
+ * Parses and verifies the header at the start of `bytes` (which may hold more).
+ * @returns the header and its length, so a reader can find the payload and the next record.
+ */
+export function decodeShardHeader(bytes: Uint8Array): { header: ShardHeader; headerBytes: number } {
+  if (bytes.length < SHARD_FIXED_HEADER_BYTES) throw new ShardFormatError(`shard is ${bytes.length} bytes, shorter than any header`)
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  if (view.getUint32(0) !== SHARD_MAGIC) throw new ShardFormatError('bad shard magic')
+  const version = view.getUint8(4)
+  if (version !== SHARD_FORMAT_VERSION) throw new ShardFormatError(`unsupported shard format version ${version}`)
+  if (view.getUint8(5) !== 0 || view.getUint8(9) !== 0) throw new ShardFormatError('reserved shard header bits are set')
+  const cidLength = view.getUint16(10)
+  if (cidLength === 0 || cidLength > SHARD_CID_MAX_BYTES) throw new ShardFormatError(`bad CID length ${cidLength}`)
+  const headerBytes = SHARD_FIXED_HEADER_BYTES + cidLength
+  if (bytes.length < headerBytes) throw new ShardFormatError('shard is truncated inside its header')
+  const headerCrc = view.getUint32(20 + cidLength)
+  if (crc32c(bytes.subarray(0, 20 + cidLength)) >>> 0 !== headerCrc) throw new ShardCorruptError('shard header CRC32C mismatch')
+  const header: ShardHeader = {
+    chunkCid: bytes.subarray(12, 12 + cidLength),
+    k: view.getUint8(6),
+    m: view.getUint8(7),
+    index: view.getUint8(8),
+    payloadLengthBytes: view.getUint32(12 + cidLength),
+    payloadCrc32c: view.getUint32(16 + cidLength),
+  }
+  validateGeometry(header.k, header.m, header.index)
+  validateCid(header.chunkCid)
+  return { header, headerBytes }
+}
+
+/**
+ * Checks a shard address from a request: a parseable binary CID and an index in range.
+ * @throws ShardFormatError
+ */
+export function validateAddress(address: ShardAddress): void {
+  validateCid(address.chunkCid)
+  if (!Number.isInteger(address.index) || address.index < 0 || address.index >= SHARD_TOTAL_MAX) {
+    throw new ShardFormatError(`bad shard index ${address.index}`)
+  }
+}
+
+function validateCid(cid: Uint8Array): void {
+  if (!(cid instanceof Uint8Array) || cid.length === 0 || cid.length > SHARD_CID_MAX_BYTES) {
+    throw new ShardFormatError(`bad CID: ${cid?.length ?? 0} bytes`)
+  }
+  try {
+    // Opaque to this module, but it must at least be a CID: rejects garbage before it is stored.
+    CID.decode(cid)
+  } catch (err) {
+    throw new ShardFormatError('bad CID bytes', { cause: err })
+  }
+}
+
+function validateGeometry(k: number, m: number, index: number): void {
+  const ok = Number.isInteger(k) && Number.isInteger(m) && Number.isInteger(index) && k >= 1 && m >= 0 && k + m <= SHARD_TOTAL_MAX
+  if (!ok) throw new ShardFormatError(`bad erasure geometry k=${k} m=${m}`)
+  if (index < 0 || index >= k + m) throw new ShardFormatError(`shard index ${index} out of range for k=${k} m=${m}`)
+}
+
+/** A stable string key for maps: hex CID plus index. */
+export function shardKey(address: ShardAddress): string {
+  return `${Buffer.from(address.chunkCid.buffer, address.chunkCid.byteOffset, address.chunkCid.byteLength).toString('hex')}/${address.index}`
+}
+
+/** Human-readable address for logs and error messages. */
+export function formatAddress(address: ShardAddress): string {
+  try {
+    return `${CID.decode(address.chunkCid).toString()}#${address.index}`
+  } catch {
+    return shardKey(address)
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * Segment files: append-only files of encoded shards, back to back. A record is
+ * exactly an encoded shard (core/shard.ts), so a segment can be scanned and every
+ * record verified without the index. Open handles are reference-counted so that
+ * compaction can retire a segment while reads of it are still in flight.
+ */
+import { open, readdir, type FileHandle } from 'node:fs/promises'
+import { join } from 'node:path'
+import { decodeShard, decodeShardHeader, SHARD_CID_MAX_BYTES, SHARD_FIXED_HEADER_BYTES } from '../core/shard.js'
+import { assert } from '../core/errors.js'
+
+const SEGMENT_NAME = /^(\d{6,})\.seg$/
+
+export function segmentFileName(id: number): string {
+  return `${String(id).padStart(6, '0')}.seg`
+}
+
+/** Segment ids of the `*.seg` files in `dir`. */
+export async function listSegmentFiles(dir: string): Promise<number[]> {
+  const ids: number[] = []
+  for (const name of await readdir(dir)) {
+    const match = SEGMENT_NAME.exec(name)
+    if (match) ids.push(Number(match[1]))
+  }
+  return ids.sort((a, b) => a - b)
+}
+
+/** fsyncs a directory so that file creations and unlinks in it survive power loss. */
+export async function syncDirectory(dir: string): Promise<void> {
+  const fh = await open(dir, 'r')
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
+
+export class SegmentFile {
+  private refs = 1
+  private retired = false
+  private closing: Promise<void> | undefined
+
+  private constructor(
+    readonly id: number,
+    readonly path: string,
+    readonly handle: FileHandle,
+  ) {}
+
+  /** Opens segment `id` in `dir` for reading and appending; `create` makes a new empty file. */
+  static async open(dir: string, id: number, create: boolean): Promise<SegmentFile> {
+    const path = join(dir, segmentFileName(id))
+    // 'wx+' fails if the file exists: a new segment id is never reused.
+    const handle = await open(path, create ? 'wx+' : 'r+')
+    return new SegmentFile(id, path, handle)
+  }
+
+  /** Takes a reference for a read; pair with release(). False once retired. */
+  acquire(): boolean {
+    if (this.retired) return false
+    this.refs += 1
+    return true
+  }
+
+  release(): void {
+    assert(this.refs > 0, `segment ${this.id} released more than acquired`)
+    this.refs -= 1
+    if (this.refs === 0) this.closing = this.handle.close()
+  }
+
+  /** Drops the owner's reference: the file closes once the last reader releases it. */
+  async retire(): Promise<void> {
+    if (this.retired) return
+    this.retired = true
+    this.release()
+    await this.closing
+  }
+
+  async read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+    const buffer = Buffer.allocUnsafe(lengthBytes)
+    let done = 0
+    while (done < lengthBytes) {
+      const { bytesRead } = await this.handle.read(buffer, done, lengthBytes - done, offsetBytes + done)
+      if (bytesRead === 0) break
+      done += bytesRead
+    }
+    return done === lengthBytes ? buffer : buffer.subarray(0, done)
+  }
+
+  async sizeBytes(): Promise<number> {
+    return (await this.handle.stat()).size
+  }
+}
+
+/** A record found by scanning a segment. */
+export interface ScannedRecord {
+  offsetBytes: number
+  lengthBytes: number
+  chunkCid: Uint8Array
+  index: number
+}
+
+/**
+ * Reads records from `fromBytes` while each one fully verifies, and stops at the first
+ * that does not (a torn or never-finished write). Used only on the tail of the active
+ * segment past its committed size, to roll forward records whose fsync completed but
+ * whose index commit was lost.
+ * @returns the verified records and the offset just past the last of them.
+ */
+export async function scanRecords(segment: SegmentFile, fromBytes: number, endBytes: number): Promise<{ records: ScannedRecord[]; endOffsetBytes: number }> {
+  const records: ScannedRecord[] = []
+  let offset = fromBytes
+  const maxHeader = SHARD_FIXED_HEADER_BYTES + SHARD_CID_MAX_BYTES
+  while (offset + SHARD_FIXED_HEADER_BYTES <= endBytes) {
+    try {
+      const head = await segment.read(offset, Math.min(maxHeader, endBytes - offset))
+      const { header, headerBytes } = decodeShardHeader(head)
+      const lengthBytes = headerBytes + header.payloadLengthBytes
+      if (offset + lengthBytes > endBytes) break
+      const shard = decodeShard(await segment.read(offset, lengthBytes))
+      records.push({ offsetBytes: offset, lengthBytes, chunkCid: Uint8Array.from(shard.header.chunkCid), index: shard.header.index })
+      offset += lengthBytes
+    } catch {
+      break
+    }
+  }
+  return { records, endOffsetBytes: offset }
+}

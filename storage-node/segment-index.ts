@@ -1,0 +1,286 @@
+/**
+ * The segment store's index: one better-sqlite3 database saying which shard lives
+ * where, and how full each segment is. It is the truth about what is stored;
+ * segment bytes that no row points at are dead. See docs/adr/0003-shard-store.md
+ * for why puts commit with synchronous=NORMAL and everything else with FULL.
+ */
+import Database from 'better-sqlite3'
+import type { ShardAddress } from '../core/shard.js'
+import { DataDirError } from './shard-store.js'
+
+/** Bumped when the schema changes incompatibly; a store refuses a directory from another version. */
+export const INDEX_SCHEMA_VERSION = '1'
+
+export type SegmentState = 'active' | 'sealed' | 'compacting'
+
+export interface SegmentRow {
+  id: number
+  state: SegmentState
+  /** Committed length: every indexed record of the segment ends at or before it. */
+  sizeBytes: number
+  liveBytes: number
+}
+
+export interface ShardRow {
+  cid: Buffer
+  idx: number
+  segment: number
+  offset: number
+  length: number
+  lastPutMs: number
+  corrupt: boolean
+}
+
+/** Rows a commit replaced (corrupt copies superseded by a new put). */
+export interface Replaced {
+  count: number
+  bytes: number
+  corrupt: number
+}
+
+/** A record just made durable in a segment, to be indexed. */
+export interface NewRecord {
+  cid: Uint8Array
+  index: number
+  offsetBytes: number
+  lengthBytes: number
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS segments (
+  id INTEGER PRIMARY KEY,
+  state TEXT NOT NULL CHECK (state IN ('active', 'sealed', 'compacting')),
+  size_bytes INTEGER NOT NULL,
+  live_bytes INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS shards (
+  cid BLOB NOT NULL,
+  idx INTEGER NOT NULL,
+  segment INTEGER NOT NULL,
+  offset INTEGER NOT NULL,
+  length INTEGER NOT NULL,
+  last_put_ms INTEGER NOT NULL,
+  corrupt INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (cid, idx)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS shards_by_segment ON shards (segment, offset);
+`
+
+type RawShardRow = Omit<ShardRow, 'corrupt' | 'lastPutMs'> & { corrupt: number; last_put_ms: number }
+
+function toShardRow(raw: RawShardRow): ShardRow {
+  return { cid: raw.cid, idx: raw.idx, segment: raw.segment, offset: raw.offset, length: raw.length, lastPutMs: raw.last_put_ms, corrupt: raw.corrupt !== 0 }
+}
+
+const rowColumns = 'cid, idx, segment, offset, length, last_put_ms, corrupt'
+
+export class SegmentIndex {
+  private readonly db: Database.Database
+  private readonly stmts
+
+  /** Opens (creating if needed) the index; holds an exclusive lock so a second process cannot open the same directory. */
+  constructor(path: string) {
+    try {
+      // No busy wait: a locked directory is an error now, not in five seconds.
+      this.db = new Database(path, { timeout: 0 })
+      // Exclusive locking: a second daemon on the same directory fails here instead of corrupting it.
+      this.db.pragma('locking_mode = EXCLUSIVE')
+      this.db.pragma('journal_mode = WAL')
+      this.db.pragma('synchronous = NORMAL')
+      this.db.exec(schema)
+    } catch (err) {
+      throw new DataDirError(`cannot open shard index ${path}: ${(err as Error).message}`, { cause: err })
+    }
+    this.checkVersion()
+    const db = this.db
+    this.stmts = {
+      lookup: db.prepare(`SELECT ${rowColumns} FROM shards WHERE cid = ? AND idx = ?`),
+      insert: db.prepare(`INSERT OR REPLACE INTO shards (${rowColumns}) VALUES (?, ?, ?, ?, ?, ?, 0)`),
+      touch: db.prepare('UPDATE shards SET last_put_ms = max(last_put_ms, ?) WHERE cid = ? AND idx = ?'),
+      remove: db.prepare('DELETE FROM shards WHERE cid = ? AND idx = ? AND last_put_ms < ? RETURNING segment, length'),
+      markCorrupt: db.prepare('UPDATE shards SET corrupt = 1 WHERE cid = ? AND idx = ? AND segment = ? AND offset = ?'),
+      segments: db.prepare('SELECT id, state, size_bytes AS sizeBytes, live_bytes AS liveBytes FROM segments ORDER BY id'),
+      setSegment: db.prepare('UPDATE segments SET size_bytes = ?, live_bytes = live_bytes + ? WHERE id = ?'),
+      addLive: db.prepare('UPDATE segments SET live_bytes = live_bytes + ? WHERE id = ?'),
+      insertSegment: db.prepare('INSERT INTO segments (id, state, size_bytes, live_bytes) VALUES (?, ?, 0, 0)'),
+      setState: db.prepare('UPDATE segments SET state = ? WHERE id = ?'),
+      deleteSegment: db.prepare('DELETE FROM segments WHERE id = ?'),
+      liveInSegment: db.prepare(`SELECT ${rowColumns} FROM shards WHERE segment = ? ORDER BY offset`),
+      move: db.prepare('UPDATE shards SET segment = ?, offset = ? WHERE cid = ? AND idx = ? AND segment = ? AND offset = ?'),
+      dropAt: db.prepare('DELETE FROM shards WHERE cid = ? AND idx = ? AND segment = ? AND offset = ?'),
+      counts: db.prepare('SELECT count(*) AS n, coalesce(sum(length), 0) AS bytes, coalesce(sum(corrupt), 0) AS corrupt FROM shards'),
+    }
+  }
+
+  private checkVersion(): void {
+    const row = this.db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string } | undefined
+    if (row === undefined) {
+      this.db.prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?)").run(INDEX_SCHEMA_VERSION)
+    } else if (row.value !== INDEX_SCHEMA_VERSION) {
+      throw new DataDirError(`shard index schema version ${row.value}, this build reads ${INDEX_SCHEMA_VERSION}`)
+    }
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close()
+  }
+
+  /** Runs `fn` in one transaction whose commit is fsynced before it returns. */
+  durably<T>(fn: () => T): T {
+    this.db.pragma('synchronous = FULL')
+    try {
+      return this.db.transaction(fn)()
+    } finally {
+      this.db.pragma('synchronous = NORMAL')
+    }
+  }
+
+  lookup(address: ShardAddress): ShardRow | undefined {
+    const raw = this.stmts.lookup.get(asBuffer(address.chunkCid), address.index) as RawShardRow | undefined
+    return raw === undefined ? undefined : toShardRow(raw)
+  }
+
+  /** Refreshes a stored shard's last-put time (an idempotent re-put). */
+  touch(address: ShardAddress, nowMs: number): void {
+    this.stmts.touch.run(nowMs, asBuffer(address.chunkCid), address.index)
+  }
+
+  segments(): SegmentRow[] {
+    return this.stmts.segments.all() as SegmentRow[]
+  }
+
+  /**
+   * Indexes records whose bytes are already fsynced in `segmentId`, and moves its
+   * committed size to `sizeBytes`, in one transaction. A record replacing a corrupt
+   * copy takes the copy's live bytes away from the copy's segment.
+   */
+  commitWrites(segmentId: number, sizeBytes: number, records: readonly NewRecord[], nowMs: number): Replaced {
+    return this.db.transaction(() => {
+      const replaced: Replaced = { count: 0, bytes: 0, corrupt: 0 }
+      let liveDelta = 0
+      for (const r of records) {
+        const previous = this.lookup({ chunkCid: r.cid, index: r.index })
+        if (previous !== undefined) {
+          this.stmts.addLive.run(-previous.length, previous.segment)
+          replaced.count += 1
+          replaced.bytes += previous.length
+          if (previous.corrupt) replaced.corrupt += 1
+        }
+        this.stmts.insert.run(asBuffer(r.cid), r.index, segmentId, r.offsetBytes, r.lengthBytes, nowMs)
+        liveDelta += r.lengthBytes
+      }
+      this.stmts.setSegment.run(sizeBytes, liveDelta, segmentId)
+      return replaced
+    })()
+  }
+
+  /** Deletes shards put before `cutoffMs`, durably; returns how many rows went away and the bytes they held. */
+  deleteShards(addresses: readonly ShardAddress[], cutoffMs: number): { count: number; bytes: number; corrupt: number } {
+    return this.durably(() => {
+      let count = 0
+      let bytes = 0
+      let corrupt = 0
+      for (const a of addresses) {
+        const row = this.lookup(a)
+        if (row === undefined) continue
+        const gone = this.stmts.remove.get(asBuffer(a.chunkCid), a.index, cutoffMs) as { segment: number; length: number } | undefined
+        if (gone === undefined) continue
+        this.stmts.addLive.run(-gone.length, gone.segment)
+        count += 1
+        bytes += gone.length
+        if (row.corrupt) corrupt += 1
+      }
+      return { count, bytes, corrupt }
+    })
+  }
+
+  /** Flags the row still pointing at (segment, offset) as corrupt; returns whether it did. */
+  markCorrupt(row: ShardRow): boolean {
+    return this.stmts.markCorrupt.run(row.cid, row.idx, row.segment, row.offset).changes > 0
+  }
+
+  /** Shards after `after` in (cid, idx) order, optionally within a CID prefix. */
+  list(after: ShardAddress | undefined, prefix: Uint8Array | undefined, limit: number): ShardRow[] {
+    const where: string[] = []
+    const params: unknown[] = []
+    if (after !== undefined) {
+      where.push('(cid, idx) > (?, ?)')
+      params.push(asBuffer(after.chunkCid), after.index)
+    }
+    if (prefix !== undefined && prefix.length > 0) {
+      where.push('cid >= ?')
+      params.push(asBuffer(prefix))
+      const end = prefixEnd(prefix)
+      if (end !== undefined) {
+        where.push('cid < ?')
+        params.push(end)
+      }
+    }
+    const sql = `SELECT ${rowColumns} FROM shards ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY cid, idx LIMIT ?`
+    return (this.db.prepare(sql).all(...params, limit) as RawShardRow[]).map(toShardRow)
+  }
+
+  counts(): { shardCount: number; shardBytes: number; corruptCount: number } {
+    const r = this.stmts.counts.get() as { n: number; bytes: number; corrupt: number }
+    return { shardCount: r.n, shardBytes: r.bytes, corruptCount: r.corrupt }
+  }
+
+  /** Adds a segment row, durably: a segment file exists only after its row does. */
+  addSegment(id: number, state: SegmentState): void {
+    this.durably(() => this.stmts.insertSegment.run(id, state))
+  }
+
+  /** Seals `oldId` and opens `newId` as the active segment, durably. */
+  rollSegment(oldId: number, newId: number): void {
+    this.durably(() => {
+      this.stmts.setState.run('sealed', oldId)
+      this.stmts.insertSegment.run(newId, 'active')
+    })
+  }
+
+  removeSegment(id: number): void {
+    this.durably(() => this.stmts.deleteSegment.run(id))
+  }
+
+  liveRows(segmentId: number): ShardRow[] {
+    return (this.stmts.liveInSegment.all(segmentId) as RawShardRow[]).map(toShardRow)
+  }
+
+  /**
+   * Points the rows that still reference `oldId` at their copies in `newId`, drops rows
+   * whose old copy was corrupt, seals `newId` and forgets `oldId`: one durable
+   * transaction, after which the old file may be unlinked.
+   * @returns the dropped rows that were still indexed.
+   */
+  finishCompaction(oldId: number, newId: number, sizeBytes: number, moved: ReadonlyArray<{ row: ShardRow; newOffset: number }>, dropped: readonly ShardRow[]): ShardRow[] {
+    return this.durably(() => {
+      let live = 0
+      for (const { row, newOffset } of moved) {
+        if (this.stmts.move.run(newId, newOffset, row.cid, row.idx, oldId, row.offset).changes > 0) live += row.length
+      }
+      const removed = dropped.filter((row) => this.stmts.dropAt.run(row.cid, row.idx, oldId, row.offset).changes > 0)
+      const left = this.db.prepare('SELECT count(*) AS n FROM shards WHERE segment = ?').get(oldId) as { n: number }
+      if (left.n !== 0) throw new DataDirError(`compaction of segment ${oldId} left ${left.n} rows behind`)
+      this.db.prepare("UPDATE segments SET state = 'sealed', size_bytes = ?, live_bytes = ? WHERE id = ?").run(sizeBytes, live, newId)
+      this.stmts.deleteSegment.run(oldId)
+      return removed
+    })
+  }
+}
+
+export function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
+
+/** The smallest byte string greater than every string starting with `prefix`, or undefined if none. */
+function prefixEnd(prefix: Uint8Array): Buffer | undefined {
+  const end = Buffer.from(prefix)
+  for (let i = end.length - 1; i >= 0; i--) {
+    if ((end[i] as number) < 0xff) {
+      end[i] = (end[i] as number) + 1
+      return end.subarray(0, i + 1)
+    }
+  }
+  return undefined
+}

@@ -1,0 +1,252 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtemp, rm, open, writeFile, readdir, stat, appendFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Registry } from 'prom-client'
+import { silentLogger } from '../core/logger.js'
+import type { Shard } from '../core/shard.js'
+import { createSegmentShardStore, type SegmentShardStore, type SegmentStoreInit } from './segment-store.js'
+import { createStorageNodeMetrics } from './metrics.js'
+import { fixtureCid, fixtureShard } from './fixtures.js'
+
+async function withStore(init: Partial<SegmentStoreInit>, fn: (store: SegmentShardStore, dir: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-store-'))
+  const store = createSegmentShardStore({ dataDir: dir, compactionIntervalMs: 0, ...init }, { logger: silentLogger() })
+  await store.start()
+  try {
+    await fn(store, dir)
+  } finally {
+    await store.stop()
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+async function reopen(dir: string, init: Partial<SegmentStoreInit> = {}): Promise<SegmentShardStore> {
+  const store = createSegmentShardStore({ dataDir: dir, compactionIntervalMs: 0, ...init }, { logger: silentLogger() })
+  await store.start()
+  return store
+}
+
+async function assertReadsBack(store: SegmentShardStore, shards: readonly Shard[]): Promise<void> {
+  for (const s of shards) {
+    const got = await store.getShard(s.header)
+    assert.ok(Buffer.from(got.bytes).equals(Buffer.from(s.bytes)), `shard ${s.header.index} reads back`)
+  }
+}
+
+test('put, get, has and delete round-trip, and a re-put is idempotent', async () => {
+  await withStore({}, async (store) => {
+    const shards = [fixtureShard(1, 0), fixtureShard(1, 1), fixtureShard(2, 5, 0)]
+    assert.deepEqual(await store.putShards(shards), { writtenCount: 3, existingCount: 0 })
+    assert.deepEqual(await store.putShards([shards[0] as Shard]), { writtenCount: 0, existingCount: 1 })
+    await assertReadsBack(store, shards)
+    const missing = fixtureShard(3, 0)
+    assert.deepEqual(await store.hasShards([shards[0] as Shard, missing].map((s) => s.header)), [true, false])
+    await assert.rejects(store.getShard(missing.header), { name: 'ShardNotFoundError' })
+    assert.equal(await store.deleteShards([shards[0]!.header, missing.header]), 1)
+    assert.equal(await store.deleteShards([shards[0]!.header]), 0, 'deleting what is gone succeeds')
+    await assert.rejects(store.getShard(shards[0]!.header), { name: 'ShardNotFoundError' })
+    const stats = await store.stats()
+    assert.equal(stats.shardCount, 2)
+    assert.equal(stats.shardBytes, shards[1]!.bytes.length + shards[2]!.bytes.length)
+  })
+})
+
+test('a shard put twice in one group is written once', async () => {
+  await withStore({}, async (store) => {
+    const s = fixtureShard(9, 0)
+    const results = await Promise.all([store.putShards([s]), store.putShards([s]), store.putShards([s, s])])
+    const written = results.reduce((n, r) => n + r.writtenCount, 0)
+    assert.equal(written, 1)
+    assert.equal((await store.stats()).shardCount, 1)
+  })
+})
+
+test('concurrent puts share fsyncs (group commit)', async () => {
+  const registry = new Registry()
+  const metrics = createStorageNodeMetrics(registry)
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-store-'))
+  const store = createSegmentShardStore({ dataDir: dir, compactionIntervalMs: 0 }, { logger: silentLogger(), metrics })
+  await store.start()
+  try {
+    const puts = Array.from({ length: 64 }, (_, i) => store.putShards([fixtureShard(i, 0, 4096)]))
+    await Promise.all(puts)
+    const fsyncs = (await registry.getSingleMetric('cairn_storage_node_fsync_duration_seconds')!.get()).values.find((v) => (v as { metricName?: string }).metricName?.endsWith('_count'))?.value
+    assert.ok(fsyncs !== undefined && fsyncs >= 1 && fsyncs < 64, `64 puts took ${fsyncs} fsyncs`)
+  } finally {
+    await store.stop()
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+test('delete with a last-put cutoff keeps shards put at or after it', async () => {
+  let now = 1000
+  await withStore({ nowMs: () => now }, async (store) => {
+    const old = fixtureShard(1, 0)
+    const fresh = fixtureShard(2, 0)
+    await store.putShards([old])
+    now = 2000
+    await store.putShards([fresh])
+    assert.equal(await store.deleteShards([old.header, fresh.header], { lastPutBeforeUnixMs: 1500 }), 1)
+    assert.deepEqual(await store.hasShards([old.header, fresh.header]), [false, true])
+    now = 3000
+    await store.putShards([fresh]) // a re-put refreshes the clock GC checks
+    assert.equal(await store.deleteShards([fresh.header], { lastPutBeforeUnixMs: 2500 }), 0)
+  })
+})
+
+test('listing pages through every shard in order and honours a CID prefix', async () => {
+  await withStore({}, async (store) => {
+    const shards = Array.from({ length: 25 }, (_, i) => fixtureShard(Math.floor(i / 3), i % 3, 16))
+    await store.putShards(shards)
+    const seen: string[] = []
+    let token: string | undefined
+    let pages = 0
+    do {
+      const page = await store.listShards({ pageSize: 7, pageToken: token })
+      assert.ok(page.shards.length <= 7)
+      for (const s of page.shards) seen.push(`${Buffer.from(s.address.chunkCid).toString('hex')}/${s.address.index}`)
+      token = page.nextPageToken
+      pages += 1
+    } while (token !== undefined)
+    assert.equal(pages, 4)
+    assert.equal(new Set(seen).size, 25)
+    assert.deepEqual(seen, [...seen].sort())
+    const cid = fixtureCid('chunk-2')
+    const prefixed = await store.listShards({ cidPrefix: cid })
+    assert.deepEqual(prefixed.shards.map((s) => s.address.index), [0, 1, 2])
+    await assert.rejects(store.listShards({ pageToken: 'garbage' }), { name: 'PageTokenError' })
+    await assert.rejects(store.listShards({ pageSize: 0 }), { name: 'PageTokenError' })
+  })
+})
+
+test('a restart keeps every shard and the counters', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-store-'))
+  try {
+    const shards = Array.from({ length: 40 }, (_, i) => fixtureShard(i, i % 6, 2048))
+    let store = await reopen(dir, { segmentSizeBytes: 16 * 1024 })
+    for (let i = 0; i < shards.length; i += 4) await store.putShards(shards.slice(i, i + 4))
+    await store.deleteShards([shards[0]!.header])
+    const before = await store.stats()
+    await store.stop()
+    assert.ok(before.segmentCount > 2, 'small segments roll')
+    store = await reopen(dir, { segmentSizeBytes: 16 * 1024 })
+    try {
+      assert.deepEqual(await store.stats(), before)
+      await assertReadsBack(store, shards.slice(1))
+      await assert.rejects(store.getShard(shards[0]!.header), { name: 'ShardNotFoundError' })
+    } finally {
+      await store.stop()
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+test('compaction reclaims dead space and keeps every live shard readable across a restart', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-store-'))
+  const init = { segmentSizeBytes: 64 * 1024, compactionLiveRatio: 0.5 }
+  try {
+    const shards = Array.from({ length: 120 }, (_, i) => fixtureShard(i, 0, 4000))
+    let store = await reopen(dir, init)
+    for (let i = 0; i < shards.length; i += 10) await store.putShards(shards.slice(i, i + 10))
+    const dead = shards.filter((_, i) => i % 4 !== 0)
+    const live = shards.filter((_, i) => i % 4 === 0)
+    await store.deleteShards(dead.map((s) => s.header))
+    const before = await store.stats()
+    let compacted = 0
+    while (await store.compactOnce()) compacted += 1
+    const after = await store.stats()
+    assert.ok(compacted >= 3, `compacted ${compacted} segments`)
+    assert.ok(after.segmentBytes < before.segmentBytes / 2, `segment bytes ${before.segmentBytes} -> ${after.segmentBytes}`)
+    assert.equal(after.shardCount, live.length)
+    await assertReadsBack(store, live)
+    const files = (await readdir(join(dir, 'segments'))).length
+    assert.equal(files, after.segmentCount, 'old segment files are unlinked')
+    await store.stop()
+    store = await reopen(dir, init)
+    await assertReadsBack(store, live)
+    assert.deepEqual(await store.stats(), after)
+    await store.stop()
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+test('a flipped byte on disk fails only that shard, with ShardCorruptError, until a put replaces it', async () => {
+  await withStore({}, async (store, dir) => {
+    const shards = Array.from({ length: 10 }, (_, i) => fixtureShard(i, 1, 3000))
+    await store.putShards(shards)
+    const victim = shards[4] as Shard
+    const [info] = (await store.listShards({ cidPrefix: victim.header.chunkCid })).shards
+    assert.ok(info)
+    const row = store.index.lookup(victim.header)!
+    const fh = await open(join(dir, 'segments', (await readdir(join(dir, 'segments')))[0]!), 'r+')
+    const one = Buffer.alloc(1)
+    await fh.read(one, 0, 1, row.offset + row.length - 100)
+    one[0] = one[0]! ^ 0x10
+    await fh.write(one, 0, 1, row.offset + row.length - 100)
+    await fh.close()
+    await assert.rejects(store.getShard(victim.header), { name: 'ShardCorruptError' })
+    await assert.rejects(store.getShard(victim.header), { name: 'ShardCorruptError' }, 'stays corrupt')
+    const results = await store.getShards(shards.map((s) => s.header))
+    assert.deepEqual(results.map((r) => r.ok), shards.map((s) => s !== victim))
+    assert.equal(results[4]?.ok === false && results[4].error.name, 'ShardCorruptError')
+    assert.deepEqual(await store.hasShards([victim.header]), [false])
+    assert.equal((await store.stats()).corruptShardCount, 1)
+    assert.deepEqual(await store.putShards([victim]), { writtenCount: 1, existingCount: 0 }, 'repair rewrites it')
+    await assertReadsBack(store, shards)
+    assert.equal((await store.stats()).corruptShardCount, 0)
+  })
+})
+
+test('recovery indexes a verified tail record, truncates a torn one, and removes orphan files', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-store-'))
+  try {
+    let store = await reopen(dir)
+    const first = fixtureShard(1, 0)
+    await store.putShards([first])
+    const segPath = store.active.path
+    await store.stop()
+    // As if the fsync finished but the index commit was lost: a whole record past the committed size...
+    const tail = fixtureShard(2, 0)
+    await appendFile(segPath, tail.bytes)
+    const committedEnd = (await stat(segPath)).size
+    // ...followed by a torn write.
+    await appendFile(segPath, fixtureShard(3, 0).bytes.subarray(0, 500))
+    await writeFile(join(dir, 'segments', '000777.seg'), 'orphan')
+    store = await reopen(dir)
+    await assertReadsBack(store, [first, tail])
+    await assert.rejects(store.getShard(fixtureShard(3, 0).header), { name: 'ShardNotFoundError' })
+    assert.equal((await stat(segPath)).size, committedEnd)
+    assert.ok(!(await readdir(join(dir, 'segments'))).includes('000777.seg'))
+    const next = fixtureShard(4, 0)
+    await store.putShards([next])
+    await assertReadsBack(store, [first, tail, next])
+    await store.stop()
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+test('a second store on the same directory is refused', async () => {
+  await withStore({}, async (_store, dir) => {
+    const second = createSegmentShardStore({ dataDir: dir, compactionIntervalMs: 0 }, { logger: silentLogger() })
+    await assert.rejects(second.start(), { name: 'DataDirError' })
+  })
+})
+
+test('malformed addresses are rejected without touching stored data', async () => {
+  await withStore({}, async (store) => {
+    const s = fixtureShard(1, 0)
+    await store.putShards([s])
+    const bad = [{ chunkCid: new Uint8Array([1, 2, 3]), index: 0 }, { chunkCid: s.header.chunkCid, index: -1 }, { chunkCid: s.header.chunkCid, index: 300 }]
+    for (const a of bad) {
+      await assert.rejects(store.getShard(a), { name: 'ShardFormatError' })
+      await assert.rejects(store.hasShards([a]), { name: 'ShardFormatError' })
+      await assert.rejects(store.deleteShards([a]), { name: 'ShardFormatError' })
+    }
+    await assertReadsBack(store, [s])
+  })
+})

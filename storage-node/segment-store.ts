@@ -1,0 +1,495 @@
+/**
+ * The segment shard store: shards appended to segment files, located by a
+ * better-sqlite3 index, written in group commits (many puts, one fsync), read
+ * with full verification, space reclaimed by background compaction.
+ * Crash-safety reasoning: docs/adr/0003-shard-store.md.
+ */
+import { mkdir, truncate, unlink } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Logger } from '../core/logger.js'
+import { CairnError, ResourceExhaustedError, ShuttingDownError, assert } from '../core/errors.js'
+import { decodeShard, formatAddress, shardKey, ShardCorruptError, validateAddress, type Shard, type ShardAddress } from '../core/shard.js'
+import { asBuffer, SegmentIndex, type NewRecord, type ShardRow } from './segment-index.js'
+import { listSegmentFiles, scanRecords, SegmentFile, segmentFileName, syncDirectory } from './segment-file.js'
+import { compactSegment, pickCompactionCandidate } from './compaction.js'
+import type { StoreMetrics } from './metrics.js'
+import {
+  DataDirError,
+  DiskFullError,
+  PageTokenError,
+  ShardNotFoundError,
+  type DeleteOptions,
+  type GetResult,
+  type ListOptions,
+  type ListPage,
+  type PutResult,
+  type ShardStore,
+  type StoreStats,
+} from './shard-store.js'
+
+export interface SegmentStoreInit {
+  /** Directory for `segments/*.seg` and `index.sqlite`; created if missing. */
+  dataDir: string
+  /** The active segment is sealed and a new one started past this size. @default 268435456 (256 MiB) */
+  segmentSizeBytes?: number
+  /** A sealed segment whose live bytes fall below this fraction of its size is compacted. @default 0.5 */
+  compactionLiveRatio?: number
+  /** Pause between background compaction passes; 0 disables the background compactor. @default 10000 */
+  compactionIntervalMs?: number
+  /** Most bytes one group commit writes before its fsync. @default 16777216 (16 MiB) */
+  groupCommitMaxBytes?: number
+  /** Most bytes waiting for a group commit; puts beyond it fail with ResourceExhaustedError. @default 268435456 (256 MiB) */
+  pendingMaxBytes?: number
+  /** Reads one getShards call keeps in flight. @default 32 */
+  readConcurrency?: number
+  /** @default 1000 */
+  listPageSizeDefault?: number
+  /** @default 10000 */
+  listPageSizeMax?: number
+  /** Clock for last-put times. @default Date.now */
+  nowMs?: () => number
+}
+
+export interface SegmentStoreComponents {
+  logger: Logger
+  metrics?: StoreMetrics
+}
+
+interface PendingPut {
+  shards: readonly Shard[]
+  bytes: number
+  result: PutResult
+  resolve: (result: PutResult) => void
+  reject: (err: unknown) => void
+}
+
+/** An I/O failure reading a segment (not a checksum failure). */
+export class ShardReadError extends CairnError {
+  override readonly name = 'ShardReadError'
+  readonly kind = 'unavailable'
+}
+
+export function createSegmentShardStore(init: SegmentStoreInit, components: SegmentStoreComponents): SegmentShardStore {
+  return new SegmentShardStore(init, components)
+}
+
+export class SegmentShardStore implements ShardStore {
+  readonly segmentsDir: string
+  /** Options with defaults applied. */
+  readonly options: Required<Omit<SegmentStoreInit, 'dataDir'>>
+  /** Internal state shared with compaction and recovery; not part of the ShardStore contract. */
+  index!: SegmentIndex
+  readonly segments = new Map<number, SegmentFile>()
+  active!: SegmentFile
+  /** Committed size of the active segment; the next group writes here. */
+  activeSizeBytes = 0
+  nextSegmentId = 1
+  readonly counts = { shards: 0, bytes: 0, corrupt: 0 }
+  private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new'
+  private pending: PendingPut[] = []
+  private pendingBytes = 0
+  private writing: Promise<void> | undefined
+  private compactTimer: NodeJS.Timeout | undefined
+  private compacting: Promise<unknown> | undefined
+
+  constructor(
+    readonly init: SegmentStoreInit,
+    readonly components: SegmentStoreComponents,
+  ) {
+    this.segmentsDir = join(init.dataDir, 'segments')
+    this.options = {
+      segmentSizeBytes: init.segmentSizeBytes ?? 256 * 1024 * 1024,
+      compactionLiveRatio: init.compactionLiveRatio ?? 0.5,
+      compactionIntervalMs: init.compactionIntervalMs ?? 10_000,
+      groupCommitMaxBytes: init.groupCommitMaxBytes ?? 16 * 1024 * 1024,
+      pendingMaxBytes: init.pendingMaxBytes ?? 256 * 1024 * 1024,
+      readConcurrency: init.readConcurrency ?? 32,
+      listPageSizeDefault: init.listPageSizeDefault ?? 1000,
+      listPageSizeMax: init.listPageSizeMax ?? 10_000,
+      nowMs: init.nowMs ?? Date.now,
+    }
+  }
+
+  get stopping(): boolean {
+    return this.state !== 'running'
+  }
+
+  async start(): Promise<void> {
+    assert(this.state === 'new', 'segment store started twice')
+    await mkdir(this.segmentsDir, { recursive: true })
+    this.index = new SegmentIndex(join(this.init.dataDir, 'index.sqlite'))
+    try {
+      await this.recover()
+    } catch (err) {
+      await this.closeFiles()
+      throw err
+    }
+    this.state = 'running'
+    this.scheduleCompaction()
+  }
+
+  async stop(): Promise<void> {
+    if (this.state === 'new') this.state = 'stopped'
+    if (this.state !== 'running') return
+    this.state = 'stopping'
+    clearTimeout(this.compactTimer)
+    // Puts already accepted are committed (and fsynced) before the files close.
+    while (this.writing !== undefined) await this.writing
+    await this.compacting?.catch(() => undefined)
+    await this.closeFiles()
+    this.state = 'stopped'
+  }
+
+  private async closeFiles(): Promise<void> {
+    for (const segment of this.segments.values()) await segment.retire()
+    this.segments.clear()
+    this.index?.close()
+  }
+
+  // ---- recovery -------------------------------------------------------------
+
+  /** Brings files and index into agreement; the index is the truth. */
+  private async recover(): Promise<void> {
+    const log = this.components.logger
+    for (const row of this.index.segments().filter((r) => r.state === 'compacting')) {
+      // A compaction that never committed: its copy is garbage, the source is still indexed.
+      await unlink(join(this.segmentsDir, segmentFileName(row.id))).catch(ignoreMissing)
+      this.index.removeSegment(row.id)
+      log.warn({ segment: row.id }, 'discarded unfinished compaction output')
+    }
+    const rows = this.index.segments()
+    const known = new Set(rows.map((r) => r.id))
+    const files = await listSegmentFiles(this.segmentsDir)
+    for (const id of files.filter((f) => !known.has(f))) {
+      // Rows are committed before files are created and removed before files are unlinked,
+      // so a file without a row never held indexed data.
+      await unlink(join(this.segmentsDir, segmentFileName(id)))
+      log.warn({ segment: id }, 'removed orphan segment file')
+    }
+    const present = new Set(files)
+    for (const row of rows) {
+      if (!present.has(row.id) && row.sizeBytes > 0) throw new DataDirError(`segment ${row.id} is indexed with ${row.sizeBytes} bytes but its file is missing`)
+      this.segments.set(row.id, await SegmentFile.open(this.segmentsDir, row.id, !present.has(row.id)))
+    }
+    this.nextSegmentId = Math.max(0, ...rows.map((r) => r.id), ...files) + 1
+    const activeRow = rows.find((r) => r.state === 'active')
+    if (activeRow === undefined) {
+      const id = this.nextSegmentId++
+      this.index.addSegment(id, 'active')
+      this.active = await SegmentFile.open(this.segmentsDir, id, true)
+      await syncDirectory(this.segmentsDir)
+      this.segments.set(id, this.active)
+      this.activeSizeBytes = 0
+    } else {
+      this.active = this.segments.get(activeRow.id) as SegmentFile
+      this.activeSizeBytes = activeRow.sizeBytes
+      await this.rollForward()
+    }
+    const c = this.index.counts()
+    this.counts.shards = c.shardCount
+    this.counts.bytes = c.shardBytes
+    this.counts.corrupt = c.corruptCount
+    this.updateGauges()
+    log.info({ segments: this.segments.size, shards: c.shardCount, bytes: c.shardBytes }, 'shard store recovered')
+  }
+
+  /**
+   * Indexes records past the active segment's committed size that fully verify: their
+   * fsync finished but the index commit (synchronous=NORMAL) did not reach the disk.
+   * Truncates whatever follows them (a torn write that was never acknowledged).
+   */
+  private async rollForward(): Promise<void> {
+    const fileSize = await this.active.sizeBytes()
+    const committed = this.activeSizeBytes
+    if (fileSize < committed) throw new DataDirError(`segment ${this.active.id} is ${fileSize} bytes, shorter than its committed ${committed}`)
+    if (fileSize === committed) return
+    const scan = await scanRecords(this.active, committed, fileSize)
+    const fresh: NewRecord[] = scan.records
+      .filter((r) => this.index.lookup({ chunkCid: r.chunkCid, index: r.index }) === undefined)
+      .map((r) => ({ cid: r.chunkCid, index: r.index, offsetBytes: r.offsetBytes, lengthBytes: r.lengthBytes }))
+    this.index.durably(() => this.index.commitWrites(this.active.id, scan.endOffsetBytes, fresh, this.options.nowMs()))
+    if (scan.endOffsetBytes < fileSize) {
+      await truncate(this.active.path, scan.endOffsetBytes)
+      await this.active.handle.datasync()
+    }
+    this.activeSizeBytes = scan.endOffsetBytes
+    this.components.logger.info(
+      { segment: this.active.id, rolledForward: fresh.length, truncatedBytes: fileSize - scan.endOffsetBytes },
+      'recovered the active segment tail',
+    )
+  }
+
+  // ---- writes ---------------------------------------------------------------
+
+  putShards(shards: readonly Shard[]): Promise<PutResult> {
+    if (this.state !== 'running') return Promise.reject(new ShuttingDownError('shard store is not running'))
+    if (shards.length === 0) return Promise.resolve({ writtenCount: 0, existingCount: 0 })
+    const bytes = shards.reduce((sum, s) => sum + s.bytes.length, 0)
+    if (this.pending.length > 0 && this.pendingBytes + bytes > this.options.pendingMaxBytes) {
+      return Promise.reject(new ResourceExhaustedError(`${this.pendingBytes} bytes already wait for a group commit`))
+    }
+    return new Promise<PutResult>((resolve, reject) => {
+      this.pending.push({ shards, bytes, result: { writtenCount: 0, existingCount: 0 }, resolve, reject })
+      this.pendingBytes += bytes
+      this.kickWriter()
+    })
+  }
+
+  private kickWriter(): void {
+    if (this.writing !== undefined) return
+    this.writing = this.drainPending().finally(() => {
+      this.writing = undefined
+      if (this.pending.length > 0) this.kickWriter()
+    })
+  }
+
+  /** One group commit at a time; everything that queued meanwhile shares the next fsync. */
+  private async drainPending(): Promise<void> {
+    while (this.pending.length > 0) {
+      const group: PendingPut[] = []
+      let groupBytes = 0
+      while (this.pending.length > 0 && (group.length === 0 || groupBytes + (this.pending[0] as PendingPut).bytes <= this.options.groupCommitMaxBytes)) {
+        const next = this.pending.shift() as PendingPut
+        group.push(next)
+        groupBytes += next.bytes
+        this.pendingBytes -= next.bytes
+      }
+      try {
+        await this.commitGroup(group)
+        for (const put of group) put.resolve(put.result)
+      } catch (err) {
+        for (const put of group) put.reject(err)
+      }
+    }
+  }
+
+  /** Writes the group's new shards, fsyncs them, then indexes them. */
+  private async commitGroup(group: readonly PendingPut[]): Promise<void> {
+    const nowMs = this.options.nowMs()
+    const planned = new Set<string>()
+    const toWrite: Shard[] = []
+    for (const put of group) {
+      for (const shard of put.shards) {
+        const key = shardKey(shard.header)
+        const row = planned.has(key) ? undefined : this.index.lookup(shard.header)
+        if (planned.has(key) || (row !== undefined && !row.corrupt)) {
+          // Already stored and fsynced (or in this very group): a re-put only refreshes GC's clock.
+          if (row !== undefined) this.index.touch(shard.header, nowMs)
+          put.result.existingCount += 1
+        } else {
+          toWrite.push(shard)
+          put.result.writtenCount += 1
+        }
+        planned.add(key)
+      }
+    }
+    if (toWrite.length === 0) return
+    await this.appendAndIndex(toWrite, nowMs)
+  }
+
+  private async appendAndIndex(shards: readonly Shard[], nowMs: number): Promise<void> {
+    const totalBytes = shards.reduce((sum, s) => sum + s.bytes.length, 0)
+    if (this.activeSizeBytes > 0 && this.activeSizeBytes + totalBytes > this.options.segmentSizeBytes) await this.rollSegment()
+    const start = this.activeSizeBytes
+    const records: NewRecord[] = []
+    let offset = start
+    for (const s of shards) {
+      records.push({ cid: s.header.chunkCid, index: s.header.index, offsetBytes: offset, lengthBytes: s.bytes.length })
+      offset += s.bytes.length
+    }
+    try {
+      await writeAll(this.active, shards.map((s) => s.bytes), start)
+      const stopTimer = this.components.metrics?.fsyncSeconds.startTimer()
+      await this.active.handle.datasync()
+      stopTimer?.()
+    } catch (err) {
+      // Nothing was indexed; cut the tail so the next group starts at the committed size.
+      await truncate(this.active.path, start).catch(() => undefined)
+      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw new DiskFullError('no space left for shard data', { cause: err })
+      throw err
+    }
+    const replaced = this.index.commitWrites(this.active.id, offset, records, nowMs)
+    this.activeSizeBytes = offset
+    this.counts.shards += records.length - replaced.count
+    this.counts.bytes += totalBytes - replaced.bytes
+    this.counts.corrupt -= replaced.corrupt
+    this.updateGauges()
+  }
+
+  /** Seals the active segment and starts the next: row first, then file, then directory fsync. */
+  private async rollSegment(): Promise<void> {
+    const id = this.nextSegmentId++
+    this.index.rollSegment(this.active.id, id)
+    const next = await SegmentFile.open(this.segmentsDir, id, true)
+    await syncDirectory(this.segmentsDir)
+    this.segments.set(id, next)
+    this.active = next
+    this.activeSizeBytes = 0
+  }
+
+  // ---- reads ----------------------------------------------------------------
+
+  async getShard(address: ShardAddress): Promise<Shard> {
+    validateAddress(address)
+    // A compaction may move the shard between lookup and read; then look again.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const row = this.index.lookup(address)
+      if (row === undefined) throw new ShardNotFoundError(`no shard ${formatAddress(address)}`)
+      if (row.corrupt) throw new ShardCorruptError(`shard ${formatAddress(address)} failed verification earlier`)
+      const segment = this.segments.get(row.segment)
+      if (segment === undefined || !segment.acquire()) continue
+      let bytes: Buffer
+      try {
+        bytes = await segment.read(row.offset, row.length)
+      } catch (err) {
+        throw new ShardReadError(`reading shard ${formatAddress(address)} failed`, { cause: err })
+      } finally {
+        segment.release()
+      }
+      return this.verify(address, row, bytes)
+    }
+    throw new ShardReadError(`shard ${formatAddress(address)} kept moving during compaction`)
+  }
+
+  /** Decodes stored bytes and checks they are the shard asked for; anything else is corruption. */
+  private verify(address: ShardAddress, row: ShardRow, bytes: Buffer): Shard {
+    try {
+      if (bytes.length !== row.length) throw new ShardCorruptError(`stored record is ${bytes.length} bytes, index says ${row.length}`)
+      const shard = decodeShard(bytes)
+      if (shard.header.index !== address.index || !asBuffer(shard.header.chunkCid).equals(asBuffer(address.chunkCid))) {
+        throw new ShardCorruptError('stored record belongs to another shard')
+      }
+      return shard
+    } catch (err) {
+      this.recordCorrupt(row, err)
+      throw err instanceof ShardCorruptError ? err : new ShardCorruptError(`stored shard ${formatAddress(address)} does not parse`, { cause: err })
+    }
+  }
+
+  /** Flags a bad stored shard so it is reported absent and a repair's put replaces it. */
+  recordCorrupt(row: ShardRow, cause: unknown, mark = true): void {
+    this.components.metrics?.badShards.inc()
+    this.components.logger.error({ shard: formatAddress({ chunkCid: row.cid, index: row.idx }), segment: row.segment, offset: row.offset, err: cause }, 'stored shard failed verification')
+    if (mark && this.state === 'running' && this.index.markCorrupt(row)) this.counts.corrupt += 1
+  }
+
+  async getShards(addresses: readonly ShardAddress[]): Promise<GetResult[]> {
+    const results: GetResult[] = new Array(addresses.length)
+    let next = 0
+    const worker = async (): Promise<void> => {
+      while (next < addresses.length) {
+        const i = next++
+        try {
+          results[i] = { ok: true, shard: await this.getShard(addresses[i] as ShardAddress) }
+        } catch (err) {
+          if (!(err instanceof CairnError)) throw err
+          results[i] = { ok: false, error: err }
+        }
+      }
+    }
+    const workers = Math.min(this.options.readConcurrency, addresses.length)
+    await Promise.all(Array.from({ length: workers }, worker))
+    return results
+  }
+
+  async hasShards(addresses: readonly ShardAddress[]): Promise<boolean[]> {
+    return addresses.map((a) => {
+      validateAddress(a)
+      const row = this.index.lookup(a)
+      return row !== undefined && !row.corrupt
+    })
+  }
+
+  // ---- deletes, listing, stats ----------------------------------------------
+
+  async deleteShards(addresses: readonly ShardAddress[], options: DeleteOptions = {}): Promise<number> {
+    if (this.state !== 'running') throw new ShuttingDownError('shard store is not running')
+    for (const a of addresses) validateAddress(a)
+    const cutoff = options.lastPutBeforeUnixMs ?? Number.MAX_SAFE_INTEGER
+    const gone = this.index.deleteShards(addresses, cutoff)
+    this.counts.shards -= gone.count
+    this.counts.bytes -= gone.bytes
+    this.counts.corrupt -= gone.corrupt
+    this.updateGauges()
+    return gone.count
+  }
+
+  async listShards(options: ListOptions = {}): Promise<ListPage> {
+    const pageSize = options.pageSize ?? this.options.listPageSizeDefault
+    if (!Number.isInteger(pageSize) || pageSize < 1) throw new PageTokenError(`bad page size ${pageSize}`)
+    const limit = Math.min(pageSize, this.options.listPageSizeMax)
+    const after = options.pageToken === undefined || options.pageToken === '' ? undefined : decodePageToken(options.pageToken)
+    const rows = this.index.list(after, options.cidPrefix, limit + 1)
+    const page = rows.slice(0, limit)
+    const shards = page.map((r) => ({ address: { chunkCid: new Uint8Array(r.cid), index: r.idx }, sizeBytes: r.length, lastPutUnixMs: r.lastPutMs, corrupt: r.corrupt }))
+    const last = page[page.length - 1]
+    return rows.length > limit && last !== undefined ? { shards, nextPageToken: encodePageToken(last.cid, last.idx) } : { shards }
+  }
+
+  async stats(): Promise<StoreStats> {
+    const segments = this.index.segments()
+    return {
+      shardCount: this.counts.shards,
+      shardBytes: this.counts.bytes,
+      segmentCount: segments.length,
+      segmentBytes: segments.reduce((sum, s) => sum + s.sizeBytes, 0),
+      corruptShardCount: this.counts.corrupt,
+    }
+  }
+
+  private updateGauges(): void {
+    this.components.metrics?.shards.set(this.counts.shards)
+    this.components.metrics?.shardBytes.set(this.counts.bytes)
+  }
+
+  // ---- compaction -----------------------------------------------------------
+
+  /** Compacts the emptiest eligible segment, if any; resolves whether one was compacted. */
+  compactOnce(): Promise<boolean> {
+    if (this.state !== 'running') return Promise.resolve(false)
+    if (this.compacting !== undefined) return this.compacting.then(() => this.compactOnce())
+    const candidate = pickCompactionCandidate(this.index.segments(), this.options.compactionLiveRatio)
+    if (candidate === undefined) return Promise.resolve(false)
+    const run = compactSegment(this, candidate).then(() => true)
+    this.compacting = run.finally(() => {
+      this.compacting = undefined
+    })
+    return run
+  }
+
+  private scheduleCompaction(): void {
+    if (this.options.compactionIntervalMs <= 0 || this.state !== 'running') return
+    this.compactTimer = setTimeout(() => {
+      this.compactOnce()
+        .catch((err: unknown) => this.components.logger.error({ err }, 'compaction failed'))
+        .finally(() => this.scheduleCompaction())
+    }, this.options.compactionIntervalMs)
+    this.compactTimer.unref()
+  }
+}
+
+async function writeAll(segment: SegmentFile, buffers: readonly Uint8Array[], positionBytes: number): Promise<void> {
+  // writev takes at most IOV_MAX buffers per call on Linux.
+  let position = positionBytes
+  for (let i = 0; i < buffers.length; i += 512) {
+    const slice = buffers.slice(i, i + 512)
+    const expected = slice.reduce((sum, b) => sum + b.length, 0)
+    const { bytesWritten } = await segment.handle.writev(slice as Uint8Array[], position)
+    if (bytesWritten !== expected) throw new DataDirError(`short write to segment ${segment.id}: ${bytesWritten} of ${expected} bytes`)
+    position += expected
+  }
+}
+
+function ignoreMissing(err: NodeJS.ErrnoException): void {
+  if (err.code !== 'ENOENT') throw err
+}
+
+function encodePageToken(cid: Buffer, index: number): string {
+  return `1.${cid.toString('base64url')}.${index}`
+}
+
+function decodePageToken(token: string): ShardAddress {
+  const match = /^1\.([A-Za-z0-9_-]+)\.(\d{1,3})$/.exec(token)
+  if (!match) throw new PageTokenError('page token was not issued by this store')
+  return { chunkCid: Buffer.from(match[1] as string, 'base64url'), index: Number(match[2]) }
+}

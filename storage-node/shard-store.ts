@@ -1,0 +1,112 @@
+/**
+ * The shard store contract: what the gRPC service, the scrubber, repair and GC
+ * workers use. Every backend passes storage-node/shard-store.conformance.ts.
+ */
+import type { Shard, ShardAddress } from '../core/shard.js'
+import type { Startable } from '../core/startable.js'
+import { CairnError } from '../core/errors.js'
+
+export interface PutResult {
+  /** Shards newly written. */
+  writtenCount: number
+  /** Shards already stored; their last-put time was refreshed. */
+  existingCount: number
+}
+
+/** A byte range of a shard's payload. */
+export interface PayloadRange {
+  offsetBytes: number
+  lengthBytes: number
+}
+
+export interface ShardInfo {
+  address: ShardAddress
+  /** Encoded size on disk, header included. */
+  sizeBytes: number
+  lastPutUnixMs: number
+  /** A read found the stored copy bad; a new put of the shard replaces it. */
+  corrupt: boolean
+}
+
+export interface ListOptions {
+  /** Opaque token from the previous page; undefined for the first. */
+  pageToken?: string
+  /** @default the store's `listPageSizeDefault` */
+  pageSize?: number
+  /** Only shards whose binary chunk CID starts with these bytes. */
+  cidPrefix?: Uint8Array
+}
+
+export interface ListPage {
+  shards: ShardInfo[]
+  /** Undefined on the last page. */
+  nextPageToken?: string
+}
+
+export interface DeleteOptions {
+  /** Keep shards put at or after this time (GC's grace rule, checked atomically). */
+  lastPutBeforeUnixMs?: number
+}
+
+export interface StoreStats {
+  shardCount: number
+  shardBytes: number
+  segmentCount: number
+  segmentBytes: number
+  corruptShardCount: number
+}
+
+/** One address's outcome in a batch read. */
+export type GetResult = { ok: true; shard: Shard } | { ok: false; error: CairnError }
+
+export interface ShardStore extends Startable {
+  /** Durably stores every shard (already decoded and verified); resolves only after the fsync that covers them. Idempotent. */
+  putShards(shards: readonly Shard[]): Promise<PutResult>
+  /** The whole verified shard. Throws ShardNotFoundError or ShardCorruptError. */
+  getShard(address: ShardAddress): Promise<Shard>
+  /** Each address's verified shard or its own error; one bad shard never fails the others. */
+  getShards(addresses: readonly ShardAddress[]): Promise<GetResult[]>
+  /** Whether each shard is stored and not known corrupt, in order. */
+  hasShards(addresses: readonly ShardAddress[]): Promise<boolean[]>
+  /** Removes shards; absent ones are ignored. Resolves with the count removed once durable. */
+  deleteShards(addresses: readonly ShardAddress[], options?: DeleteOptions): Promise<number>
+  /** Stored shards in (chunk CID bytes, index) order, a page at a time. */
+  listShards(options?: ListOptions): Promise<ListPage>
+  stats(): Promise<StoreStats>
+}
+
+/** No shard at this address. */
+export class ShardNotFoundError extends CairnError {
+  override readonly name = 'ShardNotFoundError'
+  readonly kind = 'not-found'
+}
+
+/** A batch or shard exceeds the node's configured limits; split it and retry. */
+export class ShardLimitError extends CairnError {
+  override readonly name = 'ShardLimitError'
+  readonly kind = 'invalid-argument'
+}
+
+/** A payload range lies outside the shard's payload. */
+export class ShardRangeError extends CairnError {
+  override readonly name = 'ShardRangeError'
+  readonly kind = 'invalid-argument'
+}
+
+/** A list page token this store did not issue. */
+export class PageTokenError extends CairnError {
+  override readonly name = 'PageTokenError'
+  readonly kind = 'invalid-argument'
+}
+
+/** The data directory is unusable: locked by another process, or missing segment data. */
+export class DataDirError extends CairnError {
+  override readonly name = 'DataDirError'
+  readonly kind = 'failed-precondition'
+}
+
+/** The disk is full; nothing was stored. */
+export class DiskFullError extends CairnError {
+  override readonly name = 'DiskFullError'
+  readonly kind = 'resource-exhausted'
+}
