@@ -1,0 +1,361 @@
+/**
+ * The control plane contract: the domain objects Cairn keeps in its control
+ * plane (block stores, storage policies, volumes, snapshots, cluster maps), the
+ * `ControlPlane` interface over them, and the typed errors it throws.
+ *
+ * Two implementations satisfy it: Local (one better-sqlite3 file, for `cairn dev`
+ * and tests) and Kubernetes (CRDs in `cairn.dev/v1alpha1`). Both must pass the
+ * suite in `conformance.ts` unchanged, so every behaviour a caller may rely on is
+ * written here as a one-line contract and checked there.
+ *
+ * Every object is plain JSON-serialisable data. Each carries an opaque `revision`
+ * (Kubernetes' resourceVersion; a store-wide counter in Local): it changes on
+ * every write to the object and is what compare-and-swap compares.
+ */
+import { CairnError } from '../core/errors.js'
+import type { Startable } from '../core/startable.js'
+
+/** Content hash naming chunks (the CID's multihash). */
+export type HashAlgorithm = 'sha2-256' | 'blake3'
+
+/** The object kinds of the control plane; `NotFoundError.resource` names one. */
+export type ResourceKind = 'BlockStore' | 'StoragePolicy' | 'Volume' | 'Snapshot'
+
+/** Fields every stored object carries. */
+export interface ObjectMeta {
+  /** DNS-1123 subdomain, unique per kind. */
+  name: string
+  /** Unique per incarnation: a deleted and re-created object gets a new one. */
+  uid: string
+  /** Opaque; changes on every write. Compare only for equality. */
+  revision: string
+  /** RFC 3339 timestamp of creation. */
+  creationTime: string
+}
+
+// ---------------------------------------------------------------- policies
+
+/** What a caller gives to create a StoragePolicy; omitted fields take their defaults. */
+export interface StoragePolicySpecInput {
+  /** k: data shards per chunk, 1 ≤ k; k + m ≤ 32. */
+  dataShards: number
+  /** m: parity shards per chunk, 0 ≤ m. Any k of the k + m shards rebuild a chunk. */
+  parityShards: number
+  /** Chunk size, a power of two from 4 KiB to 4 MiB. @default 65536 */
+  chunkSizeBytes?: number
+  /** @default 'sha2-256' */
+  hash?: HashAlgorithm
+  /** Node label whose values are failure domains; at most one shard of a chunk per domain. @default 'kubernetes.io/hostname' */
+  failureDomainKey?: string
+  /** Storage nodes holding each volume's journal, 1 to 32. @default parityShards + 1 (the data's fault tolerance) */
+  journalReplicas?: number
+  /** Seconds between full scrubs of a shard, 60 s to 1 year. @default 604800 (7 days) */
+  scrubIntervalSeconds?: number
+  /** Cap on repair traffic per storage node. @default 67108864 (64 MiB/s) */
+  repairBandwidthBytesPerSecond?: number
+}
+
+/** A StoragePolicy's spec with every default applied. */
+export type StoragePolicySpec = Required<StoragePolicySpecInput>
+
+/** How volumes are cut into chunks and coded (CRD `StoragePolicy`). */
+export interface StoragePolicy extends ObjectMeta, StoragePolicySpec {}
+
+export interface StoragePolicyInput extends StoragePolicySpecInput {
+  name: string
+}
+
+// ---------------------------------------------------------------- block stores
+
+/** Lifecycle of a storage node in the cluster map. */
+export type MemberState = 'joining' | 'active' | 'draining' | 'down'
+
+/** One storage node in a cluster map. */
+export interface ClusterMember {
+  /** Stable node id (a DNS-1123 subdomain, the Kubernetes node name). */
+  id: string
+  /** gRPC endpoint, `host:port`. */
+  address: string
+  /** libp2p peer id, pinned: unknown peers are refused. */
+  peerId: string
+  /** Value of the failure-domain label on this node. */
+  failureDomain: string
+  /** Placement weight, proportional to capacity; > 0. */
+  weight: number
+  state: MemberState
+}
+
+/** The storage nodes of a block store at one epoch. Placement ranks chunks over it. */
+export interface ClusterMap {
+  /** Strictly increases with every published change; 0 = nothing published yet. */
+  epoch: number
+  /** Ids and peer ids are unique. */
+  members: ClusterMember[]
+}
+
+export interface BlockStoreSpecInput {
+  /** Directory on each storage node where shards live. */
+  hostPath: string
+  /** @default 'kubernetes.io/hostname' */
+  failureDomainKey?: string
+  /** Nodes eligible to store (Kubernetes only; Local ignores it). @default {} */
+  nodeSelector?: Record<string, string>
+}
+
+export type BlockStoreSpec = Required<BlockStoreSpecInput>
+
+/** A pool of storage nodes (CRD `BlockStore`); its status holds the cluster map. */
+export interface BlockStore extends ObjectMeta, BlockStoreSpec {
+  status: { clusterMap: ClusterMap }
+}
+
+export interface BlockStoreInput extends BlockStoreSpecInput {
+  name: string
+}
+
+// ---------------------------------------------------------------- volumes
+
+/**
+ * A volume's state: the root of its Merkle map, the size it covers and the
+ * journal sequence it includes. A snapshot is a saved head.
+ */
+export interface VolumeHead {
+  /** CIDv1 string of the manifest root; null for a volume never written (all zeros). */
+  rootCid: string | null
+  /** Size covered by the manifest; ≤ the volume's `sizeBytes`, grows when the engine expands. */
+  sizeBytes: number
+  /** Last journal sequence folded into `rootCid`; never decreases. */
+  journalSeq: number
+}
+
+/** Who holds the volume: the node that last took an epoch. */
+export interface Attachment {
+  nodeId: string
+  /** The epoch granted to `nodeId`; journal replicas refuse any older one. */
+  epoch: number
+  /** RFC 3339 time the epoch was granted. */
+  since: string
+}
+
+export type VolumeHealth = 'unknown' | 'healthy' | 'degraded' | 'failed'
+
+export interface VolumeStatus {
+  head: VolumeHead
+  /** Highest epoch ever granted for this volume incarnation; never decreases. 0 = never attached. */
+  epoch: number
+  attachment: Attachment | null
+  /** Storage-node ids holding the journal. */
+  journalReplicas: string[]
+  /** Bytes of shards this volume references (accounting, not a quota). */
+  allocatedBytes: number
+  health: VolumeHealth
+}
+
+/** Where a new volume's head starts: a snapshot's root (restore) or another volume's head (clone). */
+export type VolumeSource = { snapshot: string } | { volume: string }
+
+export interface VolumeSpec {
+  blockStore: string
+  storagePolicy: string
+  /** Positive multiple of 4096 (the NBD block size), at most 2^53 − 4096. */
+  sizeBytes: number
+  source?: VolumeSource
+}
+
+/** A block device (CRD `Volume`). */
+export interface Volume extends ObjectMeta, VolumeSpec {
+  status: VolumeStatus
+}
+
+export interface VolumeInput extends VolumeSpec {
+  name: string
+}
+
+/** Status fields writable through `updateVolumeStatus`; head, epoch and attachment have their own methods. */
+export interface VolumeStatusPatch {
+  journalReplicas?: string[]
+  allocatedBytes?: number
+  health?: VolumeHealth
+}
+
+// ---------------------------------------------------------------- snapshots
+
+export interface SnapshotStatus {
+  /** The volume head's root when the snapshot was taken (null: the volume was empty). */
+  rootCid: string | null
+  sizeBytes: number
+  readyToUse: boolean
+  /** RFC 3339. */
+  creationTime: string
+}
+
+/**
+ * A saved head (CRD `Snapshot`). It records the source's block store and policy
+ * because restoring reads the same chunks: a restore must use both.
+ */
+export interface Snapshot extends ObjectMeta {
+  volume: string
+  blockStore: string
+  storagePolicy: string
+  status: SnapshotStatus
+}
+
+export interface SnapshotInput {
+  name: string
+  volume: string
+}
+
+// ---------------------------------------------------------------- listing
+
+export interface ListOptions {
+  /** Page size, 1 to 1000. @default 500 */
+  limit?: number
+  /** Token from the previous page; opaque. */
+  continue?: string
+}
+
+export interface SnapshotListOptions extends ListOptions {
+  /** Only snapshots of this volume. A continue token only works with the filter it was issued for. */
+  volume?: string
+}
+
+/** One page, ordered by name. `continue` is absent on the last page. */
+export interface Page<T> {
+  items: T[]
+  continue?: string
+}
+
+/** Largest page a caller may ask for. */
+export const LIST_LIMIT_MAX = 1000
+/** Page size when the caller gives none. */
+export const LIST_LIMIT_DEFAULT = 500
+
+// ---------------------------------------------------------------- the interface
+
+/**
+ * The control plane. Every method validates its input first (InvalidArgumentError),
+ * then acts atomically. Methods called before `start()` or after `stop()` throw
+ * ShuttingDownError. Lists are ordered by name; an object that exists for the whole
+ * of a paginated list appears in it exactly once.
+ */
+export interface ControlPlane extends Startable {
+  /** Creates a block store; the same spec again returns the existing one; a different spec → AlreadyExistsError. */
+  createBlockStore(input: BlockStoreInput): Promise<BlockStore>
+  /** The block store, or NotFoundError. */
+  getBlockStore(name: string): Promise<BlockStore>
+  /** One page of block stores. */
+  listBlockStores(options?: ListOptions): Promise<Page<BlockStore>>
+  /** Deletes; absent is success; a block store any volume uses → FailedPreconditionError. */
+  deleteBlockStore(name: string): Promise<void>
+  /** The block store's cluster map (epoch 0, no members, until one is published); NotFoundError if no block store. */
+  getClusterMap(blockStore: string): Promise<ClusterMap>
+  /** Publishes `map` if `map.epoch` > the current epoch, else ConflictError; returns the stored map. */
+  publishClusterMap(blockStore: string, map: ClusterMap): Promise<ClusterMap>
+
+  /** Creates a policy with defaults applied; the same spec again returns it; a different spec → AlreadyExistsError. */
+  createStoragePolicy(input: StoragePolicyInput): Promise<StoragePolicy>
+  /** The policy, or NotFoundError. */
+  getStoragePolicy(name: string): Promise<StoragePolicy>
+  /** One page of policies. */
+  listStoragePolicies(options?: ListOptions): Promise<Page<StoragePolicy>>
+  /** Deletes; absent is success; a policy any volume uses → FailedPreconditionError. */
+  deleteStoragePolicy(name: string): Promise<void>
+
+  /**
+   * Creates a volume (block store and policy must exist, else NotFoundError); the same spec again returns it;
+   * a different spec → AlreadyExistsError. With a source, the head starts at the source's root.
+   */
+  createVolume(input: VolumeInput): Promise<Volume>
+  /** The volume, or NotFoundError. */
+  getVolume(name: string): Promise<Volume>
+  /** One page of volumes; bad token → InvalidArgumentError, expired token → StaleContinueTokenError. */
+  listVolumes(options?: ListOptions): Promise<Page<Volume>>
+  /** Grows `sizeBytes`; the same size is a no-op; smaller → InvalidArgumentError. */
+  resizeVolume(name: string, sizeBytes: number): Promise<Volume>
+  /** Deletes; absent is success; an attached volume → FailedPreconditionError. Snapshots of it remain. */
+  deleteVolume(name: string): Promise<void>
+  /** Applies `patch` if the volume's revision is `expectedRevision`, else ConflictError. */
+  updateVolumeStatus(name: string, expectedRevision: string, patch: VolumeStatusPatch): Promise<Volume>
+  /**
+   * Replaces the head if the revision is `fence.expectedRevision` (else ConflictError) and `fence.epoch` is the
+   * volume's current epoch (else EpochFencedError). The journal sequence never decreases; the size never shrinks.
+   */
+  updateVolumeHead(name: string, fence: { expectedRevision: string; epoch: number }, head: VolumeHead): Promise<Volume>
+  /**
+   * If the volume's epoch is `expectedEpoch`, grants `nodeId` a strictly larger epoch and records it as the
+   * attachment (taking over from any previous holder), else ConflictError. Of concurrent callers, exactly one wins.
+   */
+  acquireEpoch(volume: string, nodeId: string, expectedEpoch: number): Promise<Volume>
+  /** Clears the attachment if it is (`nodeId`, `epoch`); otherwise (released, or taken over) changes nothing. The epoch stays. */
+  releaseAttachment(volume: string, nodeId: string, epoch: number): Promise<Volume>
+
+  /** Saves the volume's current head as a snapshot (O(1)); the same volume again returns it; another → AlreadyExistsError. */
+  createSnapshot(input: SnapshotInput): Promise<Snapshot>
+  /** The snapshot, or NotFoundError. */
+  getSnapshot(name: string): Promise<Snapshot>
+  /** One page of snapshots, optionally of one volume. */
+  listSnapshots(options?: SnapshotListOptions): Promise<Page<Snapshot>>
+  /** Deletes; absent is success. */
+  deleteSnapshot(name: string): Promise<void>
+}
+
+// ---------------------------------------------------------------- errors
+
+export { InvalidArgumentError, ShuttingDownError } from '../core/errors.js'
+
+/** The named object does not exist. */
+export class NotFoundError extends CairnError {
+  override readonly name = 'NotFoundError'
+  readonly kind = 'not-found'
+  constructor(
+    readonly resource: ResourceKind,
+    readonly resourceName: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${resource} ${JSON.stringify(resourceName)} not found`, options)
+  }
+}
+
+/** An object of that name exists with a different spec. */
+export class AlreadyExistsError extends CairnError {
+  override readonly name = 'AlreadyExistsError'
+  readonly kind = 'already-exists'
+  constructor(
+    readonly resource: ResourceKind,
+    readonly resourceName: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${resource} ${JSON.stringify(resourceName)} already exists with a different spec`, options)
+  }
+}
+
+/** A compare-and-swap lost: the object changed since the caller read it. Re-read and retry. */
+export class ConflictError extends CairnError {
+  override readonly name = 'ConflictError'
+  readonly kind = 'aborted'
+}
+
+/** A continue token has expired (Kubernetes' 410 Gone); restart the list from the beginning. */
+export class StaleContinueTokenError extends CairnError {
+  override readonly name = 'StaleContinueTokenError'
+  readonly kind = 'aborted'
+}
+
+/** The request is valid but the object's state forbids it (in use, attached). */
+export class FailedPreconditionError extends CairnError {
+  override readonly name = 'FailedPreconditionError'
+  readonly kind = 'failed-precondition'
+}
+
+/** The caller's epoch is not the volume's current one: another node took over, so this one may no longer write. */
+export class EpochFencedError extends CairnError {
+  override readonly name = 'EpochFencedError'
+  readonly kind = 'failed-precondition'
+  constructor(
+    readonly volume: string,
+    readonly epoch: number,
+    readonly currentEpoch: number,
+  ) {
+    super(`volume ${JSON.stringify(volume)}: epoch ${epoch} is fenced, the current epoch is ${currentEpoch}`)
+  }
+}
