@@ -396,7 +396,8 @@ function paginationCases(run: Run, seeded: Seeded, volume: MakeVolume): void {
       await cp.createSnapshot({ name: 's2', volume: 'a' })
       const snapshotToken = (await cp.listSnapshots({ limit: 1 })).continue!
       const volumeToken = (await cp.listVolumes({ limit: 1 })).continue!
-      for (const token of ['garbage!', 'Z2FyYmFnZQ', '', '%%%', volumeToken.slice(0, -3) + '@@@']) {
+      assert.deepEqual(names((await cp.listVolumes({ limit: 1, continue: '' })).items), ['a'], 'empty token: first page')
+      for (const token of ['garbage!', 'Z2FyYmFnZQ', '%%%', volumeToken.slice(0, -3) + '@@@', volumeToken + '\n']) {
         await assert.rejects(cp.listVolumes({ limit: 1, continue: token }), { name: 'InvalidArgumentError' }, token)
       }
       await assert.rejects(cp.listVolumes({ continue: snapshotToken }), { name: 'InvalidArgumentError' }, 'another kind')

@@ -210,7 +210,7 @@ export interface SnapshotInput {
 export interface ListOptions {
   /** Page size, 1 to 1000. @default 500 */
   limit?: number
-  /** Token from the previous page; opaque. */
+  /** Token from the previous page; opaque. Absent or empty: the first page (CSI's empty starting_token). */
   continue?: string
 }
 

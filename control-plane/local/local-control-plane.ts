@@ -357,7 +357,7 @@ export class LocalControlPlane implements ControlPlane {
     const limit = resolveLimit(options?.limit)
     const filterKey = filter === undefined ? null : filter.volume
     const after =
-      options?.continue === undefined
+      options?.continue === undefined || options.continue === ''
         ? ''
         : decodeContinueToken(options.continue, { kind, filter: filterKey }, this.clock(), this.continueTokenTtlMs)
     // One extra row tells whether another page exists without a second query.
