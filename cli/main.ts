@@ -15,6 +15,7 @@ export interface Command {
 
 const commands: Record<string, () => Promise<Command>> = {
   bench: async () => (await import('./commands/bench.js')).command,
+  'storage-node': async () => (await import('./commands/storage-node.js')).command,
 }
 
 async function main(argv: string[]): Promise<number> {

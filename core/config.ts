@@ -21,6 +21,24 @@ export const storageNodeConfigSchema = z.object({
   /** Health and metrics HTTP listen address. */
   metricsListen: hostPort.default('127.0.0.1:9700'),
   logLevel: logLevel.default('info'),
+  /** The active segment file is sealed past this size. */
+  segmentSizeBytes: z.number().int().min(1024 * 1024).default(256 * 1024 * 1024),
+  /** Sealed segments with less than this fraction of live bytes are compacted. */
+  compactionLiveRatio: z.number().gt(0).max(1).default(0.5),
+  /** Pause between compaction passes; 0 disables compaction. */
+  compactionIntervalMs: z.number().int().min(0).default(10_000),
+  /** Most shards or addresses in one request. */
+  maxBatchShards: z.number().int().min(1).default(1024),
+  /** Most encoded bytes in one put batch. */
+  maxBatchBytes: z.number().int().min(1024).default(32 * 1024 * 1024),
+  /** Largest encoded shard accepted. */
+  maxShardBytes: z.number().int().min(1024).default(4 * 1024 * 1024),
+  /** Requests served at once; more are refused with RESOURCE_EXHAUSTED. */
+  maxInFlightRequests: z.number().int().min(1).default(256),
+  /** Bytes of puts waiting for a group commit before more are refused. */
+  pendingMaxBytes: z.number().int().min(1024 * 1024).default(256 * 1024 * 1024),
+  /** How long shutdown waits for in-flight requests before cancelling them. */
+  shutdownGraceMs: z.number().int().min(0).default(10_000),
 })
 export type StorageNodeConfig = z.infer<typeof storageNodeConfigSchema>
 

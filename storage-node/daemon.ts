@@ -1,0 +1,121 @@
+/**
+ * The storage-node daemon: the shard store, the ShardService gRPC server, and the
+ * health/metrics server, wired and started in order and stopped in reverse.
+ */
+import { Server, ServerCredentials } from '@grpc/grpc-js'
+import type { Registry } from 'prom-client'
+import type { Logger } from '../core/logger.js'
+import type { Startable } from '../core/startable.js'
+import type { StorageNodeConfig } from '../core/config.js'
+import { HealthServer } from '../core/health-server.js'
+import { assert } from '../core/errors.js'
+import { createStorageNodeMetrics } from './metrics.js'
+import { loadShardService } from './proto.js'
+import { createShardServiceHandlers, defaultShardServiceLimits, type ShardServiceLimits } from './shard-service.js'
+import { createSegmentShardStore, type SegmentShardStore } from './segment-store.js'
+
+export type StorageNodeInit = Pick<
+  StorageNodeConfig,
+  | 'dataDir'
+  | 'listen'
+  | 'metricsListen'
+  | 'segmentSizeBytes'
+  | 'compactionLiveRatio'
+  | 'compactionIntervalMs'
+  | 'maxBatchShards'
+  | 'maxBatchBytes'
+  | 'maxShardBytes'
+  | 'maxInFlightRequests'
+  | 'pendingMaxBytes'
+  | 'shutdownGraceMs'
+>
+
+export interface StorageNodeComponents {
+  logger: Logger
+  registry: Registry
+}
+
+export class StorageNode implements Startable {
+  readonly store: SegmentShardStore
+  private readonly grpc: Server
+  private readonly health: HealthServer
+  private grpcPort: number | undefined
+  private serving = false
+  private readonly limits: ShardServiceLimits
+
+  constructor(
+    private readonly init: StorageNodeInit,
+    private readonly components: StorageNodeComponents,
+  ) {
+    const metrics = createStorageNodeMetrics(components.registry)
+    this.store = createSegmentShardStore(
+      {
+        dataDir: init.dataDir,
+        segmentSizeBytes: init.segmentSizeBytes,
+        compactionLiveRatio: init.compactionLiveRatio,
+        compactionIntervalMs: init.compactionIntervalMs,
+        pendingMaxBytes: init.pendingMaxBytes,
+      },
+      { logger: components.logger.child({ component: 'shard-store' }), metrics },
+    )
+    this.limits = {
+      ...defaultShardServiceLimits,
+      maxBatchShards: init.maxBatchShards,
+      maxBatchBytes: init.maxBatchBytes,
+      maxShardBytes: init.maxShardBytes,
+      maxInFlightRequests: init.maxInFlightRequests,
+    }
+    // The transport limit sits above the batch limit so that an oversize batch reaches
+    // our validation and gets a precise error instead of a bare transport one.
+    const maxMessageBytes = init.maxBatchBytes + 1024 * 1024
+    this.grpc = new Server({ 'grpc.max_receive_message_length': maxMessageBytes, 'grpc.max_send_message_length': maxMessageBytes })
+    this.grpc.addService(loadShardService().service, createShardServiceHandlers(this.limits, { store: this.store, logger: components.logger, metrics }))
+    this.health = new HealthServer(
+      { listen: init.metricsListen, readiness: () => (this.serving ? undefined : 'starting or stopping') },
+      { logger: components.logger, registry: components.registry },
+    )
+  }
+
+  async start(): Promise<void> {
+    await this.health.start()
+    await this.store.start()
+    this.grpcPort = await new Promise<number>((resolve, reject) => {
+      // Plaintext: mTLS/token auth between pods is configured by the operator (later issue).
+      this.grpc.bindAsync(this.init.listen, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)))
+    })
+    this.serving = true
+    this.components.logger.info({ grpcAddress: this.grpcAddress(), metricsAddress: this.health.address() }, 'storage node serving')
+  }
+
+  /** Drains in-flight requests (bounded by shutdownGraceMs), then commits and closes the store. */
+  async stop(): Promise<void> {
+    this.serving = false
+    if (this.grpcPort !== undefined) {
+      this.grpcPort = undefined
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          this.components.logger.warn('shutdown grace elapsed; cancelling in-flight requests')
+          this.grpc.forceShutdown()
+          resolve()
+        }, this.init.shutdownGraceMs)
+        this.grpc.tryShutdown(() => {
+          clearTimeout(force)
+          resolve()
+        })
+      })
+    }
+    await this.store.stop()
+    await this.health.stop()
+  }
+
+  /** `host:port` the gRPC server listens on, once started. */
+  grpcAddress(): string {
+    assert(this.grpcPort !== undefined, 'storage node is not serving')
+    const host = this.init.listen.slice(0, this.init.listen.lastIndexOf(':'))
+    return `${host}:${this.grpcPort}`
+  }
+
+  metricsAddress(): string {
+    return this.health.address()
+  }
+}

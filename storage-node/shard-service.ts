@@ -1,0 +1,235 @@
+/**
+ * ShardService over gRPC: a thin layer that validates each request, converts wire
+ * objects to domain objects, calls the ShardStore, and maps errors through
+ * core/grpc.ts. It holds no state of its own beyond the in-flight budget.
+ */
+import type { ServerDuplexStream, ServerUnaryCall, ServerWritableStream, sendUnaryData, UntypedServiceImplementation } from '@grpc/grpc-js'
+import { status as Status } from '@grpc/grpc-js'
+import type { Logger } from '../core/logger.js'
+import { CairnError, ResourceExhaustedError, errorKind } from '../core/errors.js'
+import { grpcCodeForKind, toGrpcStatus } from '../core/grpc.js'
+import { decodeShard, ShardCorruptError, ShardFormatError, validateAddress, type Shard, type ShardAddress } from '../core/shard.js'
+import type { StorageNodeMetrics } from './metrics.js'
+import { ShardLimitError, ShardRangeError, type ShardStore } from './shard-store.js'
+import type {
+  WireAddress,
+  WireAddressesRequest,
+  WireDeleteShardsRequest,
+  WireGetShardRequest,
+  WireGetShardResponse,
+  WireGetShardsResponse,
+  WireListShardsRequest,
+  WireListShardsResponse,
+  WirePutShardsRequest,
+  WirePutShardsResponse,
+  WireStatsResponse,
+} from './proto.js'
+
+export interface ShardServiceLimits {
+  /** Most shards (or addresses) in one batch. @default 1024 */
+  maxBatchShards: number
+  /** Most encoded bytes in one put batch. @default 33554432 (32 MiB) */
+  maxBatchBytes: number
+  /** Largest encoded shard accepted. @default 4194304 (4 MiB) */
+  maxShardBytes: number
+  /** Requests (and put batches) served at once; more get RESOURCE_EXHAUSTED. @default 256 */
+  maxInFlightRequests: number
+  /** Put batches one stream may have waiting for their fsync before the node stops reading it. @default 8 */
+  putStreamWindow: number
+}
+
+export const defaultShardServiceLimits: ShardServiceLimits = {
+  maxBatchShards: 1024,
+  maxBatchBytes: 32 * 1024 * 1024,
+  maxShardBytes: 4 * 1024 * 1024,
+  maxInFlightRequests: 256,
+  putStreamWindow: 8,
+}
+
+export interface ShardServiceComponents {
+  store: ShardStore
+  logger: Logger
+  metrics?: StorageNodeMetrics
+}
+
+/** Builds the handler table for `server.addService(loadShardService().service, …)`. */
+export function createShardServiceHandlers(limits: ShardServiceLimits, components: ShardServiceComponents): UntypedServiceImplementation {
+  const { store, logger, metrics } = components
+  let inFlight = 0
+
+  /** Runs one request under the in-flight budget, timing it and logging why it was rejected. */
+  async function serve<T>(method: string, work: () => Promise<T>): Promise<T> {
+    const stopTimer = metrics?.requestSeconds.startTimer({ method })
+    if (inFlight >= limits.maxInFlightRequests) {
+      stopTimer?.({ code: Status[Status.RESOURCE_EXHAUSTED] })
+      throw new ResourceExhaustedError(`${inFlight} requests in flight; limit ${limits.maxInFlightRequests}`)
+    }
+    inFlight += 1
+    metrics?.inFlightRequests.set(inFlight)
+    try {
+      const result = await work()
+      stopTimer?.({ code: Status[Status.OK] })
+      return result
+    } catch (err) {
+      stopTimer?.({ code: Status[grpcCodeForKind(errorKind(err))] })
+      if (errorKind(err) === 'internal') logger.error({ method, err }, 'request failed')
+      else logger.info({ method, reason: (err as Error).message, error: (err as Error).name }, 'request rejected')
+      throw err
+    } finally {
+      inFlight -= 1
+      metrics?.inFlightRequests.set(inFlight)
+    }
+  }
+
+  function unary<Req, Res>(method: string, handle: (req: Req) => Promise<Res>) {
+    return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
+      serve(method, () => handle(call.request)).then(
+        (res) => callback(null, res),
+        (err: unknown) => callback(toGrpcStatus(err)),
+      )
+    }
+  }
+
+  return {
+    putShards: (call: ServerDuplexStream<WirePutShardsRequest, WirePutShardsResponse>) => handlePutStream(call, limits, serve, store),
+    getShard: unary('GetShard', (req: WireGetShardRequest) => getShard(req, store)),
+    getShards: (call: ServerWritableStream<WireAddressesRequest, WireGetShardsResponse>) => {
+      serve('GetShards', () => streamShards(call, limits, store)).then(
+        () => call.end(),
+        (err: unknown) => call.emit('error', toGrpcStatus(err)),
+      )
+    },
+    hasShards: unary('HasShards', async (req: WireAddressesRequest) => ({ present: await store.hasShards(toAddresses(req.addresses, limits)) })),
+    deleteShards: unary('DeleteShards', async (req: WireDeleteShardsRequest) => {
+      const addresses = toAddresses(req.addresses, limits)
+      const options = req.lastPutBeforeUnixMs > 0 ? { lastPutBeforeUnixMs: req.lastPutBeforeUnixMs } : {}
+      return { deletedCount: await store.deleteShards(addresses, options) }
+    }),
+    listShards: unary('ListShards', (req: WireListShardsRequest) => listShards(req, store)),
+    stats: unary('Stats', async (): Promise<WireStatsResponse> => ({ ...(await store.stats()) })),
+  }
+}
+
+type Serve = <T>(method: string, work: () => Promise<T>) => Promise<T>
+
+/**
+ * Each request message is a batch, acknowledged after its fsync. A bad batch ends the
+ * stream with its status; batches acknowledged before it stay stored. The stream stops
+ * being read while `putStreamWindow` batches await their fsync: backpressure, not refusal.
+ */
+function handlePutStream(call: ServerDuplexStream<WirePutShardsRequest, WirePutShardsResponse>, limits: ShardServiceLimits, serve: Serve, store: ShardStore): void {
+  let waiting = 0
+  let ended = false
+  let failed = false
+  const finishIfDone = (): void => {
+    if (ended && waiting === 0 && !failed) call.end()
+  }
+  call.on('data', (req: WirePutShardsRequest) => {
+    if (failed) return
+    waiting += 1
+    if (waiting >= limits.putStreamWindow) call.pause()
+    serve('PutShards', async () => store.putShards(toPutBatch(req, limits))).then(
+      (result) => {
+        if (!failed) call.write({ batchId: req.batchId, writtenCount: result.writtenCount, existingCount: result.existingCount })
+      },
+      (err: unknown) => {
+        if (failed) return
+        failed = true
+        call.emit('error', toGrpcStatus(err))
+      },
+    ).finally(() => {
+      waiting -= 1
+      if (waiting < limits.putStreamWindow && !failed) call.resume()
+      finishIfDone()
+    })
+  })
+  call.on('end', () => {
+    ended = true
+    finishIfDone()
+  })
+}
+
+/** Validates a put batch against the limits and decodes every shard; a CRC mismatch in a request is the sender's fault. */
+function toPutBatch(req: WirePutShardsRequest, limits: ShardServiceLimits): Shard[] {
+  if (!Number.isSafeInteger(req.batchId)) throw new ShardFormatError('batch_id out of range')
+  if (req.shards.length > limits.maxBatchShards) throw new ShardLimitError(`batch of ${req.shards.length} shards; limit ${limits.maxBatchShards}`)
+  let bytes = 0
+  for (const s of req.shards) bytes += s.length
+  if (bytes > limits.maxBatchBytes) throw new ShardLimitError(`batch of ${bytes} bytes; limit ${limits.maxBatchBytes}`)
+  return req.shards.map((bytes, i) => {
+    if (bytes.length > limits.maxShardBytes) throw new ShardLimitError(`shard ${i} is ${bytes.length} bytes; limit ${limits.maxShardBytes}`)
+    try {
+      return decodeShard(bytes)
+    } catch (err) {
+      if (err instanceof ShardCorruptError) throw new ShardFormatError(`shard ${i} fails its CRC: ${err.message}`, { cause: err })
+      if (err instanceof ShardFormatError) throw new ShardFormatError(`shard ${i}: ${err.message}`, { cause: err })
+      throw err
+    }
+  })
+}
+
+function toAddress(wire: WireAddress | null | undefined, field: string): ShardAddress {
+  if (wire == null) throw new ShardFormatError(`missing ${field}`)
+  const address = { chunkCid: new Uint8Array(wire.chunkCid.buffer, wire.chunkCid.byteOffset, wire.chunkCid.byteLength), index: wire.index }
+  validateAddress(address)
+  return address
+}
+
+function toAddresses(wire: ReadonlyArray<WireAddress | null>, limits: ShardServiceLimits): ShardAddress[] {
+  if (wire.length > limits.maxBatchShards) throw new ShardLimitError(`batch of ${wire.length} addresses; limit ${limits.maxBatchShards}`)
+  return wire.map((a, i) => toAddress(a, `addresses[${i}]`))
+}
+
+async function getShard(req: WireGetShardRequest, store: ShardStore): Promise<Partial<WireGetShardResponse>> {
+  const address = toAddress(req.address, 'address')
+  const range = req.payloadRange
+  if (range !== null && !(Number.isSafeInteger(range.offset) && Number.isSafeInteger(range.length) && range.length > 0)) {
+    throw new ShardRangeError(`bad payload range offset=${range.offset} length=${range.length}`)
+  }
+  // The whole shard is read and verified even for a range: bytes failing the CRC never leave.
+  const shard = await store.getShard(address)
+  if (range === null) return { shard: Buffer.from(shard.bytes.buffer, shard.bytes.byteOffset, shard.bytes.byteLength) }
+  if (range.offset + range.length > shard.payload.length) {
+    throw new ShardRangeError(`range [${range.offset}, ${range.offset + range.length}) exceeds payload of ${shard.payload.length} bytes`)
+  }
+  const slice = shard.payload.subarray(range.offset, range.offset + range.length)
+  return { payloadRange: Buffer.from(slice.buffer, slice.byteOffset, slice.byteLength) }
+}
+
+/** Reads in slices so a large batch never holds every shard in memory, and honours the stream's backpressure. */
+async function streamShards(call: ServerWritableStream<WireAddressesRequest, WireGetShardsResponse>, limits: ShardServiceLimits, store: ShardStore): Promise<void> {
+  const addresses = toAddresses(call.request.addresses, limits)
+  const slice = 64
+  for (let start = 0; start < addresses.length; start += slice) {
+    const results = await store.getShards(addresses.slice(start, start + slice))
+    for (let i = 0; i < results.length; i++) {
+      if (call.cancelled) return
+      const r = results[i] as (typeof results)[number]
+      const message: WireGetShardsResponse = r.ok
+        ? { position: start + i, shard: Buffer.from(r.shard.bytes.buffer, r.shard.bytes.byteOffset, r.shard.bytes.byteLength) }
+        : { position: start + i, error: shardError(r.error) }
+      if (!call.write(message)) {
+        await new Promise<void>((resolve) => {
+          call.once('drain', resolve)
+          call.once('cancelled', resolve)
+        })
+      }
+    }
+  }
+}
+
+function shardError(err: CairnError): WireGetShardsResponse['error'] {
+  return { code: grpcCodeForKind(err.kind), name: err.name, message: err.message }
+}
+
+async function listShards(req: WireListShardsRequest, store: ShardStore): Promise<WireListShardsResponse> {
+  const page = await store.listShards({
+    pageToken: req.pageToken === '' ? undefined : req.pageToken,
+    pageSize: req.pageSize === 0 ? undefined : req.pageSize,
+    cidPrefix: req.cidPrefix.length > 0 ? req.cidPrefix : undefined,
+  })
+  return {
+    shards: page.shards.map((s) => ({ ...s, address: { chunkCid: Buffer.from(s.address.chunkCid), index: s.address.index } })),
+    nextPageToken: page.nextPageToken ?? '',
+  }
+}
