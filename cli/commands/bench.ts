@@ -7,7 +7,9 @@ import { formatJsonLine, formatTable, type BenchResult, type BenchSuite } from '
 import { InvalidArgumentError } from '../../core/errors.js'
 
 /** Suites by name; each module loads only when asked for. */
-const suites: Record<string, () => Promise<BenchSuite>> = {}
+const suites: Record<string, () => Promise<BenchSuite>> = {
+  codec: async () => (await import('../../bench/codec.js')).codecSuite,
+}
 
 export const command: Command = {
   summary: 'run benchmarks: cairn bench <suite> [--table] [--scale N] [--work-dir DIR]',
