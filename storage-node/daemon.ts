@@ -11,7 +11,7 @@ import { HealthServer } from '../core/health-server.js'
 import { assert } from '../core/errors.js'
 import { createStorageNodeMetrics } from './metrics.js'
 import { loadShardService } from './proto.js'
-import { createShardServiceHandlers, defaultShardServiceLimits, type ShardServiceLimits } from './shard-service.js'
+import { createShardService, defaultShardServiceLimits, type ShardServiceHandle, type ShardServiceLimits } from './shard-service.js'
 import { createSegmentShardStore, type SegmentShardStore } from './segment-store.js'
 
 export type StorageNodeInit = Pick<
@@ -42,6 +42,7 @@ export class StorageNode implements Startable {
   private grpcPort: number | undefined
   private serving = false
   private readonly limits: ShardServiceLimits
+  private readonly service: ShardServiceHandle
 
   constructor(
     private readonly init: StorageNodeInit,
@@ -69,7 +70,8 @@ export class StorageNode implements Startable {
     // our validation and gets a precise error instead of a bare transport one.
     const maxMessageBytes = init.maxBatchBytes + 1024 * 1024
     this.grpc = new Server({ 'grpc.max_receive_message_length': maxMessageBytes, 'grpc.max_send_message_length': maxMessageBytes })
-    this.grpc.addService(loadShardService().service, createShardServiceHandlers(this.limits, { store: this.store, logger: components.logger, metrics }))
+    this.service = createShardService(this.limits, { store: this.store, logger: components.logger, metrics })
+    this.grpc.addService(loadShardService().service, this.service.handlers)
     this.health = new HealthServer(
       { listen: init.metricsListen, readiness: () => (this.serving ? undefined : 'starting or stopping') },
       { logger: components.logger, registry: components.registry },
@@ -102,6 +104,7 @@ export class StorageNode implements Startable {
           clearTimeout(force)
           resolve()
         })
+        this.service.drain()
       })
     }
     await this.store.stop()

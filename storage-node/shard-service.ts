@@ -6,7 +6,7 @@
 import type { ServerDuplexStream, ServerUnaryCall, ServerWritableStream, sendUnaryData, UntypedServiceImplementation } from '@grpc/grpc-js'
 import { status as Status } from '@grpc/grpc-js'
 import type { Logger } from '../core/logger.js'
-import { CairnError, ResourceExhaustedError, errorKind } from '../core/errors.js'
+import { CairnError, ResourceExhaustedError, ShuttingDownError, errorKind } from '../core/errors.js'
 import { grpcCodeForKind, toGrpcStatus } from '../core/grpc.js'
 import { decodeShard, ShardCorruptError, ShardFormatError, validateAddress, type Shard, type ShardAddress } from '../core/shard.js'
 import type { StorageNodeMetrics } from './metrics.js'
@@ -52,10 +52,22 @@ export interface ShardServiceComponents {
   metrics?: StorageNodeMetrics
 }
 
-/** Builds the handler table for `server.addService(loadShardService().service, …)`. */
-export function createShardServiceHandlers(limits: ShardServiceLimits, components: ShardServiceComponents): UntypedServiceImplementation {
+export interface ShardServiceHandle {
+  /** The handler table for `server.addService(loadShardService().service, …)`. */
+  handlers: UntypedServiceImplementation
+  /**
+   * Starts shutdown: put streams finish the batches they have in flight, then end with
+   * UNAVAILABLE instead of waiting for clients that keep sending.
+   */
+  drain(): void
+}
+
+/** Builds the ShardService handlers over a store. */
+export function createShardService(limits: ShardServiceLimits, components: ShardServiceComponents): ShardServiceHandle {
   const { store, logger, metrics } = components
   let inFlight = 0
+  const putStreams = new Set<PutStreamState>()
+  let draining = false
 
   /** Runs one request under the in-flight budget, timing it and logging why it was rejected. */
   async function serve<T>(method: string, work: () => Promise<T>): Promise<T> {
@@ -90,8 +102,13 @@ export function createShardServiceHandlers(limits: ShardServiceLimits, component
     }
   }
 
-  return {
-    putShards: (call: ServerDuplexStream<WirePutShardsRequest, WirePutShardsResponse>) => handlePutStream(call, limits, serve, store),
+  const handlers: UntypedServiceImplementation = {
+    putShards: (call: ServerDuplexStream<WirePutShardsRequest, WirePutShardsResponse>) => {
+      const state = handlePutStream(call, limits, serve, store, () => draining)
+      putStreams.add(state)
+      call.once('finish', () => putStreams.delete(state))
+      call.once('cancelled', () => putStreams.delete(state))
+    },
     getShard: unary('GetShard', (req: WireGetShardRequest) => getShard(req, store)),
     getShards: (call: ServerWritableStream<WireAddressesRequest, WireGetShardsResponse>) => {
       serve('GetShards', () => streamShards(call, limits, store)).then(
@@ -108,6 +125,17 @@ export function createShardServiceHandlers(limits: ShardServiceLimits, component
     listShards: unary('ListShards', (req: WireListShardsRequest) => listShards(req, store)),
     stats: unary('Stats', async (): Promise<WireStatsResponse> => ({ ...(await store.stats()) })),
   }
+  return {
+    handlers,
+    drain() {
+      draining = true
+      for (const stream of putStreams) stream.finishIfDone()
+    },
+  }
+}
+
+interface PutStreamState {
+  finishIfDone(): void
 }
 
 type Serve = <T>(method: string, work: () => Promise<T>) => Promise<T>
@@ -117,15 +145,27 @@ type Serve = <T>(method: string, work: () => Promise<T>) => Promise<T>
  * stream with its status; batches acknowledged before it stay stored. The stream stops
  * being read while `putStreamWindow` batches await their fsync: backpressure, not refusal.
  */
-function handlePutStream(call: ServerDuplexStream<WirePutShardsRequest, WirePutShardsResponse>, limits: ShardServiceLimits, serve: Serve, store: ShardStore): void {
+function handlePutStream(
+  call: ServerDuplexStream<WirePutShardsRequest, WirePutShardsResponse>,
+  limits: ShardServiceLimits,
+  serve: Serve,
+  store: ShardStore,
+  draining: () => boolean,
+): PutStreamState {
   let waiting = 0
   let ended = false
   let failed = false
   const finishIfDone = (): void => {
-    if (ended && waiting === 0 && !failed) call.end()
+    if (failed || waiting > 0) return
+    if (ended) call.end()
+    else if (draining()) {
+      // Batches the client sends from now on are not acknowledged; it retries them elsewhere or later.
+      failed = true
+      call.emit('error', toGrpcStatus(new ShuttingDownError('storage node is shutting down')))
+    }
   }
   call.on('data', (req: WirePutShardsRequest) => {
-    if (failed) return
+    if (failed || draining()) return
     waiting += 1
     if (waiting >= limits.putStreamWindow) call.pause()
     serve('PutShards', async () => store.putShards(toPutBatch(req, limits))).then(
@@ -147,6 +187,7 @@ function handlePutStream(call: ServerDuplexStream<WirePutShardsRequest, WirePutS
     ended = true
     finishIfDone()
   })
+  return { finishIfDone }
 }
 
 /** Validates a put batch against the limits and decodes every shard; a CRC mismatch in a request is the sender's fault. */
