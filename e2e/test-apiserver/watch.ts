@@ -48,6 +48,8 @@ function translate(event: StoreEvent, matches: (obj: JsonObject) => boolean): 'A
 /** Starts streaming to `res`; returns a handle, or undefined when the watch ended at once (410). */
 export function startWatch(store: ObjectStore, req: WatchRequest, res: ServerResponse, limits: WatchLimits, onEnd: () => void): OpenWatch {
   res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' })
+  // Headers go out at once, as from kube-apiserver, so clients know the watch is established.
+  res.flushHeaders()
   let closed = false
   const write = (type: string, object: JsonObject): void => {
     if (closed) return
