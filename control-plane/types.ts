@@ -234,7 +234,8 @@ export const LIST_LIMIT_DEFAULT = 500
 
 /**
  * The control plane. Every method validates its input first (InvalidArgumentError),
- * then acts atomically. Methods called before `start()` or after `stop()` throw
+ * then acts atomically. A method naming an object that does not exist throws
+ * NotFoundError, except deletes, which succeed. Methods called before `start()` or after `stop()` throw
  * ShuttingDownError. Lists are ordered by name; an object that exists for the whole
  * of a paginated list appears in it exactly once.
  */
