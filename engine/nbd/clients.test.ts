@@ -15,6 +15,11 @@ import { silentLogger } from '../../core/logger.js'
 import { Registry } from 'prom-client'
 
 const MiB = 1024 * 1024
+/**
+ * nbdsh runs `python3 -m nbd`; the python3 that has the nbd module is Debian's, which a
+ * user-installed interpreter earlier on PATH (pyenv) would otherwise shadow.
+ */
+const nbdshEnv = { ...process.env, PATH: `/usr/bin:${process.env.PATH ?? ''}` }
 
 /** A deterministic pseudo-random image (xorshift32), so failures reproduce. */
 function patternedImage(sizeBytes: number, seed: number): Buffer {
@@ -178,7 +183,7 @@ except nbd.Error as e:
 h.shutdown()
 print("ok")
 `
-    assert.equal((await runOk('nbdsh', ['-c', script])).trim(), 'ok')
+    assert.equal((await runOk('nbdsh', ['-c', script], 60_000, nbdshEnv)).trim(), 'ok')
   })
 
   test('nbdsh: the read-only export refuses writes with EPERM and still serves reads', async () => {
@@ -194,7 +199,7 @@ except nbd.Error as e:
 assert h.pread(512, 0) == bytes(512)
 print("ok")
 `
-    assert.equal((await runOk('nbdsh', ['-c', script])).trim(), 'ok')
+    assert.equal((await runOk('nbdsh', ['-c', script], 60_000, nbdshEnv)).trim(), 'ok')
   })
 })
 

@@ -55,10 +55,12 @@ export interface RunResult {
 }
 
 /** Runs a client tool asynchronously (the server under test shares this event loop). */
-export function run(file: string, args: readonly string[], timeoutMs = 60_000): Promise<RunResult> {
-  // nbdsh runs `python3 -m nbd`; the python3 that has the nbd module is Debian's, which a
-  // user-installed interpreter earlier on PATH (pyenv) would otherwise shadow.
-  const env = { ...process.env, PATH: `/usr/bin:${process.env.PATH ?? ''}` }
+export function run(
+  file: string,
+  args: readonly string[],
+  timeoutMs = 60_000,
+  env?: Readonly<Record<string, string | undefined>>,
+): Promise<RunResult> {
   return new Promise((resolve) => {
     execFile(file, args, { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, env }, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1
@@ -68,8 +70,13 @@ export function run(file: string, args: readonly string[], timeoutMs = 60_000): 
 }
 
 /** Fails with the tool's output when it did not exit 0. */
-export async function runOk(file: string, args: readonly string[], timeoutMs?: number): Promise<string> {
-  const result = await run(file, args, timeoutMs)
+export async function runOk(
+  file: string,
+  args: readonly string[],
+  timeoutMs?: number,
+  env?: Readonly<Record<string, string | undefined>>,
+): Promise<string> {
+  const result = await run(file, args, timeoutMs, env)
   if (result.code !== 0) throw new Error(`${file} ${args.join(' ')} exited ${result.code}\n${result.stdout}\n${result.stderr}`)
   return result.stdout
 }
@@ -87,6 +94,7 @@ export class RawClient {
       socket.once('connect', resolve)
       socket.once('error', reject)
     })
+    socket.setNoDelay(true)
     return new RawClient(socket)
   }
 
