@@ -95,7 +95,8 @@ export class SegmentIndex {
     this.checkVersion()
     const db = this.db
     this.stmts = {
-      lookup: db.prepare(`SELECT ${rowColumns} FROM shards WHERE cid = ? AND idx = ?`),
+      // Raw arrays: the hottest statement of the read path, about twice as fast as objects.
+      lookup: db.prepare('SELECT segment, offset, length, last_put_ms, corrupt FROM shards WHERE cid = ? AND idx = ?').raw(true),
       insert: db.prepare(`INSERT OR REPLACE INTO shards (${rowColumns}) VALUES (?, ?, ?, ?, ?, ?, 0)`),
       touch: db.prepare('UPDATE shards SET last_put_ms = max(last_put_ms, ?) WHERE cid = ? AND idx = ?'),
       remove: db.prepare('DELETE FROM shards WHERE cid = ? AND idx = ? AND last_put_ms < ? RETURNING segment, length'),
@@ -137,8 +138,10 @@ export class SegmentIndex {
   }
 
   lookup(address: ShardAddress): ShardRow | undefined {
-    const raw = this.stmts.lookup.get(asBuffer(address.chunkCid), address.index) as RawShardRow | undefined
-    return raw === undefined ? undefined : toShardRow(raw)
+    const cid = asBuffer(address.chunkCid)
+    const raw = this.stmts.lookup.get(cid, address.index) as [number, number, number, number, number] | undefined
+    if (raw === undefined) return undefined
+    return { cid, idx: address.index, segment: raw[0], offset: raw[1], length: raw[2], lastPutMs: raw[3], corrupt: raw[4] !== 0 }
   }
 
   /** Refreshes a stored shard's last-put time (an idempotent re-put). */

@@ -40,6 +40,13 @@ export interface SegmentStoreInit {
   groupCommitMaxBytes?: number
   /** Most bytes waiting for a group commit; puts beyond it fail with ResourceExhaustedError. @default 268435456 (256 MiB) */
   pendingMaxBytes?: number
+  /**
+   * Read shards with a synchronous pread on the event loop instead of the libuv thread
+   * pool: several times the throughput from the page cache, at the cost of blocking the
+   * loop for one device read on a miss. Use false on slow (rotational) disks.
+   * @default true
+   */
+  syncReads?: boolean
   /** Reads one getShards call keeps in flight. @default 32 */
   readConcurrency?: number
   /** @default 1000 */
@@ -103,6 +110,7 @@ export class SegmentShardStore implements ShardStore {
       compactionIntervalMs: init.compactionIntervalMs ?? 10_000,
       groupCommitMaxBytes: init.groupCommitMaxBytes ?? 16 * 1024 * 1024,
       pendingMaxBytes: init.pendingMaxBytes ?? 256 * 1024 * 1024,
+      syncReads: init.syncReads ?? true,
       readConcurrency: init.readConcurrency ?? 32,
       listPageSizeDefault: init.listPageSizeDefault ?? 1000,
       listPageSizeMax: init.listPageSizeMax ?? 10_000,
@@ -330,6 +338,30 @@ export class SegmentShardStore implements ShardStore {
   // ---- reads ----------------------------------------------------------------
 
   async getShard(address: ShardAddress): Promise<Shard> {
+    return this.options.syncReads ? this.getShardNow(address) : this.getShardAsync(address)
+  }
+
+  /** The synchronous read path: lookup, pread, verify, with no await in between. */
+  private getShardNow(address: ShardAddress): Shard {
+    this.assertOpen()
+    validateAddress(address)
+    const row = this.index.lookup(address)
+    if (row === undefined) throw new ShardNotFoundError(`no shard ${formatAddress(address)}`)
+    if (row.corrupt) throw new ShardCorruptError(`shard ${formatAddress(address)} failed verification earlier`)
+    // Nothing can retire a segment while this runs: compaction swaps segments between awaits.
+    const segment = this.segments.get(row.segment)
+    if (segment === undefined) throw new ShardReadError(`segment ${row.segment} of shard ${formatAddress(address)} is not open`)
+    let bytes: Buffer
+    try {
+      bytes = segment.readNow(row.offset, row.length)
+    } catch (err) {
+      throw new ShardReadError(`reading shard ${formatAddress(address)} failed`, { cause: err })
+    }
+    return this.verify(address, row, bytes)
+  }
+
+  private async getShardAsync(address: ShardAddress): Promise<Shard> {
+    this.assertOpen()
     validateAddress(address)
     // A compaction may move the shard between lookup and read; then look again.
     for (let attempt = 0; attempt < 3; attempt++) {
@@ -349,6 +381,11 @@ export class SegmentShardStore implements ShardStore {
       return this.verify(address, row, bytes)
     }
     throw new ShardReadError(`shard ${formatAddress(address)} kept moving during compaction`)
+  }
+
+  /** Reads keep working while the store drains its writes, not after its files close. */
+  private assertOpen(): void {
+    if (this.state !== 'running' && this.state !== 'stopping') throw new ShuttingDownError('shard store is not open')
   }
 
   /** Decodes stored bytes and checks they are the shard asked for; anything else is corruption. */
@@ -374,6 +411,7 @@ export class SegmentShardStore implements ShardStore {
   }
 
   async getShards(addresses: readonly ShardAddress[]): Promise<GetResult[]> {
+    if (this.options.syncReads) return addresses.map((a) => this.settle(() => this.getShardNow(a)))
     const results: GetResult[] = new Array(addresses.length)
     let next = 0
     const worker = async (): Promise<void> => {
@@ -390,6 +428,15 @@ export class SegmentShardStore implements ShardStore {
     const workers = Math.min(this.options.readConcurrency, addresses.length)
     await Promise.all(Array.from({ length: workers }, worker))
     return results
+  }
+
+  private settle(read: () => Shard): GetResult {
+    try {
+      return { ok: true, shard: read() }
+    } catch (err) {
+      if (!(err instanceof CairnError)) throw err
+      return { ok: false, error: err }
+    }
   }
 
   async hasShards(addresses: readonly ShardAddress[]): Promise<boolean[]> {

@@ -9,6 +9,8 @@ import { InvalidArgumentError } from '../../core/errors.js'
 /** Suites by name; each module loads only when asked for. */
 const suites: Record<string, () => Promise<BenchSuite>> = {
   codec: async () => (await import('../../bench/codec.js')).codecSuite,
+  placement: async () => (await import('../../bench/placement.js')).placementSuite,
+  'shard-store': async () => (await import('../../bench/shard-store.js')).shardStoreSuite,
 }
 
 export const command: Command = {
