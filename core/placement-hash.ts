@@ -191,18 +191,31 @@ const M2_HI = 0x94d049bb
 const M2_LO = 0x133111eb
 
 /**
- * SplitMix64's finalizer, a bijection on 64 bits with full avalanche → R:
- * z ^= z >>> 30; z *= M1; z ^= z >>> 27; z *= M2; z ^= z >>> 31.
+ * The low 32 bits of the high-word step of a 64-bit product: the part of
+ * (hi, lo) * (cHi, cLo) mod 2^64 above bit 32.
  */
-function mix64(hi: number, lo: number): void {
+function mulHiWord(hi: number, lo: number, cHi: number, cLo: number): number {
+  return (mulHi32(lo, cLo) + Math.imul(hi, cLo) + Math.imul(lo, cHi)) >>> 0
+}
+
+/**
+ * SplitMix64's finalizer (z ^= z >>> 30; z *= M1; z ^= z >>> 27; z *= M2;
+ * z ^= z >>> 31), a bijection on 64 bits with full avalanche, returning the
+ * top 52 bits as an integer-valued double. Written on locals, not on the
+ * shared register: this runs once per (slot, member), the innermost loop.
+ */
+function mixTop52(hi: number, lo: number): number {
   lo = (lo ^ ((lo >>> 30) | (hi << 2))) >>> 0
   hi = (hi ^ (hi >>> 30)) >>> 0
-  mul64(hi, lo, M1_HI, M1_LO)
-  lo = (R[1] ^ ((R[1] >>> 27) | (R[0] << 5))) >>> 0
-  hi = (R[0] ^ (R[0] >>> 27)) >>> 0
-  mul64(hi, lo, M2_HI, M2_LO)
-  R[1] = (R[1] ^ ((R[1] >>> 31) | (R[0] << 1))) >>> 0
-  R[0] = (R[0] ^ (R[0] >>> 31)) >>> 0
+  let h = mulHiWord(hi, lo, M1_HI, M1_LO)
+  let l = Math.imul(lo, M1_LO) >>> 0
+  lo = (l ^ ((l >>> 27) | (h << 5))) >>> 0
+  hi = (h ^ (h >>> 27)) >>> 0
+  h = mulHiWord(hi, lo, M2_HI, M2_LO)
+  l = Math.imul(lo, M2_LO) >>> 0
+  lo = (l ^ ((l >>> 31) | (h << 1))) >>> 0
+  hi = (h ^ (h >>> 31)) >>> 0
+  return (hi >>> 12) * 0x100000000 + (((hi << 20) | (lo >>> 12)) >>> 0)
 }
 
 // The golden-ratio increment of SplitMix64, used to separate slot streams.
@@ -216,9 +229,16 @@ const GOLDEN_LO = 0x7f4a7c15
 export function slotKey(chunkHi: number, chunkLo: number, slot: number, out: Uint32Array): void {
   mul64(0, slot + 1, GOLDEN_HI, GOLDEN_LO)
   add64(chunkHi, chunkLo, R[0], R[1])
-  mix64(R[0], R[1])
-  out[0] = R[0]
-  out[1] = R[1]
+  let hi = R[0]
+  let lo = R[1]
+  lo = (lo ^ ((lo >>> 30) | (hi << 2))) >>> 0
+  hi = (hi ^ (hi >>> 30)) >>> 0
+  mul64(hi, lo, M1_HI, M1_LO)
+  lo = (R[1] ^ ((R[1] >>> 27) | (R[0] << 5))) >>> 0
+  hi = (R[0] ^ (R[0] >>> 27)) >>> 0
+  mul64(hi, lo, M2_HI, M2_LO)
+  out[0] = (R[0] ^ (R[0] >>> 31)) >>> 0
+  out[1] = (R[1] ^ ((R[1] >>> 31) | (R[0] << 1))) >>> 0
 }
 
 /**
@@ -228,8 +248,7 @@ export function slotKey(chunkHi: number, chunkLo: number, slot: number, out: Uin
  * maximum over members lands on each with probability weight / total weight.
  */
 export function hrwScore(keyHi: number, keyLo: number, memberHi: number, memberLo: number, weight: number): number {
-  mix64((keyHi ^ memberHi) >>> 0, (keyLo ^ memberLo) >>> 0)
-  return weight / -lnUnit(R[0] >>> 12, ((R[0] << 20) | (R[1] >>> 12)) >>> 0)
+  return weight / -lnUnit(mixTop52((keyHi ^ memberHi) >>> 0, (keyLo ^ memberLo) >>> 0))
 }
 
 // Margin for the cheap bound below: far above the few ulps of rounding in
@@ -245,13 +264,11 @@ const PRUNE_MARGIN = 1 + 2 ** -40
  * every tie-break) is exactly what a full scan with hrwScore finds.
  */
 export function hrwScoreAbove(keyHi: number, keyLo: number, memberHi: number, memberLo: number, weight: number, floor: number): number {
-  mix64((keyHi ^ memberHi) >>> 0, (keyLo ^ memberLo) >>> 0)
-  const nHi = R[0] >>> 12
-  const nLo = ((R[0] << 20) | (R[1] >>> 12)) >>> 0
+  const n = mixTop52((keyHi ^ memberHi) >>> 0, (keyLo ^ memberLo) >>> 0)
   // 1 - u is exact: both are multiples of 2^-53 in [0, 1].
-  const oneMinusU = 1 - (nHi * 0x100000000 + nLo + 0.5) * 2 ** -52
+  const oneMinusU = 1 - (n + 0.5) * 2 ** -52
   if ((weight / oneMinusU) * PRUNE_MARGIN < floor) return -1
-  return weight / -lnUnit(nHi, nLo)
+  return weight / -lnUnit(n)
 }
 
 // fdlibm's e_log.c constants: ln2 split for extra precision and the minimax
@@ -271,17 +288,19 @@ const SQRT2 = Math.SQRT2
 const INVERSE_POWERS_OF_TWO = Array.from({ length: 54 }, (_, i) => 2 ** -(i - 1))
 
 /**
- * ln(u) for u = (n + 0.5) * 2^-52, where n = nHi * 2^32 + nLo < 2^52.
+ * ln(u) for u = (n + 0.5) * 2^-52, where n is an integer in [0, 2^52).
  *
  * fdlibm's algorithm, with the exponent taken from the integer instead of the
  * float's bits: u = 2^k * m with m ∈ [√2/2, √2), ln u = k ln2 + ln m, and ln m
  * from s = f / (2 + f), f = m - 1. Error below one ulp; every operation is an
  * IEEE basic operation, so the result is the same bits everywhere.
  */
-export function lnUnit(nHi: number, nLo: number): number {
+export function lnUnit(n: number): number {
+  const nLo = n >>> 0
+  const nHi = (n - nLo) / 0x100000000
   // e = floor(log2(n + 0.5)): -1 when n = 0, else the index of n's top bit.
   const e = nHi !== 0 ? 63 - Math.clz32(nHi) : nLo !== 0 ? 31 - Math.clz32(nLo) : -1
-  const x = nHi * 0x100000000 + nLo + 0.5
+  const x = n + 0.5
   let m = x * (INVERSE_POWERS_OF_TWO[e + 1] as number)
   let k = e - 52
   if (m > SQRT2) {
