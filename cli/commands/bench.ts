@@ -10,7 +10,6 @@ import { InvalidArgumentError } from '../../core/errors.js'
 const suites: Record<string, () => Promise<BenchSuite>> = {
   codec: async () => (await import('../../bench/codec.js')).codecSuite,
   placement: async () => (await import('../../bench/placement.js')).placementSuite,
-  placement: async () => (await import('../../bench/placement.js')).placementSuite,
   'shard-store': async () => (await import('../../bench/shard-store.js')).shardStoreSuite,
 }
 
