@@ -48,7 +48,7 @@ function makeBatches(count: number, seedBase: number): Shard[][] {
       const n = seedBase + b * SHARDS_PER_BATCH + i
       const payload = Uint8Array.from(base)
       new DataView(payload.buffer).setUint32(0, n) // distinct payloads without paying for a generator per shard
-      return encodeShard({ chunkCid: fixtureCid(`bench-${n}`), k: 4, m: 2, index: i % 6, payload })
+      return encodeShard({ chunkCid: fixtureCid(`bench-${n}`), k: 4, m: 2, index: i % 6, chunkLengthBytes: payload.length * 4, payload })
     }),
   )
 }

@@ -10,7 +10,7 @@ function cidOf(seed: string): Uint8Array {
   return CID.createV1(0x55, Digest.create(0x12, createHash('sha256').update(seed).digest())).bytes
 }
 
-const base: ShardInit = { chunkCid: cidOf('chunk'), k: 4, m: 2, index: 5, payload: new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]) }
+const base: ShardInit = { chunkCid: cidOf('chunk'), k: 4, m: 2, index: 5, chunkLengthBytes: 30, payload: new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]) }
 
 test('a shard survives encode then decode with every field intact', () => {
   const shard = encodeShard(base)
@@ -20,12 +20,13 @@ test('a shard survives encode then decode with every field intact', () => {
   assert.equal(back.header.m, 2)
   assert.equal(back.header.index, 5)
   assert.equal(back.header.payloadLengthBytes, 8)
+  assert.equal(back.header.chunkLengthBytes, 30)
   assert.deepEqual(Buffer.from(back.payload), Buffer.from(base.payload))
   assert.equal(shard.bytes.length, SHARD_FIXED_HEADER_BYTES + base.chunkCid.length + 8)
 })
 
 test('an empty payload and a replica (k=1, m=0) are valid shards', () => {
-  const shard = encodeShard({ ...base, k: 1, m: 0, index: 0, payload: new Uint8Array(0) })
+  const shard = encodeShard({ ...base, k: 1, m: 0, index: 0, chunkLengthBytes: 0, payload: new Uint8Array(0) })
   assert.equal(decodeShard(shard.bytes).payload.length, 0)
 })
 
@@ -51,6 +52,7 @@ const malformed: Array<{ name: string; bytes: () => Uint8Array; error: string }>
   { name: 'k changed (header CRC catches it)', bytes: () => mutate((_b, v) => v.setUint8(6, 3)), error: 'ShardCorruptError' },
   { name: 'index changed (header CRC catches it)', bytes: () => mutate((_b, v) => v.setUint8(8, 0)), error: 'ShardCorruptError' },
   { name: 'payload length changed (header CRC catches it)', bytes: () => mutate((_b, v, l) => v.setUint32(12 + l, 7)), error: 'ShardCorruptError' },
+  { name: 'chunk length changed (header CRC catches it)', bytes: () => mutate((_b, v, l) => v.setUint32(16 + l, 29)), error: 'ShardCorruptError' },
   { name: 'payload byte flipped', bytes: () => mutate((b) => void (b[b.length - 1] = (b[b.length - 1] as number) ^ 0x01)), error: 'ShardCorruptError' },
   { name: 'CID byte flipped', bytes: () => mutate((b) => void (b[14] = (b[14] as number) ^ 0x80)), error: 'ShardCorruptError' },
 ]
@@ -69,6 +71,9 @@ const badInits: Array<{ name: string; init: ShardInit }> = [
   { name: 'fractional k', init: { ...base, k: 2.5 } },
   { name: 'empty CID', init: { ...base, chunkCid: new Uint8Array(0) } },
   { name: 'CID that does not parse', init: { ...base, chunkCid: new Uint8Array([1, 2, 3]) } },
+  { name: 'chunk length too long for the payload', init: { ...base, chunkLengthBytes: 33 } },
+  { name: 'chunk length too short for the payload', init: { ...base, chunkLengthBytes: 28 } },
+  { name: 'negative chunk length', init: { ...base, chunkLengthBytes: -1 } },
   { name: 'CID with trailing garbage', init: { ...base, chunkCid: Uint8Array.from([...cidOf('x'), 7]) } },
 ]
 
@@ -84,7 +89,7 @@ test('a header with valid CRCs but an unparseable CID is a format error', () => 
   const view = new DataView(shard.buffer)
   const l = base.chunkCid.length
   shard[12] = 0x07 // not a CID version
-  view.setUint32(20 + l, crc32c(shard.subarray(0, 20 + l)) >>> 0)
+  view.setUint32(24 + l, crc32c(shard.subarray(0, 24 + l)) >>> 0)
   assert.throws(() => decodeShardHeader(shard), { name: 'ShardFormatError' })
 })
 

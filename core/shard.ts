@@ -16,13 +16,17 @@
  * | 9       | 1    | reserved (must be 0)                             |
  * | 10      | 2    | CID length L (1..255)                            |
  * | 12      | L    | chunk CID, binary                                |
- * | 12+L    | 4    | payload length                                   |
- * | 16+L    | 4    | CRC32C of the payload                            |
- * | 20+L    | 4    | CRC32C of bytes [0, 20+L): the header itself     |
- * | 24+L    | n    | payload                                          |
+ * | 12+L    | 4    | payload length n                                 |
+ * | 16+L    | 4    | chunk length: n = ceil(chunk length / k)         |
+ * | 20+L    | 4    | CRC32C of the payload                            |
+ * | 24+L    | 4    | CRC32C of bytes [0, 24+L): the header itself     |
+ * | 28+L    | n    | payload                                          |
  *
  * The header has its own CRC because a flipped bit in k, m or the index would
- * otherwise pass the payload check and mislabel a good payload.
+ * otherwise pass the payload check and mislabel a good payload. The chunk length
+ * makes any k shards enough to rebuild the exact chunk (the last data shard is
+ * zero-padded) and check it against its CID, with no other metadata: readers of
+ * variable-length chunks (manifest pages) and repair need nothing else.
  */
 import { crc32c } from '@node-rs/crc32'
 import { CID } from 'multiformats/cid'
@@ -32,7 +36,7 @@ import { CairnError } from './errors.js'
 export const SHARD_MAGIC = 0x43524e53
 export const SHARD_FORMAT_VERSION = 1
 /** Bytes of the header that do not depend on the CID length. */
-export const SHARD_FIXED_HEADER_BYTES = 24
+export const SHARD_FIXED_HEADER_BYTES = 28
 export const SHARD_CID_MAX_BYTES = 255
 /** k + m never exceeds what Reed–Solomon over GF(2^8) can address. */
 export const SHARD_TOTAL_MAX = 255
@@ -48,6 +52,8 @@ export interface ShardHeader extends ShardAddress {
   k: number
   m: number
   payloadLengthBytes: number
+  /** Length of the whole chunk; `payloadLengthBytes === ceil(chunkLengthBytes / k)`. */
+  chunkLengthBytes: number
   payloadCrc32c: number
 }
 
@@ -76,6 +82,8 @@ export interface ShardInit {
   k: number
   m: number
   index: number
+  /** Length of the chunk this shard belongs to; the payload must be ceil(chunkLengthBytes / k) bytes. */
+  chunkLengthBytes: number
   payload: Uint8Array
 }
 
@@ -83,6 +91,7 @@ export interface ShardInit {
 export function encodeShard(init: ShardInit): Shard {
   validateAddress(init)
   validateGeometry(init.k, init.m, init.index)
+  validateLengths(init.k, init.payload.length, init.chunkLengthBytes)
   const cidLength = init.chunkCid.length
   const headerBytes = SHARD_FIXED_HEADER_BYTES + cidLength
   const bytes = new Uint8Array(headerBytes + init.payload.length)
@@ -96,8 +105,9 @@ export function encodeShard(init: ShardInit): Shard {
   bytes.set(init.chunkCid, 12)
   const payloadCrc32c = crc32c(init.payload) >>> 0
   view.setUint32(12 + cidLength, init.payload.length)
-  view.setUint32(16 + cidLength, payloadCrc32c)
-  view.setUint32(20 + cidLength, crc32c(bytes.subarray(0, 20 + cidLength)) >>> 0)
+  view.setUint32(16 + cidLength, init.chunkLengthBytes)
+  view.setUint32(20 + cidLength, payloadCrc32c)
+  view.setUint32(24 + cidLength, crc32c(bytes.subarray(0, 24 + cidLength)) >>> 0)
   bytes.set(init.payload, headerBytes)
   const header: ShardHeader = {
     chunkCid: bytes.subarray(12, 12 + cidLength),
@@ -105,6 +115,7 @@ export function encodeShard(init: ShardInit): Shard {
     k: init.k,
     m: init.m,
     payloadLengthBytes: init.payload.length,
+    chunkLengthBytes: init.chunkLengthBytes,
     payloadCrc32c,
   }
   return { header, payload: bytes.subarray(headerBytes), bytes }
@@ -141,17 +152,19 @@ export function decodeShardHeader(bytes: Uint8Array): { header: ShardHeader; hea
   if (cidLength === 0 || cidLength > SHARD_CID_MAX_BYTES) throw new ShardFormatError(`bad CID length ${cidLength}`)
   const headerBytes = SHARD_FIXED_HEADER_BYTES + cidLength
   if (bytes.length < headerBytes) throw new ShardFormatError('shard is truncated inside its header')
-  const headerCrc = view.getUint32(20 + cidLength)
-  if (crc32c(bytes.subarray(0, 20 + cidLength)) >>> 0 !== headerCrc) throw new ShardCorruptError('shard header CRC32C mismatch')
+  const headerCrc = view.getUint32(24 + cidLength)
+  if (crc32c(bytes.subarray(0, 24 + cidLength)) >>> 0 !== headerCrc) throw new ShardCorruptError('shard header CRC32C mismatch')
   const header: ShardHeader = {
     chunkCid: bytes.subarray(12, 12 + cidLength),
     k: view.getUint8(6),
     m: view.getUint8(7),
     index: view.getUint8(8),
     payloadLengthBytes: view.getUint32(12 + cidLength),
-    payloadCrc32c: view.getUint32(16 + cidLength),
+    chunkLengthBytes: view.getUint32(16 + cidLength),
+    payloadCrc32c: view.getUint32(20 + cidLength),
   }
   validateGeometry(header.k, header.m, header.index)
+  validateLengths(header.k, header.payloadLengthBytes, header.chunkLengthBytes)
   validateCid(header.chunkCid)
   return { header, headerBytes }
 }
@@ -195,6 +208,15 @@ export function isCidShaped(bytes: Uint8Array): boolean {
   if (varint() !== 1 || varint() < 0 || varint() < 0) return false
   const digestLength = varint()
   return digestLength >= 0 && pos + digestLength === bytes.length
+}
+
+function validateLengths(k: number, payloadLengthBytes: number, chunkLengthBytes: number): void {
+  if (!Number.isInteger(chunkLengthBytes) || chunkLengthBytes < 0 || chunkLengthBytes > 0xffffffff) {
+    throw new ShardFormatError(`bad chunk length ${chunkLengthBytes}`)
+  }
+  if (Math.ceil(chunkLengthBytes / k) !== payloadLengthBytes) {
+    throw new ShardFormatError(`payload of ${payloadLengthBytes} bytes cannot be 1/${k} of a ${chunkLengthBytes}-byte chunk`)
+  }
 }
 
 function validateGeometry(k: number, m: number, index: number): void {

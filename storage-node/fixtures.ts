@@ -27,5 +27,5 @@ export function fillSeeded(bytes: Uint8Array, seed: number): Uint8Array {
 /** Shard `index` of a 4+2 chunk named by `seed`, with a seeded payload of `payloadBytes`. */
 export function fixtureShard(seed: number, index = 0, payloadBytes = 1024): Shard {
   const payload = fillSeeded(new Uint8Array(payloadBytes), seed * 7919 + index + 1)
-  return encodeShard({ chunkCid: fixtureCid(`chunk-${seed}`), k: 4, m: 2, index, payload })
+  return encodeShard({ chunkCid: fixtureCid(`chunk-${seed}`), k: 4, m: 2, index, chunkLengthBytes: payloadBytes * 4, payload })
 }

@@ -179,7 +179,7 @@ test('deleting over gRPC is idempotent and honours the last-put cutoff', async (
 
 test('a stream of put batches is acknowledged batch by batch', async () => {
   const stream = client.openPutStream()
-  const batches = Array.from({ length: 10 }, (_, b) => Array.from({ length: 4 }, (_, i) => encodeShard({ chunkCid: fixtureCid(`s-${b}-${i}`), k: 1, m: 0, index: 0, payload: new Uint8Array(100).fill(b) })))
+  const batches = Array.from({ length: 10 }, (_, b) => Array.from({ length: 4 }, (_, i) => encodeShard({ chunkCid: fixtureCid(`s-${b}-${i}`), k: 1, m: 0, index: 0, chunkLengthBytes: 100, payload: new Uint8Array(100).fill(b) })))
   const acks = await Promise.all(batches.map((b) => stream.put(b)))
   stream.close()
   assert.deepEqual(acks, batches.map(() => ({ writtenCount: 4, existingCount: 0 })))
