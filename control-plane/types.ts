@@ -67,31 +67,9 @@ export interface StoragePolicyInput extends StoragePolicySpecInput {
 
 // ---------------------------------------------------------------- block stores
 
-/** Lifecycle of a storage node in the cluster map. */
-export type MemberState = 'joining' | 'active' | 'draining' | 'down'
-
-/** One storage node in a cluster map. */
-export interface ClusterMember {
-  /** Stable node id (a DNS-1123 subdomain, the Kubernetes node name). */
-  id: string
-  /** gRPC endpoint, `host:port`. */
-  address: string
-  /** libp2p peer id, pinned: unknown peers are refused. */
-  peerId: string
-  /** Value of the failure-domain label on this node. */
-  failureDomain: string
-  /** Placement weight, proportional to capacity; > 0. */
-  weight: number
-  state: MemberState
-}
-
-/** The storage nodes of a block store at one epoch. Placement ranks chunks over it. */
-export interface ClusterMap {
-  /** Strictly increases with every published change; 0 = nothing published yet. */
-  epoch: number
-  /** Ids and peer ids are unique. */
-  members: ClusterMember[]
-}
+// The cluster map has one definition, shared with placement and the operator.
+import type { ClusterMap } from '../core/cluster-map.js'
+export type { ClusterMap, ClusterMember, MemberState } from '../core/cluster-map.js'
 
 export interface BlockStoreSpecInput {
   /** Directory on each storage node where shards live. */

@@ -7,13 +7,13 @@
  */
 import { CID } from 'multiformats/cid'
 import { InvalidArgumentError } from '../core/errors.js'
+import { validateClusterMap as validateCoreClusterMap } from '../core/cluster-map.js'
 import {
   LIST_LIMIT_DEFAULT,
   LIST_LIMIT_MAX,
   type BlockStoreInput,
   type BlockStoreSpec,
   type ClusterMap,
-  type MemberState,
   type StoragePolicyInput,
   type StoragePolicySpec,
   type VolumeHead,
@@ -46,7 +46,6 @@ const DNS1123_SUBDOMAIN = new RegExp(`^${DNS1123_LABEL}(\\.${DNS1123_LABEL})*$`)
 // Kubernetes label keys: optional DNS-subdomain prefix, then a name of ≤ 63 characters.
 const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/
 const HOST_PORT = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/
-const MEMBER_STATES: readonly MemberState[] = ['joining', 'active', 'draining', 'down']
 const HEALTHS: readonly VolumeHealth[] = ['unknown', 'healthy', 'degraded', 'failed']
 
 function fail(field: string, rule: string): never {
@@ -223,33 +222,20 @@ export function validateStatusPatch(value: unknown): VolumeStatusPatch {
   return patch
 }
 
+/**
+ * A cluster map as published through a control plane: the shape of core/cluster-map.ts
+ * (one definition for placement, operator and control planes) with an epoch of at least 1,
+ * since 0 means nothing was published yet.
+ */
 export function validateClusterMap(value: unknown): ClusterMap {
-  const raw = requireRecord('clusterMap', value)
-  const epoch = validateInteger('clusterMap.epoch', raw.epoch, 1)
-  if (!Array.isArray(raw.members) || raw.members.length > 4096) fail('clusterMap.members', 'must be an array of at most 4096')
-  const members = raw.members.map((m: unknown, i) => {
-    const f = `clusterMap.members[${i}]`
-    const r = requireRecord(f, m)
-    const port = typeof r.address === 'string' ? HOST_PORT.exec(r.address)?.[1] : undefined
-    if (port === undefined || Number(port) < 1 || Number(port) > 65535) fail(`${f}.address`, 'must be host:port')
-    if (typeof r.peerId !== 'string' || r.peerId.length === 0 || r.peerId.length > 256) fail(`${f}.peerId`, 'must be a peer id')
-    if (typeof r.failureDomain !== 'string' || r.failureDomain.length === 0 || r.failureDomain.length > 63) {
-      fail(`${f}.failureDomain`, 'must be a non-empty label value')
-    }
-    if (typeof r.weight !== 'number' || !Number.isFinite(r.weight) || r.weight <= 0) fail(`${f}.weight`, 'must be > 0')
-    if (!MEMBER_STATES.includes(r.state as MemberState)) fail(`${f}.state`, `must be one of ${MEMBER_STATES.join(', ')}`)
-    return {
-      id: validateName(`${f}.id`, r.id),
-      address: r.address as string,
-      peerId: r.peerId,
-      failureDomain: r.failureDomain,
-      weight: r.weight,
-      state: r.state as MemberState,
-    }
-  })
-  if (new Set(members.map((m) => m.id)).size !== members.length) fail('clusterMap.members', 'ids must be unique')
-  if (new Set(members.map((m) => m.peerId)).size !== members.length) fail('clusterMap.members', 'peer ids must be unique')
-  return { epoch, members }
+  let map: ClusterMap
+  try {
+    map = validateCoreClusterMap(value)
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message, { cause: err })
+  }
+  if (map.epoch < 1) fail('clusterMap.epoch', 'must be at least 1')
+  return map
 }
 
 /** The page size to use; absent means the default. */

@@ -72,6 +72,7 @@ export type ClusterMapIssueReason =
   | 'bad-epoch'
   | 'bad-members'
   | 'bad-string'
+  | 'bad-address'
   | 'duplicate-id'
   | 'duplicate-peer-id'
   | 'bad-weight'
@@ -96,6 +97,9 @@ export class InvalidClusterMapError extends CairnError {
     this.issues = issues
   }
 }
+
+/** `host:port` with a port of 1..65535; IPv6 hosts in brackets. */
+const HOST_PORT = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([1-9]\d{0,3}|[1-5]\d{4}|6[0-4]\d{3}|65[0-4]\d{2}|655[0-2]\d|6553[0-5])$/
 
 /** Longest accepted id, address, peer id or failure domain (a DNS name's limit). */
 export const CLUSTER_MAP_STRING_LENGTH_MAX = 253
@@ -142,6 +146,9 @@ function validateMember(value: unknown, path: string, issues: ClusterMapIssue[])
         message: `expected a string of 1..${CLUSTER_MAP_STRING_LENGTH_MAX} characters, got ${describe(s)}`,
       })
     }
+  }
+  if (typeof value.address === 'string' && !HOST_PORT.test(value.address)) {
+    issues.push({ path: `${path}.address`, reason: 'bad-address', message: `expected host:port, got ${describe(value.address)}` })
   }
   const { state, weight } = value
   if (typeof state !== 'string' || !(MEMBER_STATES as readonly string[]).includes(state)) {
