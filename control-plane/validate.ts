@@ -45,7 +45,6 @@ const DNS1123_LABEL = '[a-z0-9]([-a-z0-9]*[a-z0-9])?'
 const DNS1123_SUBDOMAIN = new RegExp(`^${DNS1123_LABEL}(\\.${DNS1123_LABEL})*$`)
 // Kubernetes label keys: optional DNS-subdomain prefix, then a name of ≤ 63 characters.
 const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/
-const HOST_PORT = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/
 const HEALTHS: readonly VolumeHealth[] = ['unknown', 'healthy', 'degraded', 'failed']
 
 function fail(field: string, rule: string): never {
