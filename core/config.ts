@@ -42,6 +42,66 @@ export const storageNodeConfigSchema = z.object({
 })
 export type StorageNodeConfig = z.infer<typeof storageNodeConfigSchema>
 
+/** `cairn engine`: serves every volume of one block store over NBD. */
+export const engineConfigSchema = z.object({
+  /** Directory holding `control-plane.sqlite` (the Local control plane). */
+  dataDir: z.string().min(1),
+  /** NBD TCP listen address. */
+  listen: hostPort.default('127.0.0.1:10809'),
+  /** Also serve NBD on this Unix socket. @default none */
+  socket: z.string().min(1).optional(),
+  /** Health, metrics and admin API listen address. */
+  metricsListen: hostPort.default('127.0.0.1:9809'),
+  /** Identity recorded as the attachment of every volume this engine serves. */
+  nodeId: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'expected a DNS-1123 name').default('engine'),
+  /** The block store whose volumes are served. */
+  blockStore: z.string().min(1).default('local'),
+  /** `lazy`: attach a volume on its first NBD connection; `eager`: attach every volume at start. */
+  attach: z.enum(['lazy', 'eager']).default('lazy'),
+  logLevel: logLevel.default('info'),
+})
+export type EngineConfig = z.infer<typeof engineConfigSchema>
+
+/** `cairn dev`: the whole system on one machine. */
+export const devConfigSchema = z.object({
+  /** Everything persistent: the control plane, storage-node data, `dev.json`. */
+  dataDir: z.string().min(1).default('.cairn'),
+  /** k of the `local` policy (first run only; an existing policy is kept). */
+  dataShards: z.number().int().min(1).max(16).default(4),
+  /** m of the `local` policy (first run only). */
+  parityShards: z.number().int().min(0).max(16).default(2),
+  /** Chunk size of the `local` policy (first run only). */
+  chunkSizeBytes: z.number().int().min(4096).max(4 * 1024 * 1024).default(65536),
+  /** Size of the `demo` volume when it is created, e.g. `10GiB`. */
+  size: z.string().regex(/^\d+(?:\.\d+)?\s*(?:[KMGTP]i?B?|B)?$/i, 'expected a size such as 10GiB').default('10GiB'),
+  /** Name of the volume created on first run. */
+  volume: z.string().min(1).default('demo'),
+  /** NBD listen address. */
+  listen: hostPort.default('127.0.0.1:10809'),
+  /** Status page listen address. */
+  statusListen: hostPort.default('127.0.0.1:10810'),
+  logLevel: logLevel.default('info'),
+})
+export type DevConfig = z.infer<typeof devConfigSchema>
+
+const SIZE_UNITS: Readonly<Record<string, number>> = {
+  '': 1, b: 1, k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, t: 1e12, tb: 1e12, p: 1e15, pb: 1e15,
+  ki: 2 ** 10, kib: 2 ** 10, mi: 2 ** 20, mib: 2 ** 20, gi: 2 ** 30, gib: 2 ** 30, ti: 2 ** 40, tib: 2 ** 40, pi: 2 ** 50, pib: 2 ** 50,
+}
+
+/**
+ * Parses a human size (`10GiB`, `512M`, `4096`): binary units with `i`, decimal without.
+ * @throws ConfigError when the text is not a size or is not a whole number of bytes.
+ */
+export function parseSizeBytes(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/.exec(text.trim())
+  const factor = match ? SIZE_UNITS[(match[2] as string).toLowerCase()] : undefined
+  if (!match || factor === undefined) throw new ConfigError(`expected a size such as 10GiB, got ${JSON.stringify(text)}`)
+  const bytes = Number(match[1]) * factor
+  if (!Number.isSafeInteger(bytes)) throw new ConfigError(`size ${JSON.stringify(text)} is not a whole number of bytes below 2^53`)
+  return bytes
+}
+
 type FlagSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>
 
 /**
