@@ -3,7 +3,7 @@
  * a batch of chunks, or reconstruct and verify one. Worker threads run them; so
  * does the calling thread for small batches and tests, with identical results.
  */
-import { chunkCid, cidFromBytes, cidToBytes, loadChunkHashers, verifyChunk, type ChunkHash } from '../cid.js'
+import { chunkCid, cidFromBytes, cidToBytes, loadChunkHashers, RAW_CODEC, verifyChunk, type ChunkHash } from '../cid.js'
 import { createCodec, type ErasureCodec } from '../erasure/codec.js'
 import type { GfKernel, KernelName } from '../erasure/kernel.js'
 import { loadKernel } from '../erasure/wasm-kernel.js'
@@ -16,6 +16,8 @@ export interface EncodeJob {
   parityShards: number
   /** @default 'sha2-256' */
   hash?: ChunkHash
+  /** Multicodec of the chunks' CIDs: raw for volume data, dag-cbor (0x71) for manifest pages. @default RAW_CODEC (0x55) */
+  codec?: number
   chunks: Uint8Array[]
 }
 
@@ -64,7 +66,11 @@ export class CodecJobRunner {
     if (job === null || typeof job !== 'object') throw new InvalidArgumentError('codec job must be an object')
     if (!Array.isArray(job.chunks)) throw new InvalidArgumentError('codec job needs a chunks array')
     const codec = this.#codec(job.dataShards, job.parityShards)
-    if (job.kind === 'encode') return job.chunks.map((chunk) => encodeOne(codec, chunk, job.hash ?? 'sha2-256'))
+    if (job.kind === 'encode') {
+      const cidCodec = job.codec ?? RAW_CODEC
+      if (!Number.isSafeInteger(cidCodec) || cidCodec < 0) throw new InvalidArgumentError(`bad multicodec ${String(cidCodec)}`)
+      return job.chunks.map((chunk) => encodeOne(codec, chunk, job.hash ?? 'sha2-256', cidCodec))
+    }
     if (job.kind === 'decode') return job.chunks.map((chunk) => decodeOne(codec, chunk))
     throw new InvalidArgumentError(`unknown codec job kind ${JSON.stringify((job as { kind: unknown }).kind)}`)
   }
@@ -87,9 +93,9 @@ export async function createCodecJobRunner(kernel: KernelName): Promise<CodecJob
   return new CodecJobRunner(k)
 }
 
-function encodeOne(codec: ErasureCodec, chunk: Uint8Array, hash: ChunkHash): EncodedChunk {
+function encodeOne(codec: ErasureCodec, chunk: Uint8Array, hash: ChunkHash, cidCodec: number): EncodedChunk {
   if (!(chunk instanceof Uint8Array)) throw new InvalidArgumentError('each chunk must be a Uint8Array')
-  const cid = cidToBytes(chunkCid(chunk, hash))
+  const cid = cidToBytes(chunkCid(chunk, hash, cidCodec))
   const shards = codec.encode(chunk)
   assert(shards.length === codec.totalShards, 'encode returned the wrong shard count')
   return { cid, chunkLengthBytes: chunk.length, shards }
