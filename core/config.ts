@@ -39,6 +39,14 @@ export const storageNodeConfigSchema = z.object({
   pendingMaxBytes: z.number().int().min(1024 * 1024).default(256 * 1024 * 1024),
   /** How long shutdown waits for in-flight requests before cancelling them. */
   shutdownGraceMs: z.number().int().min(0).default(10_000),
+  /** A journal segment file is closed and a new one started past this size. */
+  journalSegmentSizeBytes: z.number().int().min(64 * 1024).default(64 * 1024 * 1024),
+  /** Largest journal record payload accepted (a 32 MiB NBD write plus its op header). */
+  journalMaxRecordBytes: z.number().int().min(4096).default(32 * 1024 * 1024 + 4096),
+  /** Journal record bytes one append stream may have awaiting their fsync before the node stops reading it. */
+  journalMaxInFlightBytesPerStream: z.number().int().min(1024 * 1024).default(64 * 1024 * 1024),
+  /** Volume journals held open at once; idle ones are closed to make room. */
+  journalMaxOpenVolumes: z.number().int().min(1).default(1024),
 })
 export type StorageNodeConfig = z.infer<typeof storageNodeConfigSchema>
 
@@ -101,6 +109,38 @@ export function parseSizeBytes(text: string): number {
   if (!Number.isSafeInteger(bytes)) throw new ConfigError(`size ${JSON.stringify(text)} is not a whole number of bytes below 2^53`)
   return bytes
 }
+
+/** `cairn operator` */
+export const operatorConfigSchema = z.object({
+  /** Kubeconfig file; unset means in-cluster config, else $KUBECONFIG, else ~/.kube/config. */
+  kubeconfig: z.string().min(1).optional(),
+  /** Namespace of the leader Lease, Events and storage-node objects. */
+  namespace: z.string().min(1).max(63).default('cairn-system'),
+  /** Name of the leader-election Lease. */
+  leaseName: z.string().min(1).max(253).default('cairn-operator'),
+  /** This replica's identity in the Lease; unset means hostname, pid and a random suffix. */
+  identity: z.string().min(1).max(253).optional(),
+  /** Storage-node image for BlockStores that name none (the operator's own image). */
+  image: z.string().min(1).default('ghcr.io/cairn-storage/cairn:0.1.0'),
+  /** Health and metrics HTTP listen address. */
+  metricsListen: hostPort.default('127.0.0.1:9800'),
+  logLevel: logLevel.default('info'),
+  /** A lease not renewed for this long may be taken over. */
+  leaseDurationMs: z.number().int().min(1000).default(15_000),
+  /** The leader stops writing when it could not renew for this long (< leaseDurationMs). */
+  renewDeadlineMs: z.number().int().min(100).default(10_000),
+  /** Pause between lease acquire or renew attempts (< renewDeadlineMs). */
+  retryPeriodMs: z.number().int().min(50).default(2_000),
+  /** Every object is reconciled again at least this often. */
+  resyncIntervalMs: z.number().int().min(1000).default(300_000),
+  /** Server-side length of each watch before it is resumed. */
+  watchTimeoutSeconds: z.number().int().min(1).default(300),
+  /** Reconciles running at once per kind. */
+  concurrency: z.number().int().min(1).max(64).default(2),
+  /** Most keys waiting per kind. */
+  maxQueuedKeys: z.number().int().min(1).default(10_000),
+})
+export type OperatorConfig = z.infer<typeof operatorConfigSchema>
 
 type FlagSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>
 

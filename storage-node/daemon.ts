@@ -7,12 +7,16 @@ import type { Registry } from 'prom-client'
 import type { Logger } from '../core/logger.js'
 import type { Startable } from '../core/startable.js'
 import type { StorageNodeConfig } from '../core/config.js'
+import { join } from 'node:path'
 import { HealthServer } from '../core/health-server.js'
 import { assert } from '../core/errors.js'
 import { createStorageNodeMetrics } from './metrics.js'
 import { loadShardService } from './proto.js'
 import { createShardService, defaultShardServiceLimits, type ShardServiceHandle, type ShardServiceLimits } from './shard-service.js'
 import { createSegmentShardStore, type SegmentShardStore } from './segment-store.js'
+import { JournalStore } from './journal/journal-store.js'
+import { createJournalService, defaultJournalServiceLimits, type JournalServiceHandle } from './journal/journal-service.js'
+import { loadJournalService } from './journal/proto.js'
 
 export type StorageNodeInit = Pick<
   StorageNodeConfig,
@@ -28,7 +32,8 @@ export type StorageNodeInit = Pick<
   | 'maxInFlightRequests'
   | 'pendingMaxBytes'
   | 'shutdownGraceMs'
->
+> &
+  Partial<Pick<StorageNodeConfig, 'journalSegmentSizeBytes' | 'journalMaxRecordBytes' | 'journalMaxInFlightBytesPerStream' | 'journalMaxOpenVolumes'>>
 
 export interface StorageNodeComponents {
   logger: Logger
@@ -43,6 +48,8 @@ export class StorageNode implements Startable {
   private serving = false
   private readonly limits: ShardServiceLimits
   private readonly service: ShardServiceHandle
+  readonly journalStore: JournalStore
+  private readonly journalService: JournalServiceHandle
 
   constructor(
     private readonly init: StorageNodeInit,
@@ -68,10 +75,24 @@ export class StorageNode implements Startable {
     }
     // The transport limit sits above the batch limit so that an oversize batch reaches
     // our validation and gets a precise error instead of a bare transport one.
-    const maxMessageBytes = init.maxBatchBytes + 1024 * 1024
+    const journalMaxRecordBytes = init.journalMaxRecordBytes ?? defaultJournalServiceLimits.maxRecordBytes
+    const maxMessageBytes = Math.max(init.maxBatchBytes, journalMaxRecordBytes) + 1024 * 1024
     this.grpc = new Server({ 'grpc.max_receive_message_length': maxMessageBytes, 'grpc.max_send_message_length': maxMessageBytes })
     this.service = createShardService(this.limits, { store: this.store, logger: components.logger, metrics })
     this.grpc.addService(loadShardService().service, this.service.handlers)
+    this.journalStore = new JournalStore(
+      { dir: join(init.dataDir, 'journal'), segmentSizeBytes: init.journalSegmentSizeBytes, maxOpenVolumes: init.journalMaxOpenVolumes },
+      { logger: components.logger.child({ component: 'journal' }), metrics },
+    )
+    this.journalService = createJournalService(
+      {
+        ...defaultJournalServiceLimits,
+        maxRecordBytes: journalMaxRecordBytes,
+        maxInFlightBytesPerStream: init.journalMaxInFlightBytesPerStream ?? defaultJournalServiceLimits.maxInFlightBytesPerStream,
+      },
+      { store: this.journalStore, logger: components.logger.child({ component: 'journal' }), metrics },
+    )
+    this.grpc.addService(loadJournalService().service, this.journalService.handlers)
     this.health = new HealthServer(
       { listen: init.metricsListen, readiness: () => (this.serving ? undefined : 'starting or stopping') },
       { logger: components.logger, registry: components.registry },
@@ -81,6 +102,7 @@ export class StorageNode implements Startable {
   async start(): Promise<void> {
     await this.health.start()
     await this.store.start()
+    await this.journalStore.start()
     this.grpcPort = await new Promise<number>((resolve, reject) => {
       // Plaintext: mTLS/token auth between pods is configured by the operator (later issue).
       this.grpc.bindAsync(this.init.listen, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)))
@@ -105,8 +127,10 @@ export class StorageNode implements Startable {
           resolve()
         })
         this.service.drain()
+        this.journalService.drain()
       })
     }
+    await this.journalStore.stop()
     await this.store.stop()
     await this.health.stop()
   }

@@ -14,7 +14,16 @@ export interface StoreMetrics {
   badShards: Counter
 }
 
-export interface StorageNodeMetrics extends StoreMetrics {
+/** The journal replicas' metrics (storage-node/journal/). */
+export interface JournalMetrics {
+  journalAppends: Counter
+  journalAppendBytes: Counter
+  journalFsyncSeconds: Histogram
+  journalFencedRequests: Counter
+  journalDiskBytes: Gauge
+}
+
+export interface StorageNodeMetrics extends StoreMetrics, JournalMetrics {
   /** Labels: method, code (gRPC status name). */
   requestSeconds: Histogram<'method' | 'code'>
   inFlightRequests: Gauge
@@ -45,5 +54,15 @@ export function createStorageNodeMetrics(registry: Registry): StorageNodeMetrics
       registers,
     }),
     inFlightRequests: new Gauge({ name: `${p}in_flight_requests`, help: 'gRPC requests being served.', registers }),
+    journalAppends: new Counter({ name: `${p}journal_appends_total`, help: 'Journal records written.', registers }),
+    journalAppendBytes: new Counter({ name: `${p}journal_append_bytes_total`, help: 'Journal record bytes written (headers included).', registers }),
+    journalFsyncSeconds: new Histogram({
+      name: `${p}journal_fsync_duration_seconds`,
+      help: 'Time for one group-commit fsync of a journal segment.',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers,
+    }),
+    journalFencedRequests: new Counter({ name: `${p}journal_fenced_requests_total`, help: 'Journal requests refused for a stale epoch.', registers }),
+    journalDiskBytes: new Gauge({ name: `${p}journal_disk_bytes`, help: 'Bytes in journal segment files.', registers }),
   }
 }

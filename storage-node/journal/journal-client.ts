@@ -1,0 +1,196 @@
+/**
+ * JournalClient: one storage node's JournalService, for the engine's replicated
+ * journal. Returns domain objects and typed errors (core/grpc.ts rebuilds
+ * EpochFencedError and the other journal errors from the status trailer).
+ */
+import { credentials as grpcCredentials, Metadata, type ChannelCredentials, type ClientDuplexStream, type Client as GrpcClient, type ServiceError } from '@grpc/grpc-js'
+import { CairnError, ResourceExhaustedError, ShuttingDownError } from '../../core/errors.js'
+import { fromGrpcError, RemoteError, type CairnErrorClass } from '../../core/grpc.js'
+import { EpochFencedError, JournalConflictError, JournalCorruptError, JournalDroppedError, JournalNotOpenError, JournalRequestError, JournalSequenceError } from './errors.js'
+import type { CheckpointState } from './journal-files.js'
+import type { StoredRecord } from './record.js'
+import { loadJournalService, type WireAppendResponse, type WireCheckpoint, type WireCheckpointResponse, type WireOpenResponse, type WireReadResponse, type WireRecord } from './proto.js'
+import { checkpointToWire, recordToWire } from './validate.js'
+
+/** Errors a journal replica sends that the client rebuilds as their own classes. */
+export const JOURNAL_SERVICE_ERRORS: readonly CairnErrorClass[] = [
+  EpochFencedError,
+  JournalNotOpenError,
+  JournalSequenceError,
+  JournalConflictError,
+  JournalRequestError,
+  JournalDroppedError,
+  JournalCorruptError,
+  ResourceExhaustedError,
+  ShuttingDownError,
+]
+
+export interface JournalClientInit {
+  /** `host:port` of the node's gRPC listener. */
+  address: string
+  /** @default insecure (loopback and tests only) */
+  credentials?: ChannelCredentials
+  /** Deadline of Checkpoint and Drop. @default 30000 */
+  deadlineMs?: number
+  /** Deadline of Open and Read, which stream a whole journal. @default 120000 */
+  streamDeadlineMs?: number
+  /** Must exceed the node's largest record. @default 67108864 (64 MiB) */
+  maxMessageBytes?: number
+}
+
+/** What Open returned: the replica's state and every record after its checkpoint. */
+export interface OpenedReplica {
+  highestEpoch: number
+  checkpoint: CheckpointState | null
+  lastSeq: number
+  records: StoredRecord[]
+}
+
+type Callback<T> = (err: ServiceError | null, value?: T) => void
+type UnaryMethod = (req: unknown, metadata: Metadata, options: { deadline: number }, cb: Callback<unknown>) => void
+type StreamMethod = (req: unknown, options: { deadline: number }) => NodeJS.ReadableStream
+
+export class JournalClient {
+  private readonly client: GrpcClient
+  private readonly deadlineMs: number
+  private readonly streamDeadlineMs: number
+
+  constructor(init: JournalClientInit) {
+    const { Client } = loadJournalService()
+    const maxMessageBytes = init.maxMessageBytes ?? 64 * 1024 * 1024
+    this.client = new Client(init.address, init.credentials ?? grpcCredentials.createInsecure(), {
+      'grpc.max_receive_message_length': maxMessageBytes,
+      'grpc.max_send_message_length': maxMessageBytes,
+    })
+    this.deadlineMs = init.deadlineMs ?? 30_000
+    this.streamDeadlineMs = init.streamDeadlineMs ?? 120_000
+  }
+
+  close(): void {
+    this.client.close()
+  }
+
+  private unary<T>(method: string, request: unknown): Promise<T> {
+    const fn = (this.client as unknown as Record<string, UnaryMethod>)[method] as UnaryMethod
+    return new Promise<T>((resolve, reject) => {
+      fn.call(this.client, request, new Metadata(), { deadline: Date.now() + this.deadlineMs }, (err, value) => {
+        if (err) reject(fromGrpcError(err, JOURNAL_SERVICE_ERRORS))
+        else resolve(value as T)
+      })
+    })
+  }
+
+  /** Calls a server-streaming method and hands each message to `onMessage`; resolves at the stream's end. */
+  private stream<T>(method: string, request: unknown, onMessage: (msg: T) => void): Promise<void> {
+    const fn = (this.client as unknown as Record<string, StreamMethod>)[method] as StreamMethod
+    const call = fn.call(this.client, request, { deadline: Date.now() + this.streamDeadlineMs })
+    return new Promise<void>((resolve, reject) => {
+      call.on('data', (msg: T) => {
+        try {
+          onMessage(msg)
+        } catch (err) {
+          ;(call as unknown as { cancel(): void }).cancel()
+          reject(err)
+        }
+      })
+      call.on('error', (err) => reject(fromGrpcError(err, JOURNAL_SERVICE_ERRORS)))
+      call.on('end', resolve)
+    })
+  }
+
+  /** Raises the replica's fence to `epoch` and returns its checkpoint and records. */
+  async open(volumeUid: string, epoch: number): Promise<OpenedReplica> {
+    let state: OpenedReplica | undefined
+    await this.stream<WireOpenResponse>('open', { volumeUid, epoch }, (msg) => {
+      if (msg.result === 'state' && msg.state != null) {
+        state = { highestEpoch: msg.state.highestEpoch, checkpoint: fromWireCheckpoint(msg.state.checkpoint), lastSeq: msg.state.lastSeq, records: [] }
+      } else if (msg.result === 'batch' && msg.batch != null && state !== undefined) {
+        for (const r of msg.batch.records) state.records.push(fromWireRecord(r))
+      } else throw new RemoteError('internal', undefined, 'journal Open sent records before its state')
+    })
+    if (state === undefined) throw new RemoteError('internal', undefined, 'journal Open ended without a state')
+    return state
+  }
+
+  /** Records with seq ≥ fromSeq after the replica's checkpoint. */
+  async read(volumeUid: string, epoch: number, fromSeq: number): Promise<StoredRecord[]> {
+    const records: StoredRecord[] = []
+    await this.stream<WireReadResponse>('read', { volumeUid, epoch, fromSeq }, (msg) => {
+      for (const r of msg.records) records.push(fromWireRecord(r))
+    })
+    return records
+  }
+
+  /** Stores the checkpoint durably; returns the replica's checkpoint (newer than `checkpoint` if that was stale). */
+  async checkpoint(volumeUid: string, epoch: number, checkpoint: CheckpointState): Promise<CheckpointState> {
+    const res = await this.unary<WireCheckpointResponse>('checkpoint', { volumeUid, epoch, checkpoint: checkpointToWire(checkpoint) })
+    const stored = fromWireCheckpoint(res.checkpoint)
+    if (stored === null) throw new RemoteError('internal', undefined, 'journal Checkpoint returned no checkpoint')
+    return stored
+  }
+
+  async drop(volumeUid: string, epoch: number): Promise<void> {
+    await this.unary('drop', { volumeUid, epoch })
+  }
+
+  /** An Append stream; `onAck` gets each acknowledged durable seq, `onError` the one failure that ends it. */
+  openAppendStream(volumeUid: string, epoch: number, handlers: AppendHandlers): AppendStream {
+    const call = (this.client as unknown as { append: () => ClientDuplexStream<unknown, WireAppendResponse> }).append()
+    return new AppendStream(call, volumeUid, epoch, handlers)
+  }
+
+  /** Sends raw wire requests on an Append stream: for tests of the node's validation. */
+  openRawAppendStream(): ClientDuplexStream<unknown, WireAppendResponse> {
+    return (this.client as unknown as { append: () => ClientDuplexStream<unknown, WireAppendResponse> }).append()
+  }
+}
+
+export interface AppendHandlers {
+  onAck(durableSeq: number): void
+  onError(err: CairnError): void
+}
+
+/** One Append stream to one replica. Fails once: an error or an unexpected end reaches `onError` exactly once. */
+export class AppendStream {
+  private done = false
+
+  constructor(
+    private readonly call: ClientDuplexStream<unknown, WireAppendResponse>,
+    private readonly volumeUid: string,
+    private readonly epoch: number,
+    private readonly handlers: AppendHandlers,
+  ) {
+    call.on('data', (res: WireAppendResponse) => {
+      if (!this.done) handlers.onAck(res.durableSeq)
+    })
+    call.on('error', (err) => this.fail(fromGrpcError(err, JOURNAL_SERVICE_ERRORS)))
+    call.on('end', () => this.fail(new RemoteError('unavailable', undefined, 'journal append stream ended')))
+  }
+
+  private fail(err: CairnError): void {
+    if (this.done) return
+    this.done = true
+    this.handlers.onError(err)
+  }
+
+  /** Queues records (contiguous seqs) as one message; gRPC flow control buffers them. */
+  send(records: readonly StoredRecord[]): void {
+    if (this.done || records.length === 0) return
+    this.call.write({ volumeUid: this.volumeUid, epoch: this.epoch, records: records.map(recordToWire) })
+  }
+
+  /** Stops the stream without reporting an error (the caller replaced or closed it). */
+  cancel(): void {
+    this.done = true
+    this.call.cancel()
+  }
+}
+
+function fromWireCheckpoint(wire: WireCheckpoint | null | undefined): CheckpointState | null {
+  if (wire == null) return null
+  return { rootCid: wire.rootCid === '' ? null : wire.rootCid, sizeBytes: wire.sizeBytes, seq: wire.seq }
+}
+
+function fromWireRecord(r: WireRecord): StoredRecord {
+  return { seq: r.seq, epoch: r.epoch, op: r.op, payload: new Uint8Array(r.payload.buffer, r.payload.byteOffset, r.payload.byteLength) }
+}
