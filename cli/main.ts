@@ -16,6 +16,11 @@ export interface Command {
 const commands: Record<string, () => Promise<Command>> = {
   bench: async () => (await import('./commands/bench.js')).command,
   'storage-node': async () => (await import('./commands/storage-node.js')).command,
+  dev: async () => (await import('./commands/dev.js')).command,
+  engine: async () => (await import('./commands/engine.js')).command,
+  volume: async () => (await import('./commands/volume.js')).command,
+  snapshot: async () => (await import('./commands/snapshot.js')).command,
+  operator: async () => (await import('./commands/operator.js')).command,
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -1,0 +1,38 @@
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
+import { KubeConfig } from '@kubernetes/client-node'
+import type { Command } from '../main.js'
+import { loadConfig, operatorConfigSchema } from '../../core/config.js'
+import { createLogger } from '../../core/logger.js'
+import { HealthServer, createRegistry } from '../../core/health-server.js'
+import { Operator } from '../../operator/operator.js'
+
+export const command: Command = {
+  summary: 'run the operator: cairn operator [--kubeconfig PATH] [--namespace cairn-system] [--lease-name NAME] [--metrics-listen ADDR]',
+  async run(argv) {
+    const config = loadConfig(operatorConfigSchema, argv)
+    const logger = createLogger('operator', config.logLevel)
+    const kubeConfig = new KubeConfig()
+    if (config.kubeconfig !== undefined) kubeConfig.loadFromFile(config.kubeconfig)
+    else kubeConfig.loadFromDefault()
+    // Two replicas on one host (or a restarted pod) must never share an identity.
+    const identity = config.identity ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
+    const registry = createRegistry({ component: 'operator' })
+    const operator = new Operator({ ...config, identity, maxQueuedKeys: config.maxQueuedKeys }, { kubeConfig, logger, registry })
+    const health = new HealthServer({ listen: config.metricsListen, readiness: () => operator.readiness() }, { logger, registry })
+    const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
+      process.once('SIGTERM', () => resolve('SIGTERM'))
+      process.once('SIGINT', () => resolve('SIGINT'))
+    })
+    await health.start()
+    await operator.start()
+    logger.info({ identity, namespace: config.namespace, lease: config.leaseName }, 'operator started')
+    const signal = await stopSignal
+    logger.info({ signal }, 'shutting down; releasing the leader lease')
+    await operator.stop()
+    await health.stop()
+    logger.info('stopped cleanly')
+    logger.flush()
+    return 0
+  },
+}

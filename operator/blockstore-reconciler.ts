@@ -1,0 +1,130 @@
+/**
+ * BlockStore reconciler: an idempotent function of (BlockStore spec, nodes,
+ * storage-node pods, DaemonSet status) that labels exactly the eligible nodes,
+ * keeps the owned DaemonSet, Service and Secret as desired, and publishes
+ * status with the cluster map. It writes only what differs, so running it
+ * twice, or after a crash at any point, converges to the same state.
+ */
+import { BLOCKSTORE_FINALIZER, BLOCKSTORE_LABEL, CAPACITY_BYTES_ANNOTATION, SPEC_HASH_ANNOTATION, CONDITION, REASON, USED_BYTES_ANNOTATION, ownedNames, storageNodeLabel } from './constants.js'
+import type { ReconcilerContext } from './context.js'
+import { buildMembers, nextClusterMap, nodeEligibility } from './membership.js'
+import { ensureFinalizer, setCondition, updateStatus } from './status.js'
+import { desiredDaemonSet, desiredService, isOwnedBy, newSecret, specHash } from './storage-node-objects.js'
+import { tryParseQuantity } from './quantity.js'
+import type { BlockStoreObject, BlockStoreStatus, CrdMember, DaemonSetObject, NodeObject } from './types.js'
+
+/** Reconciles the BlockStore `name`. */
+export async function reconcileBlockStore(ctx: ReconcilerContext, name: string): Promise<void> {
+  const found = await ctx.kube.getCr<BlockStoreObject>('BlockStore', name)
+  if (found === undefined || found.metadata.deletionTimestamp !== undefined) {
+    // Gone (or going): the labels are the one thing owner references cannot clean up.
+    await syncNodeLabels(ctx, name, new Set())
+    if (found !== undefined) await ensureFinalizer(ctx.kube, 'BlockStore', found, BLOCKSTORE_FINALIZER, false)
+    return
+  }
+  const bs = await ensureFinalizer(ctx.kube, 'BlockStore', found, BLOCKSTORE_FINALIZER, true)
+  const nodes = ctx.caches.nodes.list()
+  const eligible = nodes.filter((n) => nodeEligibility(bs.spec, n).eligible)
+  await syncNodeLabels(ctx, name, new Set(eligible.map((n) => n.metadata.name)))
+  await ensureSecret(ctx, bs)
+  await ensureOwned(ctx, bs, 'Service', desiredService(bs, ctx.namespace))
+  const ds = await ensureOwned(ctx, bs, 'DaemonSet', desiredDaemonSet(bs, ctx.namespace, ctx.image))
+  const pods = ctx.caches.pods.list().filter((p) => p.metadata.labels?.[BLOCKSTORE_LABEL] === name)
+  const members = buildMembers(bs.spec, eligible, pods, { service: ownedNames(name).service, namespace: ctx.namespace })
+  const nodeByName = new Map(nodes.map((n) => [n.metadata.name, n]))
+  await updateStatus<BlockStoreObject>(ctx.kube, 'BlockStore', name, (fresh) =>
+    fresh.metadata.uid === bs.metadata.uid ? blockStoreStatus(fresh, members, ds as DaemonSetObject, nodeByName) : undefined,
+  )
+}
+
+/** Sets the BlockStore's label on `eligible` nodes and removes it from every other node. */
+async function syncNodeLabels(ctx: ReconcilerContext, blockStore: string, eligible: ReadonlySet<string>): Promise<void> {
+  const key = storageNodeLabel(blockStore)
+  for (const node of ctx.caches.nodes.list()) {
+    const has = node.metadata.labels?.[key] === 'true'
+    const want = eligible.has(node.metadata.name)
+    if (has === want) continue
+    await ctx.kube.patchNodeLabels(node.metadata.name, { [key]: want ? 'true' : null })
+    ctx.logger.info({ blockStore, node: node.metadata.name, eligible: want }, want ? 'labelled storage node' : 'unlabelled storage node')
+  }
+}
+
+async function ensureSecret(ctx: ReconcilerContext, bs: BlockStoreObject): Promise<void> {
+  const name = ownedNames(bs.metadata.name).secret
+  const namespace = ctx.namespace
+  const existing = await ctx.kube.readOptional(`get secret ${name}`, () => ctx.kube.core.readNamespacedSecret({ name, namespace }))
+  if (existing !== undefined && existing.data?.token !== undefined && existing.data.token !== '') return
+  const fresh = newSecret(bs, namespace)
+  if (existing === undefined) {
+    await ctx.kube.write('Secret', `create secret ${name}`, () => ctx.kube.core.createNamespacedSecret({ namespace, body: fresh as never }))
+    return
+  }
+  // A Secret without a token (emptied by hand) gets one; any other key is kept.
+  const body = { ...existing, data: { ...existing.data, token: (fresh.data as { token: string }).token } }
+  await ctx.kube.write('Secret', `add token to secret ${name}`, () => ctx.kube.core.replaceNamespacedSecret({ name, namespace, body }))
+}
+
+type OwnedKind = 'Service' | 'DaemonSet'
+
+/** Creates the owned object, or replaces it when its spec hash or controller reference differs. Returns it as stored. */
+async function ensureOwned(ctx: ReconcilerContext, bs: BlockStoreObject, kind: OwnedKind, desired: Record<string, unknown> & { spec: unknown }): Promise<unknown> {
+  const { kube, namespace } = ctx
+  const name = (desired.metadata as { name: string }).name
+  const api: { read: () => Promise<unknown>; create: (body: never) => Promise<unknown>; replace: (body: never) => Promise<unknown> } = {
+    read: () => (kind === 'Service' ? kube.core.readNamespacedService({ name, namespace }) : kube.apps.readNamespacedDaemonSet({ name, namespace })),
+    create: (body: never) => (kind === 'Service' ? kube.core.createNamespacedService({ namespace, body }) : kube.apps.createNamespacedDaemonSet({ namespace, body })),
+    replace: (body: never) =>
+      kind === 'Service' ? kube.core.replaceNamespacedService({ name, namespace, body }) : kube.apps.replaceNamespacedDaemonSet({ name, namespace, body }),
+  }
+  const existing = (await kube.readOptional(`get ${kind} ${name}`, api.read)) as { metadata?: { annotations?: Record<string, string>; resourceVersion?: string }; spec?: { clusterIP?: string } } | undefined
+  if (existing === undefined) return kube.write(kind, `create ${kind} ${name}`, () => api.create(desired as never))
+  const upToDate = existing.metadata?.annotations?.[SPEC_HASH_ANNOTATION] === specHash(desired.spec) && isOwnedBy(existing as never, bs)
+  if (upToDate) return existing
+  const body = { ...desired, metadata: { ...(desired.metadata as object), resourceVersion: existing.metadata?.resourceVersion } }
+  ctx.logger.info({ kind, name }, 'updating owned object')
+  return kube.write(kind, `update ${kind} ${name}`, () => api.replace(body as never))
+}
+
+/** The status to publish, from the freshly read object (so the epoch moves from what is stored, never from a stale copy). */
+function blockStoreStatus(fresh: BlockStoreObject, members: CrdMember[], ds: DaemonSetObject, nodes: Map<string, NodeObject>): BlockStoreStatus {
+  const old = fresh.status ?? {}
+  const generation = fresh.metadata.generation ?? 0
+  const eligible = members.length
+  const readyNodes = ds.status?.numberReady ?? 0
+  const down = members.filter((m) => m.state === 'Down').length
+  let capacityBytes = 0
+  let usedBytes = 0
+  for (const m of members) {
+    const annotations = nodes.get(m.node)?.metadata.annotations ?? {}
+    capacityBytes += tryParseQuantity(annotations[CAPACITY_BYTES_ANNOTATION]) ?? m.weightBytes
+    usedBytes += tryParseQuantity(annotations[USED_BYTES_ANNOTATION]) ?? 0
+  }
+  let conditions = old.conditions
+  const set = (type: string, ok: boolean, reason: string, message: string): void => {
+    conditions = setCondition(conditions, { type, status: ok ? 'True' : 'False', reason, message, observedGeneration: generation })
+  }
+  const rolling = rolloutInProgress(ds, eligible)
+  if (eligible === 0) set(CONDITION.Ready, false, REASON.NoEligibleNodes, 'no node matches the selector and eligibility rules')
+  else if (readyNodes >= eligible && down === 0) set(CONDITION.Ready, true, REASON.AllNodesReady, `${readyNodes} of ${eligible} storage nodes ready`)
+  else set(CONDITION.Ready, false, REASON.NodesNotReady, `${readyNodes} of ${eligible} storage nodes ready, ${down} down`)
+  const degraded = eligible > 0 && (down > 0 || (readyNodes > 0 && readyNodes < eligible))
+  set(CONDITION.Degraded, degraded, degraded ? REASON.NodesNotReady : REASON.AllNodesReady, `${down} members down, ${readyNodes} of ${eligible} ready`)
+  set(CONDITION.Progressing, rolling, rolling ? REASON.RolloutInProgress : REASON.RolloutComplete, rolling ? 'storage-node pods are being scheduled or updated' : 'storage-node DaemonSet is up to date')
+  return {
+    ...old,
+    observedGeneration: generation,
+    eligibleNodes: eligible,
+    readyNodes,
+    capacityBytes,
+    usedBytes,
+    clusterMap: nextClusterMap(old.clusterMap, members),
+    conditions,
+  }
+}
+
+function rolloutInProgress(ds: DaemonSetObject, eligible: number): boolean {
+  const st = ds.status
+  if (st === undefined) return eligible > 0
+  if ((st.observedGeneration ?? 0) < (ds.metadata?.generation ?? 0)) return true
+  return (st.desiredNumberScheduled ?? 0) !== eligible || (st.updatedNumberScheduled ?? 0) < (st.desiredNumberScheduled ?? 0)
+}
