@@ -81,7 +81,7 @@ export class ChunkFetcher {
   /** Fetches, rebuilds and verifies every chunk; never throws for one chunk's failure. */
   async fetch(cids: readonly CID[]): Promise<FetchOutcome> {
     const k = this.#d.dataShards
-    const pendings = cids.map((cid): Pending => ({ cid, key: cid.toString(), shards: new Array(this.#total), chunkLengthBytes: undefined, asked: new Set(), unreachable: false, degraded: false }))
+    const pendings = cids.map((cid): Pending => ({ cid, key: cid.toString(), shards: new Array<Shard | undefined>(this.#total).fill(undefined), chunkLengthBytes: undefined, asked: new Set(), unreachable: false, degraded: false }))
     const map = this.#d.currentMap()
     const placements = new Map(pendings.map((p) => [p.key, this.#placeOrEmpty(p.cid, map)]))
     const atPlacement = (p: Pending, from: number, to: number): Want[] => {
