@@ -7,6 +7,7 @@
  *   POST /v1/volumes/:name/snapshots      {"name": "..."}: snapshot
  *   POST /v1/volumes/:name/clones         {"name": "..."}: clone into a new volume
  *   POST /v1/volumes/:name/resize         {"sizeBytes": N}: grow
+ *   DELETE /v1/volumes/:name              detach (final flush), then delete
  *
  * Errors are `{"error": {"name", "kind", "message"}}` with an HTTP status per kind.
  * It listens on loopback in `cairn dev`; it has no authentication of its own.
@@ -67,6 +68,10 @@ export function mountAdminApi(app: Express, components: AdminApiComponents): voi
   app.post('/v1/volumes/:name/snapshots', json, handle((req) => host.snapshot(param(req, 'name'), bodyString(req, 'name')), 201))
   app.post('/v1/volumes/:name/clones', json, handle((req) => host.cloneVolume(param(req, 'name'), bodyString(req, 'name')), 201))
   app.post('/v1/volumes/:name/resize', json, handle((req) => host.resize(param(req, 'name'), bodyInteger(req, 'sizeBytes'))))
+  app.delete('/v1/volumes/:name', handle(async (req) => {
+    await host.deleteVolume(param(req, 'name'))
+    return {}
+  }))
   // Malformed JSON bodies reach here from express.json().
   app.use('/v1', (err: unknown, _req: Request, res: Response, next: (err?: unknown) => void) => {
     if (res.headersSent) return next(err)

@@ -44,6 +44,10 @@ export class AdminClient {
     return this.request('POST', `/v1/volumes/${encodeURIComponent(volume)}/resize`, { sizeBytes })
   }
 
+  deleteVolume(volume: string): Promise<void> {
+    return this.request('DELETE', `/v1/volumes/${encodeURIComponent(volume)}`)
+  }
+
   private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     let res: Response
     try {

@@ -161,6 +161,23 @@ export class EngineHost implements ExportResolver, Startable {
     return volume
   }
 
+  /**
+   * Detaches the volume (final flush) and deletes it from the control plane. Clients
+   * still connected get errors from then on; a new connection finds no volume.
+   */
+  async deleteVolume(volumeName: string): Promise<void> {
+    const attaching = this.volumes.get(volumeName)
+    if (attaching !== undefined) {
+      this.volumes.delete(volumeName)
+      const volume = await attaching.catch(() => undefined)
+      if (volume !== undefined) {
+        await volume.detach()
+        this.metrics.attached.dec()
+      }
+    }
+    await this.components.controlPlane.deleteVolume(volumeName)
+  }
+
   private async attachOnce(volumeName: string): Promise<HostedVolume> {
     const stopTimer = this.metrics.attachSeconds.startTimer()
     try {

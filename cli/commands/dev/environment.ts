@@ -1,0 +1,213 @@
+/**
+ * DevEnvironment: everything `cairn dev` runs. The Local control plane lives in this
+ * process; the k+m storage nodes and the engine are supervised child processes (so a
+ * test can SIGKILL any of them and see it come back); the status page is served here.
+ * Start order is control plane, storage nodes, cluster map, engine, status page; stop
+ * is the reverse, so the engine's final flush still finds its storage nodes.
+ */
+import { mkdir, readFile } from 'node:fs/promises'
+import { resolve as resolvePath } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { Logger } from '../../../core/logger.js'
+import type { Startable } from '../../../core/startable.js'
+import { FailedPreconditionError } from '../../../control-plane/types.js'
+import { LocalControlPlane } from '../../../control-plane/local/local-control-plane.js'
+import { createRegistry, HealthServer } from '../../../core/health-server.js'
+import { parseSizeBytes, type DevConfig } from '../../../core/config.js'
+import { bootstrap, devMembers, publishMembers, DEV_BLOCK_STORE } from './bootstrap.js'
+import { readyMessage, readyz, Supervisor } from './supervisor.js'
+import { devPaths, isAlive, nodePorts, readDevStateFile, removeDevState, writeDevState, type DevState } from './state.js'
+import { renderStatusPage, statusJson } from './status-page.js'
+
+/** The `cairn` entry point, run by the children (dist/cli/main.js). */
+const CLI_MAIN = fileURLToPath(new URL('../../main.js', import.meta.url))
+const LOOPBACK = '127.0.0.1'
+/** The engine's attachment identity in dev. */
+const ENGINE_NODE_ID = 'dev-engine'
+
+/** What the engine reports over IPC once it serves (cli/commands/engine.ts). */
+export interface EngineReady {
+  type: 'ready'
+  nbdAddress: string
+  adminAddress: string
+}
+
+interface NodeHandle {
+  id: string
+  address: string
+  metricsAddress: string
+  dataDir: string
+  supervisor: Supervisor<void>
+}
+
+export class DevEnvironment implements Startable {
+  readonly dataDir: string
+  private readonly paths: ReturnType<typeof devPaths>
+  private cp: LocalControlPlane | undefined
+  private nodes: NodeHandle[] = []
+  private engine: Supervisor<EngineReady> | undefined
+  private status: HealthServer | undefined
+  private startedAt = new Date().toISOString()
+  private stateWrites: Promise<void> = Promise.resolve()
+  private started = false
+
+  constructor(
+    private readonly config: DevConfig,
+    private readonly components: { logger: Logger },
+  ) {
+    this.dataDir = resolvePath(config.dataDir)
+    this.paths = devPaths(this.dataDir)
+  }
+
+  async start(): Promise<void> {
+    await mkdir(this.paths.nodesDir, { recursive: true })
+    await this.refuseSecondDev()
+    try {
+      const cp = new LocalControlPlane({ path: this.paths.controlPlane }, { logger: this.components.logger.child({ component: 'control-plane' }) })
+      this.cp = cp
+      await cp.start()
+      const policy = await bootstrap(
+        cp,
+        { ...this.config, nodesDir: this.paths.nodesDir, volumeSizeBytes: parseSizeBytes(this.config.size) },
+        this.components.logger,
+      )
+      await this.startNodes(policy.dataShards + policy.parityShards)
+      await publishMembers(cp, devMembers(this.nodes.map((n) => n.address)), this.components.logger)
+      await this.startEngine()
+      await this.startStatusPage()
+      this.started = true
+      await this.saveState()
+    } catch (err) {
+      await this.stop()
+      throw err
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.started = false
+    // The engine first: its final flush needs the storage nodes.
+    await this.engine?.stop()
+    await Promise.all(this.nodes.map((n) => n.supervisor.stop()))
+    await this.status?.stop()
+    await this.stateWrites
+    await this.cp?.stop()
+    await removeDevState(this.dataDir)
+  }
+
+  /** The state written to dev.json. */
+  state(): DevState {
+    const ready = this.engine?.info
+    const nbdAddress = ready?.nbdAddress ?? this.config.listen
+    return {
+      pid: process.pid,
+      startedAt: this.startedAt,
+      dataDir: this.dataDir,
+      volume: this.config.volume,
+      nbd: { address: nbdAddress, uri: `nbd://${nbdAddress}/${this.config.volume}` },
+      statusUrl: this.status === undefined ? '' : `http://${this.status.address()}/`,
+      engine: {
+        nodeId: ENGINE_NODE_ID,
+        pid: this.engine?.pid ?? null,
+        state: this.engine?.state ?? 'stopped',
+        restarts: this.engine?.restarts ?? 0,
+        adminAddress: ready?.adminAddress ?? null,
+      },
+      nodes: this.nodes.map((n) => ({
+        id: n.id,
+        address: n.address,
+        metricsAddress: n.metricsAddress,
+        dataDir: n.dataDir,
+        pid: n.supervisor.pid ?? null,
+        state: n.supervisor.state,
+        restarts: n.supervisor.restarts,
+      })),
+    }
+  }
+
+  /** One dev per data directory; children a crashed dev left behind are stopped first. */
+  private async refuseSecondDev(): Promise<void> {
+    const previous = await readDevStateFile(this.dataDir).catch(() => undefined)
+    if (previous === undefined) return
+    if (previous.pid !== process.pid && isAlive(previous.pid)) {
+      throw new FailedPreconditionError(`cairn dev is already running for ${this.dataDir} (pid ${previous.pid})`)
+    }
+    const orphans = [previous.engine.pid, ...previous.nodes.map((n) => n.pid)].filter((p): p is number => p !== null)
+    for (const pid of orphans) {
+      // Only a process that is still one of ours (its command line names this data dir) is killed: pids get reused.
+      const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')
+      if (cmdline.includes(this.dataDir) && cmdline.includes(CLI_MAIN)) {
+        this.components.logger.warn({ pid }, 'stopping a child left behind by a crashed cairn dev')
+        process.kill(pid, 'SIGKILL')
+      }
+    }
+  }
+
+  private async startNodes(count: number): Promise<void> {
+    const taken = new Set<number>()
+    for (let i = 0; i < count; i++) {
+      const ports = await nodePorts(this.dataDir, i, LOOPBACK, taken)
+      const address = `${LOOPBACK}:${ports.grpcPort}`
+      const metricsAddress = `${LOOPBACK}:${ports.metricsPort}`
+      const dataDir = this.paths.node(i)
+      const args = ['storage-node', '--data-dir', dataDir, '--listen', address, '--metrics-listen', metricsAddress, '--log-level', this.config.logLevel]
+      const supervisor = new Supervisor<void>(
+        { name: `node-${i}`, command: process.execPath, args: () => [CLI_MAIN, ...args], ready: (_child, signal) => readyz(metricsAddress, signal) },
+        { logger: this.components.logger, onChange: () => this.stateChanged() },
+      )
+      this.nodes.push({ id: `node-${i}`, address, metricsAddress, dataDir, supervisor })
+    }
+    await Promise.all(this.nodes.map((n) => n.supervisor.start()))
+  }
+
+  private async startEngine(): Promise<void> {
+    const args = [
+      'engine',
+      '--data-dir', this.dataDir,
+      '--listen', this.config.listen,
+      '--metrics-listen', `${LOOPBACK}:0`,
+      '--node-id', ENGINE_NODE_ID,
+      '--block-store', DEV_BLOCK_STORE,
+      '--attach', 'eager',
+      '--log-level', this.config.logLevel,
+    ]
+    this.engine = new Supervisor<EngineReady>(
+      { name: 'engine', command: process.execPath, args: () => [CLI_MAIN, ...args], ipc: true, ready: readyMessage<EngineReady> },
+      { logger: this.components.logger, onChange: () => this.stateChanged() },
+    )
+    await this.engine.start()
+  }
+
+  private async startStatusPage(): Promise<void> {
+    const cp = this.cp as LocalControlPlane
+    const view = async () => ({
+      state: this.state(),
+      volumes: (await cp.listVolumes({ limit: 1000 })).items,
+      clusterMapEpoch: (await cp.getClusterMap(DEV_BLOCK_STORE)).epoch,
+    })
+    this.status = new HealthServer(
+      {
+        listen: this.config.statusListen,
+        readiness: () => (this.engine?.state === 'up' ? undefined : `engine is ${this.engine?.state ?? 'not started'}`),
+        routes: (app) => {
+          app.get('/', async (_req, res) => void res.type('html').send(renderStatusPage(await view())))
+          app.get('/status.json', async (_req, res) => void res.json(statusJson(await view())))
+        },
+      },
+      { logger: this.components.logger, registry: createRegistry({ component: 'dev' }) },
+    )
+    await this.status.start()
+  }
+
+  private stateChanged(): void {
+    if (this.started) void this.saveState()
+  }
+
+  /** Serialised so that an older state never overwrites a newer one. */
+  private saveState(): Promise<void> {
+    const state = this.state()
+    this.stateWrites = this.stateWrites
+      .then(() => writeDevState(this.paths.state, state))
+      .catch((err: unknown) => this.components.logger.error({ err }, 'cannot write dev.json'))
+    return this.stateWrites
+  }
+}

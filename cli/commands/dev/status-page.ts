@@ -1,0 +1,118 @@
+/**
+ * The one-page status view of `cairn dev` (HTML at `/`, the same data as JSON at
+ * `/status.json`): volumes with size, allocation, health and epoch; storage nodes up
+ * or down; links to every process's metrics.
+ */
+import type { Volume } from '../../../control-plane/types.js'
+import type { DevState } from './state.js'
+
+export interface StatusView {
+  state: DevState
+  volumes: Volume[]
+  clusterMapEpoch: number
+}
+
+const GiB = 2 ** 30
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
+}
+
+function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']
+  let value = bytes
+  let unit = 0
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024
+    unit++
+  }
+  return `${unit === 0 ? value : value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`
+}
+
+function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+  const head = headers.map((h) => `<th>${escapeHtml(h)}</th>`).join('')
+  // Cells are escaped by the caller: some hold links.
+  const body = rows.map((r) => `<tr>${r.map((c) => `<td>${c}</td>`).join('')}</tr>`).join('\n')
+  return `<table><thead><tr>${head}</tr></thead><tbody>\n${body}\n</tbody></table>`
+}
+
+function link(href: string, text: string): string {
+  return `<a href="${escapeHtml(href)}">${escapeHtml(text)}</a>`
+}
+
+function volumeRows(view: StatusView): string[][] {
+  return view.volumes.map((v) => [
+    escapeHtml(v.name),
+    escapeHtml(formatBytes(v.sizeBytes)),
+    escapeHtml(formatBytes(v.status.allocatedBytes)),
+    escapeHtml(v.status.health),
+    String(v.status.epoch),
+    escapeHtml(v.status.attachment === null ? 'detached' : `${v.status.attachment.nodeId} (epoch ${v.status.attachment.epoch})`),
+    escapeHtml(`nbd://${view.state.nbd.address}/${v.name}`),
+  ])
+}
+
+function processRows(state: DevState): string[][] {
+  const up = (s: string): string => (s === 'up' ? '<span class="up">up</span>' : `<span class="down">${escapeHtml(s)}</span>`)
+  const rows = state.nodes.map((n) => [
+    escapeHtml(n.id),
+    up(n.state),
+    escapeHtml(n.address),
+    String(n.pid ?? '-'),
+    String(n.restarts),
+    link(`http://${n.metricsAddress}/metrics`, 'metrics'),
+  ])
+  const admin = state.engine.adminAddress
+  rows.push([
+    `engine (${escapeHtml(state.engine.nodeId)})`,
+    up(state.engine.state),
+    escapeHtml(state.nbd.address),
+    String(state.engine.pid ?? '-'),
+    String(state.engine.restarts),
+    admin === null ? '-' : link(`http://${admin}/metrics`, 'metrics'),
+  ])
+  return rows
+}
+
+/** The status page. */
+export function renderStatusPage(view: StatusView): string {
+  const { state } = view
+  const uri = state.nbd.uri
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>cairn dev</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem}table{border-collapse:collapse;margin-bottom:2rem}
+th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}th{background:#f3f3f3}.up{color:#080}.down{color:#b00;font-weight:bold}
+code{background:#f3f3f3;padding:.1rem .3rem}
+</style></head><body>
+<h1>cairn dev</h1>
+<p>Data directory <code>${escapeHtml(state.dataDir)}</code>, cluster map epoch ${view.clusterMapEpoch}, started ${escapeHtml(state.startedAt)}.</p>
+<h2>Volumes</h2>
+${table(['name', 'size', 'allocated', 'health', 'epoch', 'attachment', 'NBD URI'], volumeRows(view))}
+<h2>Processes</h2>
+${table(['name', 'state', 'address', 'pid', 'restarts', 'metrics'], processRows(state))}
+<h2>Connect</h2>
+<pre>nbdinfo ${escapeHtml(uri)}
+qemu-img convert -p -O raw disk.img ${escapeHtml(uri)}
+nbdfuse /mnt/cairn/disk ${escapeHtml(uri)} &amp;   # then: losetup -f --show /mnt/cairn/disk</pre>
+<p>${link('/status.json', 'status.json')}</p>
+</body></html>
+`
+}
+
+/** The same view for scripts. */
+export function statusJson(view: StatusView): Record<string, unknown> {
+  return {
+    ...view.state,
+    clusterMapEpoch: view.clusterMapEpoch,
+    volumes: view.volumes.map((v) => ({
+      name: v.name,
+      sizeBytes: v.sizeBytes,
+      sizeGiB: v.sizeBytes / GiB,
+      allocatedBytes: v.status.allocatedBytes,
+      health: v.status.health,
+      epoch: v.status.epoch,
+      attachment: v.status.attachment,
+    })),
+  }
+}

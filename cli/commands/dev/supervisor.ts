@@ -1,0 +1,192 @@
+/**
+ * Supervises one child process of `cairn dev`: spawns it, waits until it is ready,
+ * restarts it with bounded exponential backoff when it dies, and stops it with
+ * SIGTERM (then SIGKILL after a grace period).
+ *
+ * Children run in their own process group: a Ctrl-C in the terminal reaches only
+ * `cairn dev`, which then stops the engine before the storage nodes it flushes to.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import type { Logger } from '../../../core/logger.js'
+import type { Startable } from '../../../core/startable.js'
+import { CairnError } from '../../../core/errors.js'
+
+/** A child did not become ready in time, or exited before it was. */
+export class ChildStartError extends CairnError {
+  override readonly name = 'ChildStartError'
+  readonly kind = 'unavailable'
+}
+
+export type ChildState = 'starting' | 'up' | 'backoff' | 'stopping' | 'stopped'
+
+export interface SupervisorInit<R> {
+  /** Name in logs and on the status page. */
+  name: string
+  command: string
+  /** Arguments for each spawn; called again before every restart. */
+  args: () => readonly string[]
+  /** Open an IPC channel to the child (it reports readiness and notices when this process dies). @default false */
+  ipc?: boolean
+  /** Resolves with what the child reports once it serves; called once per spawn. */
+  ready: (child: ChildProcess, signal: AbortSignal) => Promise<R>
+  /** @default 60000 */
+  readyTimeoutMs?: number
+  /** First restart delay; doubles per consecutive failure. @default 200 */
+  backoffInitialMs?: number
+  /** @default 5000 */
+  backoffMaxMs?: number
+  /** A child that stayed up this long resets the backoff. @default 10000 */
+  backoffResetMs?: number
+  /** SIGTERM to SIGKILL. @default 30000 */
+  stopGraceMs?: number
+}
+
+export interface SupervisorComponents {
+  logger: Logger
+  /** Called on every state change (the dev state file and status page follow it). */
+  onChange?: () => void
+}
+
+export class Supervisor<R> implements Startable {
+  state: ChildState = 'stopped'
+  /** What the child reported when it last became ready. */
+  info: R | undefined
+  restarts = 0
+  private child: ChildProcess | undefined
+  private stopping = false
+  private failures = 0
+  private upSince = 0
+  private backoffTimer: NodeJS.Timeout | undefined
+  private readyWaiters: Array<{ resolve: (r: R) => void }> = []
+
+  constructor(
+    private readonly init: SupervisorInit<R>,
+    private readonly components: SupervisorComponents,
+  ) {}
+
+  get pid(): number | undefined {
+    return this.child?.pid
+  }
+
+  /** Spawns the child and resolves once it is ready; restarts keep going in the background. */
+  async start(): Promise<void> {
+    this.stopping = false
+    const first = this.nextReady()
+    this.spawnChild()
+    await first
+  }
+
+  /** Resolves the next time the child becomes ready (after a restart, for instance). */
+  nextReady(): Promise<R> {
+    return new Promise((resolve) => this.readyWaiters.push({ resolve }))
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true
+    clearTimeout(this.backoffTimer)
+    const child = this.child
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) {
+      this.setState('stopped')
+      return
+    }
+    this.setState('stopping')
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+    child.kill('SIGTERM')
+    const killTimer = setTimeout(() => {
+      this.components.logger.warn({ child: this.init.name, pid: child.pid }, 'child ignored SIGTERM; killing it')
+      child.kill('SIGKILL')
+    }, this.init.stopGraceMs ?? 30_000)
+    await exited
+    clearTimeout(killTimer)
+    this.setState('stopped')
+  }
+
+  private spawnChild(): void {
+    const stdio = this.init.ipc === true ? (['ignore', 'inherit', 'inherit', 'ipc'] as const) : (['ignore', 'inherit', 'inherit'] as const)
+    const child = spawn(this.init.command, this.init.args(), { stdio: [...stdio], detached: true })
+    this.child = child
+    this.info = undefined
+    this.setState('starting')
+    const abort = new AbortController()
+    child.once('exit', (code, signal) => {
+      abort.abort()
+      this.onExit(child, code, signal)
+    })
+    child.once('error', (err) => this.components.logger.error({ child: this.init.name, err }, 'child process error'))
+    void this.awaitReady(child, abort.signal)
+  }
+
+  private async awaitReady(child: ChildProcess, signal: AbortSignal): Promise<void> {
+    const timeoutMs = this.init.readyTimeoutMs ?? 60_000
+    const timeout = AbortSignal.timeout(timeoutMs)
+    try {
+      const info = await this.init.ready(child, AbortSignal.any([signal, timeout]))
+      if (this.child !== child || signal.aborted) return
+      this.info = info
+      this.upSince = Date.now()
+      this.setState('up')
+      this.components.logger.info({ child: this.init.name, pid: child.pid, info }, 'child ready')
+      for (const w of this.readyWaiters.splice(0)) w.resolve(info)
+    } catch (err) {
+      if (signal.aborted && !timeout.aborted) return
+      this.components.logger.error({ child: this.init.name, pid: child.pid, err, timeoutMs }, 'child did not become ready; killing it')
+      child.kill('SIGKILL')
+    }
+  }
+
+  private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.child !== child) return
+    if (this.stopping) return
+    const uptimeMs = this.state === 'up' ? Date.now() - this.upSince : 0
+    this.failures = uptimeMs >= (this.init.backoffResetMs ?? 10_000) ? 1 : this.failures + 1
+    const delayMs = Math.min((this.init.backoffInitialMs ?? 200) * 2 ** (this.failures - 1), this.init.backoffMaxMs ?? 5000)
+    this.components.logger.warn({ child: this.init.name, pid: child.pid, code, signal, restartInMs: delayMs }, 'child exited; restarting')
+    this.setState('backoff')
+    this.backoffTimer = setTimeout(() => {
+      if (this.stopping) return
+      this.restarts++
+      this.spawnChild()
+    }, delayMs)
+  }
+
+  private setState(state: ChildState): void {
+    this.state = state
+    this.components.onChange?.()
+  }
+}
+
+/** Resolves with the first IPC message of type `ready` the child sends. */
+export function readyMessage<R>(child: ChildProcess, signal: AbortSignal): Promise<R> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (msg: unknown): void => {
+      if (typeof msg === 'object' && msg !== null && (msg as { type?: unknown }).type === 'ready') {
+        cleanup()
+        resolve(msg as R)
+      }
+    }
+    const onAbort = (): void => {
+      cleanup()
+      reject(new ChildStartError('child exited or timed out before reporting ready', { cause: signal.reason }))
+    }
+    const cleanup = (): void => {
+      child.off('message', onMessage)
+      signal.removeEventListener('abort', onAbort)
+    }
+    if (signal.aborted) return onAbort()
+    child.on('message', onMessage)
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
+/** Polls `GET http://address/readyz` every `intervalMs` until it answers 200 (bounded by `signal`). */
+export async function readyz(address: string, signal: AbortSignal, intervalMs = 50): Promise<void> {
+  for (;;) {
+    if (signal.aborted) throw new ChildStartError(`${address} never became ready`, { cause: signal.reason })
+    const ok = await fetch(`http://${address}/readyz`, { signal }).then(
+      (res) => res.ok,
+      () => false,
+    )
+    if (ok) return
+    await new Promise((resolve) => setTimeout(resolve, intervalMs))
+  }
+}
