@@ -1,18 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import type { JournalOp } from '../contracts.js'
-import type { VolumeEngine } from './engine.js'
 import { createEngineHarness } from './testing/harness.js'
-import { applyToModel, prng, randomOp } from './testing/random.js'
-
-const zeroOpts = { fua: false, fast: false, noHole: false }
-
-export function runOp(engine: VolumeEngine, op: JournalOp, fua = false): Promise<void> {
-  if (op.kind === 'write') return engine.pwrite(op.offsetBytes, op.data, { fua })
-  if (op.kind === 'zero') return engine.zero(op.offsetBytes, op.lengthBytes, { ...zeroOpts, fua })
-  if (op.kind === 'trim') return engine.trim(op.offsetBytes, op.lengthBytes, { fua })
-  return engine.resize(op.sizeBytes)
-}
+import { applyToModel, prng, randomOp, runOp } from './testing/random.js'
 
 interface Case {
   seed: number

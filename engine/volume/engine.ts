@@ -429,6 +429,10 @@ export class VolumeEngine implements NbdBackend, Startable {
     )
     const newRoot: CID | null = merged.changes.size === 0 ? root : await manifest.update(root, merged.changes)
     if (this.state === 'fenced') throw this.fencedError()
+    // Every record in the cut must be durable in the journal before the head names its seq:
+    // otherwise a crash could leave the journal numbering behind the head, and the next
+    // engine's records would collide with seqs the head already claims.
+    await this.s.journal.sync()
     await this.s.headWriter.write({ rootCid: newRoot?.toString() ?? null, sizeBytes: plan.sizeBytes, journalSeq: plan.seq })
     // The head now holds the cut: move the read view forward in one synchronous step.
     this.s.lookups.advance(newRoot, merged.changes)

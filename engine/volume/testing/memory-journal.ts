@@ -2,8 +2,8 @@
  * An in-memory VolumeJournal for engine tests. `MemoryJournalReplicas` plays the
  * replicas (what survives a crash: the epoch, the checkpoint and the durable
  * records); each `MemoryJournal` is one engine's client. Records become durable
- * by group commit (at once by default, or only on sync/commit, so tests can
- * crash with acknowledged but unsynced writes). Test infrastructure only.
+ * by group commit (on the next turn of the event loop, or after a delay, so tests
+ * can crash with acknowledged but unsynced writes). Test infrastructure only.
  */
 import { CairnError } from '../../../core/errors.js'
 import { EpochFencedError } from '../../../control-plane/types.js'
@@ -33,8 +33,12 @@ export interface ReplicaState {
 }
 
 export interface MemoryJournalOptions {
-  /** Commit appended records on the next turn of the event loop. @default true */
-  autoCommit?: boolean
+  /**
+   * Time from an append to its group commit, as replicas batching fsyncs would;
+   * records appended within it are lost if the client crashes first.
+   * @default 0 (the next turn of the event loop)
+   */
+  commitDelayMs?: number
   /** Records accepted but not yet durable before append waits. @default 1024 */
   windowRecords?: number
 }
@@ -105,7 +109,7 @@ export class MemoryJournal implements VolumeJournal {
     const record = { seq: this.nextSeq++, op: copy }
     const durable = new Promise<void>((resolve, reject) => this.pending.push({ record, resolve, reject }))
     durable.catch(() => undefined)
-    if (this.options.autoCommit ?? true) this.scheduleCommit()
+    this.scheduleCommit()
     return { seq: record.seq, durable }
   }
 
@@ -169,10 +173,13 @@ export class MemoryJournal implements VolumeJournal {
   private scheduleCommit(): void {
     if (this.commitScheduled) return
     this.commitScheduled = true
-    setImmediate(() => {
+    const run = () => {
       this.commitScheduled = false
       this.commit()
-    })
+    }
+    const delayMs = this.options.commitDelayMs ?? 0
+    if (delayMs === 0) setImmediate(run)
+    else setTimeout(run, delayMs)
   }
 
   private check(): void {

@@ -1,5 +1,6 @@
 /** A seeded PRNG (mulberry32) and a plain byte-array model of a volume, for randomized engine tests. */
 import type { JournalOp } from '../../contracts.js'
+import type { VolumeEngine } from '../engine.js'
 
 export function prng(seed: number): { next(): number; int(lo: number, hi: number): number; bytes(n: number): Uint8Array } {
   let a = seed >>> 0
@@ -42,4 +43,12 @@ export function randomOp(rng: ReturnType<typeof prng>, sizeBytes: number, chunkS
   if (roll < 0.7) return { kind: 'write', offsetBytes, data: rng.bytes(lengthBytes) }
   if (roll < 0.85) return { kind: 'zero', offsetBytes, lengthBytes }
   return { kind: 'trim', offsetBytes, lengthBytes }
+}
+
+/** Issues `op` against the engine as the NBD server would. */
+export function runOp(engine: VolumeEngine, op: JournalOp, fua = false): Promise<void> {
+  if (op.kind === 'write') return engine.pwrite(op.offsetBytes, op.data, { fua })
+  if (op.kind === 'zero') return engine.zero(op.offsetBytes, op.lengthBytes, { fua, fast: false, noHole: false })
+  if (op.kind === 'trim') return engine.trim(op.offsetBytes, op.lengthBytes, { fua })
+  return engine.resize(op.sizeBytes)
 }
