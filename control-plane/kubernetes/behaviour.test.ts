@@ -3,6 +3,7 @@
 // writes, schema refusals, hand-edited objects, finalizers and start-up checks.
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node'
 import { silentLogger } from '../../core/logger.js'
 import { TestApiServer } from '../../e2e/test-apiserver/index.js'
@@ -272,6 +273,22 @@ describe('kubernetes control plane: start-up and transport errors', () => {
       await assert.rejects(cp.start(), { name: 'FailedPreconditionError' })
     } finally {
       await bare.stop()
+    }
+  })
+
+  it('an API server that never answers is KubernetesUnavailableError once the request deadline passes', async () => {
+    const sockets = new Set<Socket>()
+    const silent = createServer((socket) => sockets.add(socket))
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+    try {
+      const kc = new KubeConfig()
+      const port = (silent.address() as AddressInfo).port
+      kc.loadFromString(cluster.server.kubeconfig().replace(/127\.0\.0\.1:\d+/, `127.0.0.1:${port}`))
+      const cp = createKubernetesControlPlane({ kubeConfig: kc, requestTimeoutMs: 200 }, { logger: silentLogger() })
+      await assert.rejects(cp.start(), { name: 'KubernetesUnavailableError', kind: 'unavailable' })
+    } finally {
+      for (const s of sockets) s.destroy()
+      await new Promise((resolve) => silent.close(resolve))
     }
   })
 

@@ -63,6 +63,8 @@ export interface KubernetesControlPlaneInit {
    * which the CRD requires and the ControlPlane's policies do not carry. @default 'default'
    */
   policyBlockStore?: string
+  /** Deadline of each API request; a request past it fails with KubernetesUnavailableError. @default 30000 */
+  requestTimeoutMs?: number
   /** Re-reads after a 409 that did not touch the compared field, before giving up with ConflictError. @default 16 */
   conflictRetriesMax?: number
 }
@@ -88,7 +90,7 @@ export class KubernetesControlPlane implements ControlPlane {
     init: KubernetesControlPlaneInit,
     private readonly deps: KubernetesControlPlaneDeps,
   ) {
-    this.objects = new CairnObjects(init.kubeConfig.makeApiClient(CustomObjectsApi))
+    this.objects = new CairnObjects(init.kubeConfig.makeApiClient(CustomObjectsApi), init.requestTimeoutMs ?? 30_000)
     this.policyBlockStore = validateName('policyBlockStore', init.policyBlockStore ?? 'default')
     this.conflictRetriesMax = init.conflictRetriesMax ?? 16
   }
