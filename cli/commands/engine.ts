@@ -1,0 +1,92 @@
+import { join } from 'node:path'
+import type { Command } from '../main.js'
+import { engineConfigSchema, loadConfig, type EngineConfig } from '../../core/config.js'
+import { createLogger, type Logger } from '../../core/logger.js'
+import { createRegistry, HealthServer, parseHostPort } from '../../core/health-server.js'
+import { LocalControlPlane } from '../../control-plane/local/local-control-plane.js'
+import { NbdServer, type NbdListenAddress } from '../../engine/nbd/index.js'
+import { EngineHost, mountAdminApi } from '../../engine/host/index.js'
+import { EngineRuntime } from '../../engine/host/runtime.js'
+
+export const command: Command = {
+  summary:
+    'serve the volumes of a Local control plane over NBD: cairn engine --data-dir DIR [--listen 127.0.0.1:10809] [--socket PATH] [--metrics-listen ADDR] [--node-id ID] [--attach lazy|eager]',
+  async run(argv) {
+    const config = loadConfig(engineConfigSchema, argv)
+    const logger = createLogger('engine', config.logLevel)
+    // Listen before starting: a SIGTERM during startup still gets a clean stop. A parent
+    // that spawned us with IPC (cairn dev) and died disconnects: that is a stop too.
+    const stopSignal = new Promise<string>((resolve) => {
+      process.once('SIGTERM', () => resolve('SIGTERM'))
+      process.once('SIGINT', () => resolve('SIGINT'))
+      process.once('disconnect', () => resolve('parent disconnected'))
+    })
+    const engine = new EngineProcess(config, logger)
+    try {
+      await engine.start()
+      process.send?.({ type: 'ready', nbdAddress: engine.nbdAddress(), adminAddress: engine.adminAddress() })
+      logger.info({ signal: await stopSignal }, 'shutting down')
+    } finally {
+      await engine.stop()
+    }
+    logger.info('stopped cleanly')
+    logger.flush()
+    // An open IPC channel would keep this process alive after a clean stop.
+    if (process.connected) process.disconnect()
+    return 0
+  },
+}
+
+/** The wiring of one engine process; start order control plane → runtime → host → NBD → HTTP, stop in reverse. */
+class EngineProcess {
+  private readonly registry = createRegistry({ component: 'engine' })
+  private readonly cp: LocalControlPlane
+  private readonly runtime: EngineRuntime
+  private readonly host: EngineHost
+  private readonly nbd: NbdServer
+  private readonly http: HealthServer
+  private started: Array<{ stop(): Promise<void> }> = []
+
+  constructor(config: EngineConfig, logger: Logger) {
+    this.cp = new LocalControlPlane({ path: join(config.dataDir, 'control-plane.sqlite') }, { logger: logger.child({ component: 'control-plane' }) })
+    this.runtime = new EngineRuntime({ blockStore: config.blockStore, nodeId: config.nodeId }, { controlPlane: this.cp, logger, registry: this.registry })
+    this.host = new EngineHost(
+      { blockStore: config.blockStore, attach: config.attach },
+      { controlPlane: this.cp, attachVolume: this.runtime.attachVolume, logger, registry: this.registry },
+    )
+    const listen: NbdListenAddress[] = [parseHostPort(config.listen)]
+    if (config.socket !== undefined) listen.push({ path: config.socket })
+    this.nbd = new NbdServer({ listen }, { logger: logger.child({ component: 'nbd' }), registry: this.registry, exports: this.host })
+    this.http = new HealthServer(
+      {
+        listen: config.metricsListen,
+        readiness: () => (this.started.length === 5 ? undefined : 'starting or stopping'),
+        routes: (app) => mountAdminApi(app, { host: this.host, controlPlane: this.cp, logger }),
+      },
+      { logger, registry: this.registry },
+    )
+  }
+
+  async start(): Promise<void> {
+    for (const component of [this.cp, this.runtime, this.host, this.nbd, this.http]) {
+      await component.start()
+      this.started.push(component)
+    }
+  }
+
+  /** Stops what started, in reverse: NBD clients go first, then every volume gets its final flush. */
+  async stop(): Promise<void> {
+    const started = this.started
+    this.started = []
+    for (const component of started.reverse()) await component.stop()
+  }
+
+  nbdAddress(): string {
+    const first = this.nbd.addresses()[0]
+    return first !== undefined && 'port' in first ? `${first.host}:${first.port}` : ''
+  }
+
+  adminAddress(): string {
+    return this.http.address()
+  }
+}
