@@ -20,7 +20,7 @@ function matchesSomePrefix(image: Buffer, base: Uint8Array, ops: JournalOp[], du
   }
 }
 
-async function crashRound(h: EngineHarness, engine: VolumeEngine, seed: number, round: number, base: Uint8Array) {
+async function crashRound(h: EngineHarness, engine: VolumeEngine, seed: number, round: number) {
   const rng = prng(seed * 1000 + round)
   const journal = h.journals.clients[h.journals.clients.length - 1] as MemoryJournal
   const ops: JournalOp[] = []
@@ -58,7 +58,7 @@ for (const seed of [11, 12, 13, 14]) {
       let engine = await h.attach('vol', 'node-0', { dirtyBytesMax: 64 * 1024 })
       let base: Uint8Array = new Uint8Array(SIZE_BYTES)
       for (let round = 0; round < 4; round++) {
-        const { ops, durable } = await crashRound(h, engine, seed, round, base)
+        const { ops, durable } = await crashRound(h, engine, seed, round)
         const epochBefore = engine.epoch
         engine = await h.attach('vol', `node-${round + 1}`, { dirtyBytesMax: 64 * 1024 })
         assert.ok(engine.epoch > epochBefore, 'a new attach takes a newer epoch')
