@@ -5,9 +5,10 @@
  * status with the cluster map. It writes only what differs, so running it
  * twice, or after a crash at any point, converges to the same state.
  */
-import { BLOCKSTORE_FINALIZER, BLOCKSTORE_LABEL, CAPACITY_BYTES_ANNOTATION, SPEC_HASH_ANNOTATION, CONDITION, REASON, USED_BYTES_ANNOTATION, ownedNames, storageNodeLabel } from './constants.js'
+import { BLOCKSTORE_FINALIZER, BLOCKSTORE_LABEL, IN_USE_FINALIZER, CAPACITY_BYTES_ANNOTATION, SPEC_HASH_ANNOTATION, CONDITION, REASON, USED_BYTES_ANNOTATION, ownedNames, storageNodeLabel } from './constants.js'
 import type { ReconcilerContext } from './context.js'
 import { buildMembers, nextClusterMap, nodeEligibility } from './membership.js'
+import { releaseWhenUnused } from './in-use.js'
 import { ensureFinalizer, setCondition, updateStatus } from './status.js'
 import { desiredDaemonSet, desiredService, isOwnedBy, newSecret, specHash } from './storage-node-objects.js'
 import { tryParseQuantity } from './quantity.js'
@@ -15,8 +16,11 @@ import type { BlockStoreObject, BlockStoreStatus, CrdMember, DaemonSetObject, No
 
 /** Reconciles the BlockStore `name`. */
 export async function reconcileBlockStore(ctx: ReconcilerContext, name: string): Promise<void> {
-  const found = await ctx.kube.getCr<BlockStoreObject>('BlockStore', name)
-  if (found === undefined || found.metadata.deletionTimestamp !== undefined) {
+  let found = await ctx.kube.getCr<BlockStoreObject>('BlockStore', name)
+  if (found?.metadata.deletionTimestamp !== undefined) found = await releaseWhenUnused(ctx, 'BlockStore', found, 'blockStore')
+  // Still in use by volumes: keep serving them until the ControlPlane's protection lets go.
+  const inUse = found?.metadata.finalizers?.includes(IN_USE_FINALIZER) === true
+  if (found === undefined || (found.metadata.deletionTimestamp !== undefined && !inUse)) {
     // Gone (or going): the labels are the one thing owner references cannot clean up.
     await syncNodeLabels(ctx, name, new Set())
     if (found !== undefined) await ensureFinalizer(ctx.kube, 'BlockStore', found, BLOCKSTORE_FINALIZER, false)

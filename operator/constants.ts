@@ -5,17 +5,9 @@
  */
 import { createHash } from 'node:crypto'
 
-export const GROUP = 'cairn.dev'
-export const VERSION = 'v1alpha1'
-export const API_VERSION = `${GROUP}/${VERSION}`
-
-/** Plurals of the Cairn CRDs. */
-export const PLURAL = {
-  BlockStore: 'blockstores',
-  StoragePolicy: 'storagepolicies',
-  Volume: 'volumes',
-  Snapshot: 'snapshots',
-} as const
+// The Kubernetes ControlPlane writes the same objects; the names both must agree on come from it.
+export { API_VERSION, GROUP, PLURAL, VERSION, VOLUME_FINALIZER, SNAPSHOT_FINALIZER, IN_USE_FINALIZER } from '../control-plane/kubernetes/constants.js'
+import { GROUP, PLURAL } from '../control-plane/kubernetes/constants.js'
 export type CairnKind = keyof typeof PLURAL
 
 /** Field manager and Event source of everything the operator writes. */
@@ -25,10 +17,6 @@ export const FIELD_MANAGER = 'cairn-operator'
 
 /** On a BlockStore: the node labels it set are removed before it goes. */
 export const BLOCKSTORE_FINALIZER = 'cairn.dev/storage-node-labels'
-/** On a Volume: deletion is handled (chunk garbage collection comes later) before it goes. */
-export const VOLUME_FINALIZER = 'cairn.dev/volume-cleanup'
-/** On a Snapshot: as for volumes. */
-export const SNAPSHOT_FINALIZER = 'cairn.dev/snapshot-cleanup'
 
 // ---------------------------------------------------------------- node labels and annotations
 

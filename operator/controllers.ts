@@ -140,6 +140,9 @@ export class Controllers implements Startable {
       }),
       volumes: this.custom('Volume', (v) => {
         q.Volume.add(v.metadata.name)
+        // A deleting block store or policy waits for its last volume to go.
+        if (this.caches.blockStores.get(v.spec.blockStore)?.metadata.deletionTimestamp !== undefined) q.BlockStore.add(v.spec.blockStore)
+        if (this.caches.storagePolicies.get(v.spec.storagePolicy)?.metadata.deletionTimestamp !== undefined) q.StoragePolicy.add(v.spec.storagePolicy)
         this.enqueueWhere('Snapshot', (s) => s.spec.volume === v.metadata.name)
       }),
       snapshots: this.custom('Snapshot', (s) => q.Snapshot.add(s.metadata.name)),

@@ -5,6 +5,7 @@
 import { placeableDomainCount, type ClusterMap } from '../core/cluster-map.js'
 import { CONDITION, REASON } from './constants.js'
 import type { ReconcilerContext } from './context.js'
+import { releaseWhenUnused } from './in-use.js'
 import { setCondition, updateStatus } from './status.js'
 import type { BlockStoreObject, NodeObject, StoragePolicyObject } from './types.js'
 
@@ -34,6 +35,12 @@ export function failureDomainsFor(policy: StoragePolicyObject, bs: BlockStoreObj
 
 /** Reconciles the StoragePolicy `name`. */
 export async function reconcileStoragePolicy(ctx: ReconcilerContext, name: string): Promise<void> {
+  const found = await ctx.kube.getCr<StoragePolicyObject>('StoragePolicy', name)
+  if (found === undefined) return
+  if (found.metadata.deletionTimestamp !== undefined) {
+    await releaseWhenUnused(ctx, 'StoragePolicy', found, 'storagePolicy')
+    return
+  }
   const nodes = new Map(ctx.caches.nodes.list().map((n) => [n.metadata.name, n]))
   await updateStatus<StoragePolicyObject>(ctx.kube, 'StoragePolicy', name, (policy) => {
     const generation = policy.metadata.generation ?? 0
