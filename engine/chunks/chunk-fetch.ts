@@ -53,6 +53,10 @@ interface Pending {
   chunkLengthBytes: number | undefined
   /** `${index}@${memberId}` already asked, so no round asks twice. */
   asked: Set<string>
+  /** The member each good shard came from. */
+  from: (ClusterMember | undefined)[]
+  /** Where the current map places its shards. */
+  placement: ClusterMember[]
   /** Some shard's node could not be reached: the chunk may come back. */
   unreachable: boolean
   degraded: boolean
@@ -81,24 +85,28 @@ export class ChunkFetcher {
   /** Fetches, rebuilds and verifies every chunk; never throws for one chunk's failure. */
   async fetch(cids: readonly CID[]): Promise<FetchOutcome> {
     const k = this.#d.dataShards
-    const pendings = cids.map((cid): Pending => ({ cid, key: cid.toString(), shards: new Array<Shard | undefined>(this.#total).fill(undefined), chunkLengthBytes: undefined, asked: new Set(), unreachable: false, degraded: false }))
+    const pendings = cids.map((cid): Pending => ({ cid, key: cid.toString(), shards: new Array<Shard | undefined>(this.#total).fill(undefined), from: new Array<ClusterMember | undefined>(this.#total).fill(undefined), placement: [], chunkLengthBytes: undefined, asked: new Set(), unreachable: false, degraded: false }))
     const map = this.#d.currentMap()
-    const placements = new Map(pendings.map((p) => [p.key, this.#placeOrEmpty(p.cid, map)]))
-    const atPlacement = (p: Pending, from: number, to: number): Want[] => {
-      const members = placements.get(p.key) as ClusterMember[]
-      const wants: Want[] = []
-      for (let i = from; i < to && i < members.length; i++) wants.push({ pending: p, index: i, member: members[i] as ClusterMember, reportMissing: true })
-      return wants
-    }
-    await this.#round(pendings.flatMap((p) => atPlacement(p, 0, k)))
+    for (const p of pendings) p.placement = this.#placeOrEmpty(p.cid, map)
+    await this.#round(pendings.flatMap((p) => this.#atPlacement(p, 0, k)))
     const needParity = pendings.filter((p) => !this.#hasAllData(p))
-    if (needParity.length > 0) await this.#round(needParity.flatMap((p) => atPlacement(p, k, this.#total)))
+    if (needParity.length > 0) await this.#round(needParity.flatMap((p) => this.#parityWants(p)))
     let short = pendings.filter((p) => this.#goodCount(p) < k)
     if (short.length > 0) await this.#round(short.flatMap((p) => this.#olderPlacements(p)))
     short = short.filter((p) => this.#goodCount(p) < k)
     if (short.length > 0) await this.#askEveryMember(short, map)
     for (const p of pendings) if (!this.#hasAllData(p) && this.#goodCount(p) >= k) p.degraded = true
     return this.#decodeAll(pendings)
+  }
+
+  #atPlacement(p: Pending, from: number, to: number): Want[] {
+    const wants: Want[] = []
+    for (let i = from; i < to && i < p.placement.length; i++) wants.push({ pending: p, index: i, member: p.placement[i] as ClusterMember, reportMissing: true })
+    return wants
+  }
+
+  #parityWants(p: Pending): Want[] {
+    return this.#atPlacement(p, this.#d.dataShards, this.#total)
   }
 
   #placeOrEmpty(cid: CID, map: ClusterMap): ClusterMember[] {
@@ -206,6 +214,7 @@ export class ChunkFetcher {
     }
     p.chunkLengthBytes = h.chunkLengthBytes
     p.shards[w.index] = shard
+    p.from[w.index] = w.member
   }
 
   #bad(w: Want, reason: BadShardReason, err: unknown): void {
@@ -238,18 +247,40 @@ export class ChunkFetcher {
       ready.forEach((p, i) => this.#settle(outcome, p, (decoded as Uint8Array[])[i] as Uint8Array))
       return outcome
     }
-    await Promise.all(
-      ready.map(async (p) => {
-        try {
-          const [bytes] = await this.#d.codec.decode({ dataShards: this.#d.dataShards, parityShards: this.#d.parityShards, chunks: [this.#sharded(p)] })
-          this.#settle(outcome, p, bytes as Uint8Array)
-        } catch (err) {
-          this.#d.logger.error({ err, cid: p.key }, 'chunk shards passed their CRCs but the rebuilt chunk does not match its CID')
-          outcome.set(p.key, new ChunkUnavailableError(p.key, err instanceof CairnError && err.kind === 'unavailable' ? 'unavailable' : 'data-loss', `chunk ${p.key} could not be rebuilt`, { cause: err }))
-        }
-      }),
-    )
+    await Promise.all(ready.map((p) => this.#decodeOne(outcome, p)))
     return outcome
+  }
+
+  /**
+   * Decodes one chunk. When its shards pass their CRCs but the result does not
+   * match the CID, one shard was stored wrong: rebuild without each shard in
+   * turn (parity fetched first) and report the one whose absence fixes it.
+   */
+  async #decodeOne(outcome: FetchOutcome, p: Pending): Promise<void> {
+    const { dataShards, parityShards } = this.#d
+    let lastError: unknown
+    for (let without = -1; without < this.#total; without++) {
+      if (without >= 0 && p.shards[without] === undefined) continue
+      const chunk = this.#sharded(p)
+      if (without >= 0) chunk.shards[without] = undefined
+      if (chunk.shards.filter((s) => s !== undefined).length < dataShards) continue
+      try {
+        const [bytes] = await this.#d.codec.decode({ dataShards, parityShards, chunks: [chunk] })
+        if (without >= 0) {
+          p.degraded = true
+          this.#bad({ pending: p, index: without, member: p.from[without] as ClusterMember, reportMissing: true }, 'mismatch', lastError)
+        }
+        this.#settle(outcome, p, bytes as Uint8Array)
+        return
+      } catch (err) {
+        lastError = err
+        if (!(err instanceof CairnError && err.name === 'ChunkIntegrityError')) break
+        if (without < 0 && this.#goodCount(p) === dataShards) await this.#round(this.#parityWants(p))
+      }
+    }
+    this.#d.logger.error({ err: lastError, cid: p.key }, 'chunk could not be rebuilt to match its CID')
+    const kind = lastError instanceof CairnError && lastError.kind === 'unavailable' ? 'unavailable' : 'data-loss'
+    outcome.set(p.key, new ChunkUnavailableError(p.key, kind, `chunk ${p.key} could not be rebuilt`, { cause: lastError }))
   }
 
   #settle(outcome: FetchOutcome, p: Pending, bytes: Uint8Array): void {

@@ -11,6 +11,7 @@ import type { CID } from 'multiformats/cid'
 import { Registry } from 'prom-client'
 import { chunkCid } from '../../core/cid.js'
 import { place } from '../../core/placement.js'
+import { encodeShard } from '../../core/shard.js'
 import { CodecPool } from '../../core/workers/pool.js'
 import { ShardClient } from '../../storage-node/shard-client.js'
 import { fillSeeded } from '../../storage-node/fixtures.js'
@@ -197,6 +198,26 @@ async function flipByteOfShard(dir: string, address: string, cid: CID, index: nu
   }
   assert.fail('shard not found in any segment file')
 }
+
+test('a shard stored wrong under a valid CRC: the read rebuilds around it and reports a mismatch', async () => {
+  const [chunk] = chunks(1) as [Uint8Array]
+  const cid = chunkCid(chunk)
+  const holder = place(cid.bytes, K + M, cluster.map)[2]
+  assert.ok(holder !== undefined)
+  // The node keeps the first copy of a shard it is given, so this one stays.
+  const wrong = encodeShard({ chunkCid: cid.bytes, k: K, m: M, index: 2, chunkLengthBytes: CHUNK_BYTES, payload: fillSeeded(new Uint8Array(CHUNK_BYTES / K), 77) })
+  const client = new ShardClient({ address: holder.address })
+  await client.putShards([wrong])
+  client.close()
+  await store.putChunks([chunk], 'raw')
+  store.clearCache()
+  badShards.length = 0
+  assertSameBytes(await store.getChunks([cid]), [chunk])
+  assert.equal(badShards.length, 1)
+  assert.equal(badShards[0]?.reason, 'mismatch')
+  assert.equal(badShards[0]?.index, 2)
+  assert.equal(badShards[0]?.memberId, holder.id)
+})
 
 test('with m nodes stopped, puts succeed degraded and gets return verified data; with m+1, reads fail typed, never wrong', async () => {
   const written = chunks(12)
