@@ -41,11 +41,14 @@ export interface WireShardError {
   name: string
   message: string
 }
-export interface WireGetShardsResponse {
+export interface WireGetShardsResult {
   position: number
   shard?: Buffer
   error?: WireShardError | null
   result?: 'shard' | 'error'
+}
+export interface WireGetShardsResponse {
+  results: WireGetShardsResult[]
 }
 export interface WireAddressesRequest {
   addresses: Array<WireAddress | null>

@@ -7,7 +7,7 @@ import { credentials as grpcCredentials, Metadata, type ChannelCredentials, type
 import { fromGrpcError, kindForGrpcCode, RemoteError, type CairnErrorClass } from '../core/grpc.js'
 import { CairnError, InvalidArgumentError, ResourceExhaustedError, ShuttingDownError } from '../core/errors.js'
 import { decodeShard, ShardCorruptError, ShardFormatError, type Shard, type ShardAddress } from '../core/shard.js'
-import { loadShardService, type WireGetShardResponse, type WireGetShardsResponse, type WireListShardsResponse, type WirePutShardsResponse, type WireStatsResponse } from './proto.js'
+import { loadShardService, type WireGetShardResponse, type WireGetShardsResponse, type WireGetShardsResult, type WireListShardsResponse, type WirePutShardsResponse, type WireStatsResponse } from './proto.js'
 import {
   DataDirError,
   DiskFullError,
@@ -53,6 +53,9 @@ export interface ShardClientInit {
 type Callback<T> = (err: ServiceError | null, value?: T) => void
 type UnaryMethod = (req: unknown, metadata: Metadata, options: { deadline: number }, cb: Callback<unknown>) => void
 
+/** Receive window per connection and stream for shard reads. */
+const FLOW_CONTROL_WINDOW_BYTES = 16 * 1024 * 1024
+
 export class ShardClient {
   private readonly client: GrpcClient
   private readonly deadlineMs: number
@@ -64,6 +67,9 @@ export class ShardClient {
     this.client = new Client(init.address, init.credentials ?? grpcCredentials.createInsecure(), {
       'grpc.max_receive_message_length': maxMessageBytes,
       'grpc.max_send_message_length': maxMessageBytes,
+      // HTTP/2's default 64 KiB stream window stalls batch reads after every few
+      // shards; a node answers one GetShards with many MiB.
+      'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW_BYTES,
     })
     this.deadlineMs = init.deadlineMs ?? 30_000
   }
@@ -122,9 +128,11 @@ export class ShardClient {
     )
     return new Promise<GetResult[]>((resolve, reject) => {
       call.on('data', (msg: WireGetShardsResponse) => {
-        const address = addresses[msg.position]
-        if (address === undefined) return
-        results[msg.position] = msg.result === 'shard' ? verifyResult(msg.shard as Buffer, address) : { ok: false, error: remoteShardError(msg.error) }
+        for (const r of msg.results) {
+          const address = addresses[r.position]
+          if (address === undefined) continue
+          results[r.position] = r.result === 'shard' ? verifyResult(r.shard as Buffer, address) : { ok: false, error: remoteShardError(r.error) }
+        }
       })
       call.on('error', (err) => reject(fromGrpcError(err, SHARD_SERVICE_ERRORS)))
       call.on('end', () => {
@@ -234,7 +242,7 @@ function verifyResult(bytes: Buffer, address: ShardAddress): GetResult {
   }
 }
 
-function remoteShardError(wire: WireGetShardsResponse['error']): CairnError {
+function remoteShardError(wire: WireGetShardsResult['error']): CairnError {
   if (wire == null) return new RemoteError('internal', undefined, 'node sent an empty result')
   for (const Class of SHARD_SERVICE_ERRORS) {
     const candidate = new Class(wire.message)

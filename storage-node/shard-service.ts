@@ -18,6 +18,7 @@ import type {
   WireGetShardRequest,
   WireGetShardResponse,
   WireGetShardsResponse,
+  WireGetShardsResult,
   WireListShardsRequest,
   WireListShardsResponse,
   WirePutShardsRequest,
@@ -241,25 +242,48 @@ async function getShard(req: WireGetShardRequest, store: ShardStore): Promise<Pa
 async function streamShards(call: ServerWritableStream<WireAddressesRequest, WireGetShardsResponse>, limits: ShardServiceLimits, store: ShardStore): Promise<void> {
   const addresses = toAddresses(call.request.addresses, limits)
   const slice = 64
+  let message: WireGetShardsResponse = { results: [] }
+  let messageBytes = 0
+  const send = async (): Promise<void> => {
+    const full = message
+    message = { results: [] }
+    messageBytes = 0
+    if (!call.write(full)) await drainOrCancel(call)
+  }
   for (let start = 0; start < addresses.length; start += slice) {
     const results = await store.getShards(addresses.slice(start, start + slice))
     for (let i = 0; i < results.length; i++) {
       if (call.cancelled) return
       const r = results[i] as (typeof results)[number]
-      const message: WireGetShardsResponse = r.ok
-        ? { position: start + i, shard: Buffer.from(r.shard.bytes.buffer, r.shard.bytes.byteOffset, r.shard.bytes.byteLength) }
-        : { position: start + i, error: shardError(r.error) }
-      if (!call.write(message)) {
-        await new Promise<void>((resolve) => {
-          call.once('drain', resolve)
-          call.once('cancelled', resolve)
-        })
+      if (r.ok) {
+        message.results.push({ position: start + i, shard: Buffer.from(r.shard.bytes.buffer, r.shard.bytes.byteOffset, r.shard.bytes.byteLength) })
+        messageBytes += r.shard.bytes.byteLength
+      } else {
+        message.results.push({ position: start + i, error: shardError(r.error) })
       }
+      if (messageBytes >= GET_SHARDS_MESSAGE_BYTES) await send()
     }
   }
+  if (message.results.length > 0 && !call.cancelled) await send()
 }
 
-function shardError(err: CairnError): WireGetShardsResponse['error'] {
+/** Results packed into one GetShards message before it is sent. */
+const GET_SHARDS_MESSAGE_BYTES = 1024 * 1024
+
+/** Waits for the stream to drain or be cancelled, leaving no listener behind. */
+function drainOrCancel(call: ServerWritableStream<WireAddressesRequest, WireGetShardsResponse>): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      call.off('drain', done)
+      call.off('cancelled', done)
+      resolve()
+    }
+    call.once('drain', done)
+    call.once('cancelled', done)
+  })
+}
+
+function shardError(err: CairnError): WireGetShardsResult['error'] {
   return { code: grpcCodeForKind(err.kind), name: err.name, message: err.message }
 }
 
