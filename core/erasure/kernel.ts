@@ -17,6 +17,13 @@ export interface GfKernel {
    * same length; outputs must not alias inputs.
    */
   mulRows(coeffs: GfMatrix, inputs: readonly Uint8Array[], outputs: readonly Uint8Array[]): void
+  /**
+   * Systematic encode of a batch. `outputs[i]` holds the k+m shards of
+   * `chunks[i]` back to back (k+m = parity.cols + parity.rows, shard size =
+   * outputs[i].length / (k+m) = ceil(chunks[i].length / k)); every byte of it is
+   * written: the chunk, its zero padding to k shards, then the parity rows.
+   */
+  encodeInto(parity: GfMatrix, chunks: readonly Uint8Array[], outputs: readonly Uint8Array[]): void
 }
 
 /** Checks the shapes every kernel relies on. */
@@ -26,6 +33,18 @@ export function assertKernelShapes(coeffs: GfMatrix, inputs: readonly Uint8Array
   for (const b of inputs) assert(b.length === len, 'kernel: input shards differ in length')
   for (const b of outputs) assert(b.length === len, 'kernel: output shards differ in length')
   return len
+}
+
+/** Checks an encodeInto batch; returns the shard size of each chunk. */
+export function assertEncodeShapes(parity: GfMatrix, chunks: readonly Uint8Array[], outputs: readonly Uint8Array[]): number[] {
+  assert(chunks.length === outputs.length, 'kernel: one output per chunk')
+  const k = parity.cols
+  const total = k + parity.rows
+  return chunks.map((chunk, i) => {
+    const size = Math.ceil(chunk.length / k)
+    assert((outputs[i] as Uint8Array).length === total * size, 'kernel: output is not k+m shards of ceil(len/k) bytes')
+    return size
+  })
 }
 
 /**
@@ -43,6 +62,20 @@ export const tsKernel: GfKernel = {
         mulAddInto(out, inputs[j] as Uint8Array, coeffs.data[r * coeffs.cols + j] as number, len)
       }
     }
+  },
+  encodeInto(parity, chunks, outputs) {
+    const sizes = assertEncodeShapes(parity, chunks, outputs)
+    const k = parity.cols
+    chunks.forEach((chunk, c) => {
+      const out = outputs[c] as Uint8Array
+      const size = sizes[c] as number
+      out.set(chunk)
+      out.fill(0, chunk.length, k * size)
+      const shard = (i: number) => out.subarray(i * size, (i + 1) * size)
+      const data = Array.from({ length: k }, (_, j) => shard(j))
+      const rows = Array.from({ length: parity.rows }, (_, r) => shard(k + r))
+      tsKernel.mulRows(parity, data, rows)
+    })
   },
 }
 

@@ -69,7 +69,7 @@ export class CodecJobRunner {
     if (job.kind === 'encode') {
       const cidCodec = job.codec ?? RAW_CODEC
       if (!Number.isSafeInteger(cidCodec) || cidCodec < 0) throw new InvalidArgumentError(`bad multicodec ${String(cidCodec)}`)
-      return job.chunks.map((chunk) => encodeOne(codec, chunk, job.hash ?? 'sha2-256', cidCodec))
+      return encodeBatch(codec, job.chunks, job.hash ?? 'sha2-256', cidCodec)
     }
     if (job.kind === 'decode') return job.chunks.map((chunk) => decodeOne(codec, chunk))
     throw new InvalidArgumentError(`unknown codec job kind ${JSON.stringify((job as { kind: unknown }).kind)}`)
@@ -93,12 +93,16 @@ export async function createCodecJobRunner(kernel: KernelName): Promise<CodecJob
   return new CodecJobRunner(k)
 }
 
-function encodeOne(codec: ErasureCodec, chunk: Uint8Array, hash: ChunkHash, cidCodec: number): EncodedChunk {
-  if (!(chunk instanceof Uint8Array)) throw new InvalidArgumentError('each chunk must be a Uint8Array')
-  const cid = cidToBytes(chunkCid(chunk, hash, cidCodec))
-  const shards = codec.encode(chunk)
-  assert(shards.length === codec.totalShards, 'encode returned the wrong shard count')
-  return { cid, chunkLengthBytes: chunk.length, shards }
+/** Hashes each chunk, then encodes the whole batch in one pass of the kernel. */
+function encodeBatch(codec: ErasureCodec, chunks: readonly Uint8Array[], hash: ChunkHash, cidCodec: number): EncodedChunk[] {
+  for (const chunk of chunks) if (!(chunk instanceof Uint8Array)) throw new InvalidArgumentError('each chunk must be a Uint8Array')
+  const cids = chunks.map((chunk) => cidToBytes(chunkCid(chunk, hash, cidCodec)))
+  const sharded = codec.encodeBatch(chunks)
+  assert(sharded.length === chunks.length, 'encode returned the wrong chunk count')
+  return sharded.map((shards, i) => {
+    assert(shards.length === codec.totalShards, 'encode returned the wrong shard count')
+    return { cid: cids[i] as Uint8Array, chunkLengthBytes: (chunks[i] as Uint8Array).length, shards }
+  })
 }
 
 function decodeOne(codec: ErasureCodec, chunk: ShardedChunk): Uint8Array {
