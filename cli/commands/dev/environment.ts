@@ -17,7 +17,7 @@ import { parseSizeBytes, type DevConfig } from '../../../core/config.js'
 import { bootstrap, devMembers, publishMembers, DEV_BLOCK_STORE } from './bootstrap.js'
 import { readyMessage, readyz, Supervisor } from './supervisor.js'
 import { devPaths, isAlive, nodePorts, readDevStateFile, removeDevState, writeDevState, type DevState } from './state.js'
-import { renderStatusPage, statusJson } from './status-page.js'
+import { mountFaultApi, renderStatusPage, statusJson } from './status-page.js'
 
 /** The `cairn` entry point, run by the children (dist/cli/main.js). */
 const CLI_MAIN = fileURLToPath(new URL('../../main.js', import.meta.url))
@@ -191,11 +191,18 @@ export class DevEnvironment implements Startable {
         routes: (app) => {
           app.get('/', async (_req, res) => void res.type('html').send(renderStatusPage(await view())))
           app.get('/status.json', async (_req, res) => void res.json(statusJson(await view())))
+          mountFaultApi(app, (name) => this.supervisorOf(name))
         },
       },
       { logger: this.components.logger, registry: createRegistry({ component: 'dev' }) },
     )
     await this.status.start()
+  }
+
+  /** The supervisor of `engine` or `node-N`, for fault injection. */
+  private supervisorOf(name: string): Supervisor<unknown> | undefined {
+    if (name === 'engine') return this.engine as Supervisor<unknown> | undefined
+    return this.nodes.find((n) => n.id === name)?.supervisor as Supervisor<unknown> | undefined
   }
 
   private stateChanged(): void {

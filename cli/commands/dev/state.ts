@@ -29,7 +29,7 @@ export class DevStateError extends CairnError {
 
 const childSchema = z.object({
   pid: z.number().int().nullable(),
-  state: z.enum(['starting', 'up', 'backoff', 'stopping', 'stopped']),
+  state: z.enum(['starting', 'up', 'backoff', 'stopping', 'stopped', 'killed']),
   restarts: z.number().int(),
 })
 

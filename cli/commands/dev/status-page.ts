@@ -3,8 +3,10 @@
  * `/status.json`): volumes with size, allocation, health and epoch; storage nodes up
  * or down; links to every process's metrics.
  */
+import type { Express } from 'express'
 import type { Volume } from '../../../control-plane/types.js'
 import type { DevState } from './state.js'
+import type { Supervisor } from './supervisor.js'
 
 export interface StatusView {
   state: DevState
@@ -115,4 +117,21 @@ export function statusJson(view: StatusView): Record<string, unknown> {
       attachment: v.status.attachment,
     })),
   }
+}
+
+/**
+ * Fault injection for trying out (and testing) failures: `POST /v1/processes/NAME/kill`
+ * SIGKILLs a storage node or the engine and keeps it down; `.../start` brings it back.
+ * It only exists in `cairn dev`, which listens on loopback.
+ */
+export function mountFaultApi(app: Express, find: (name: string) => Supervisor<unknown> | undefined): void {
+  app.post('/v1/processes/:name/:action', async (req, res) => {
+    const supervisor = find(String(req.params.name))
+    const action = String(req.params.action)
+    if (supervisor === undefined) return void res.status(404).json({ error: { name: 'NotFoundError', message: `no process ${req.params.name}` } })
+    if (action === 'kill') await supervisor.kill('SIGKILL')
+    else if (action === 'start') await supervisor.resume()
+    else return void res.status(400).json({ error: { name: 'InvalidArgumentError', message: 'action must be kill or start' } })
+    res.json({ name: req.params.name, state: supervisor.state, pid: supervisor.pid ?? null })
+  })
 }

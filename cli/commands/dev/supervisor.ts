@@ -17,7 +17,7 @@ export class ChildStartError extends CairnError {
   readonly kind = 'unavailable'
 }
 
-export type ChildState = 'starting' | 'up' | 'backoff' | 'stopping' | 'stopped'
+export type ChildState = 'starting' | 'up' | 'backoff' | 'stopping' | 'stopped' | 'killed'
 
 export interface SupervisorInit<R> {
   /** Name in logs and on the status page. */
@@ -54,6 +54,8 @@ export class Supervisor<R> implements Startable {
   restarts = 0
   private child: ChildProcess | undefined
   private stopping = false
+  /** Killed on request and kept down until `resume()`. */
+  private held = false
   private failures = 0
   private upSince = 0
   private backoffTimer: NodeJS.Timeout | undefined
@@ -65,7 +67,7 @@ export class Supervisor<R> implements Startable {
   ) {}
 
   get pid(): number | undefined {
-    return this.child?.pid
+    return this.state === 'killed' || this.state === 'stopped' ? undefined : this.child?.pid
   }
 
   /** Spawns the child and resolves once it is ready; restarts keep going in the background. */
@@ -99,6 +101,32 @@ export class Supervisor<R> implements Startable {
     await exited
     clearTimeout(killTimer)
     this.setState('stopped')
+  }
+
+  /**
+   * Fault injection: sends `signal` (SIGKILL by default) and keeps the child down
+   * until `resume()`, so a failure lasts as long as the caller wants.
+   */
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    this.held = true
+    clearTimeout(this.backoffTimer)
+    const child = this.child
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+      child.kill(signal)
+      await exited
+    }
+    this.setState('killed')
+  }
+
+  /** Restarts a child stopped by `kill()`; resolves when it is ready again. */
+  async resume(): Promise<void> {
+    if (!this.held || this.stopping) return
+    this.held = false
+    const ready = this.nextReady()
+    this.restarts++
+    this.spawnChild()
+    await ready
   }
 
   private spawnChild(): void {
@@ -136,7 +164,7 @@ export class Supervisor<R> implements Startable {
 
   private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (this.child !== child) return
-    if (this.stopping) return
+    if (this.stopping || this.held) return
     const uptimeMs = this.state === 'up' ? Date.now() - this.upSince : 0
     this.failures = uptimeMs >= (this.init.backoffResetMs ?? 10_000) ? 1 : this.failures + 1
     const delayMs = Math.min((this.init.backoffInitialMs ?? 200) * 2 ** (this.failures - 1), this.init.backoffMaxMs ?? 5000)
