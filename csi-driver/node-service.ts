@@ -1,0 +1,264 @@
+/**
+ * The CSI Node service: stage (engine + block device + filesystem), publish (bind
+ * mounts), stats, expansion, info. Requests are validated first, then one call per
+ * volume runs at a time (a concurrent one gets ABORTED), and every operation is
+ * idempotent against the saved state and /proc/self/mountinfo.
+ */
+import { rm, rmdir, stat } from 'node:fs/promises'
+import { isAbsolute } from 'node:path'
+import { CairnError, InvalidArgumentError } from '../core/errors.js'
+import type { Logger } from '../core/logger.js'
+import type { Startable } from '../core/startable.js'
+import { AdminClient } from '../engine/host/admin-client.js'
+import { detectAttachMode, refreshLoopCapacity, type AttachMode } from './attach/block-device.js'
+import { engineReady, type EngineLaunchInit } from './attach/engine-process.js'
+import { cleanupVolume, recoverVolumes, stageVolume, type StageStep, type StagerComponents } from './attach/volume-stager.js'
+import { CsiAlreadyExistsError, CsiFailedPreconditionError, CsiNotFoundError } from './errors.js'
+import { KeyedLocks } from './locks.js'
+import { bindMount, blockDeviceSizeBytes, filesystemUsage, FS_TYPES, growFilesystem, mountedAt, unmountAll, type FsType } from './mounts/filesystem.js'
+import { NodeStateStore, type VolumeAccess, type VolumeState } from './state.js'
+import type {
+  AccessMode, NodeCapability, NodeExpandVolumeRequest, NodeGetVolumeStatsRequest, NodeGetVolumeStatsResponse, NodeInfo,
+  NodePublishVolumeRequest, NodeService, NodeStageVolumeRequest, NodeUnpublishVolumeRequest, NodeUnstageVolumeRequest, VolumeCapability, VolumeCondition,
+} from './types.js'
+
+/** Topology key naming the node a volume's engine runs on. */
+export const TOPOLOGY_NODE_KEY = 'topology.cairn.dev/node'
+
+/** The device cannot show the volume's new size while it stays attached (nbdfuse fixes a file's size at connect). */
+export class OnlineExpansionUnavailableError extends CairnError {
+  override readonly name = 'OnlineExpansionUnavailableError'
+  readonly kind = 'failed-precondition'
+}
+
+export interface NodeServiceDeps {
+  /** This node's id (NodeGetInfo, the attachment recorded by the engine). */
+  nodeId: string
+  /** Where per-volume state, engine sockets and FUSE mounts live; must survive a plugin restart. */
+  stateDir: string
+  /** How to start `cairn engine` for a volume (nodeId is filled in from `nodeId`). */
+  engine: Omit<EngineLaunchInit, 'nodeId'>
+  /** @default 0 (no limit) */
+  maxVolumesPerNode?: number
+  /** `auto` uses the kernel nbd driver when /dev/nbd* exists, else nbdfuse + loop. @default 'auto' */
+  attachMode?: 'auto' | AttachMode
+  logger: Logger
+  /** Called as staging progresses (observability; the crash tests stop the plugin at a step). */
+  onStageStep?: (volumeId: string, step: StageStep) => void | Promise<void>
+}
+
+const SUPPORTED_MODES: ReadonlySet<AccessMode> = new Set<AccessMode>([
+  'SINGLE_NODE_WRITER', 'SINGLE_NODE_READER_ONLY', 'SINGLE_NODE_SINGLE_WRITER', 'SINGLE_NODE_MULTI_WRITER', 'MULTI_NODE_READER_ONLY',
+])
+const READ_ONLY_MODES: ReadonlySet<AccessMode> = new Set<AccessMode>(['SINGLE_NODE_READER_ONLY', 'MULTI_NODE_READER_ONLY'])
+/** The NBD block size: volumes grow in whole blocks. */
+const BLOCK_BYTES = 4096
+
+/** The node service plus start (recovery of what a previous run left) and stop. */
+export type CairnNodeService = NodeService & Startable
+
+/** Builds the node service; call `start()` before serving so a previous run's half-done work is finished or undone. */
+export function createNodeService(deps: NodeServiceDeps): CairnNodeService {
+  return new NodeServiceImpl(deps)
+}
+
+class NodeServiceImpl implements CairnNodeService {
+  private readonly locks = new KeyedLocks()
+  private readonly store: NodeStateStore
+  private readonly stager: StagerComponents
+  private mode: AttachMode | undefined
+
+  constructor(private readonly deps: NodeServiceDeps) {
+    this.store = new NodeStateStore(deps.stateDir)
+    this.stager = { store: this.store, engine: { ...deps.engine, nodeId: deps.nodeId }, logger: deps.logger, onStep: deps.onStageStep }
+  }
+
+  async start(): Promise<void> {
+    const { cleaned, kept } = await recoverVolumes(this.stager)
+    this.deps.logger.info({ cleaned, kept }, 'node service recovered its volumes')
+  }
+
+  /** Staged volumes stay staged (their engines are detached processes); nothing to release here. */
+  async stop(): Promise<void> {}
+
+  async nodeStageVolume(req: NodeStageVolumeRequest): Promise<void> {
+    requireId(req.volumeId, 'volume_id')
+    requirePath(req.stagingTargetPath, 'staging_target_path')
+    const { access, readOnly } = validateCapability(req.volumeCapability)
+    await this.locks.withLocks([req.volumeId], async () => {
+      const existing = await this.store.read(req.volumeId)
+      if (existing?.phase === 'staged') return this.checkSameStage(existing, req.stagingTargetPath, access, readOnly)
+      // A state left half-done (crash, failed cleanup) is undone before staging again.
+      if (existing !== undefined) await cleanupVolume(existing, this.stager)
+      await this.checkVolumeLimit()
+      await stageVolume({ volumeId: req.volumeId, stagingPath: req.stagingTargetPath, access, readOnly, attachMode: await this.attachMode() }, this.stager)
+    })
+  }
+
+  async nodeUnstageVolume(req: NodeUnstageVolumeRequest): Promise<void> {
+    requireId(req.volumeId, 'volume_id')
+    requirePath(req.stagingTargetPath, 'staging_target_path')
+    await this.locks.withLocks([req.volumeId], async () => {
+      const state = await this.store.read(req.volumeId)
+      if (state === undefined) return unmountAll(req.stagingTargetPath)
+      await cleanupVolume(state, this.stager)
+    })
+  }
+
+  async nodePublishVolume(req: NodePublishVolumeRequest): Promise<void> {
+    requireId(req.volumeId, 'volume_id')
+    requirePath(req.stagingTargetPath, 'staging_target_path')
+    requirePath(req.targetPath, 'target_path')
+    const { access, readOnly } = validateCapability(req.volumeCapability)
+    await this.locks.withLocks([req.volumeId], async () => {
+      const state = await this.stagedState(req.volumeId, req.stagingTargetPath)
+      if (state.access.type !== access.type) throw new CsiAlreadyExistsError(`volume ${req.volumeId} is staged for ${state.access.type} access, not ${access.type}`)
+      const wantRo = readOnly || req.readonly
+      const current = await mountedAt(req.targetPath)
+      if (current !== undefined && current.mountOptions.includes('ro') !== wantRo) {
+        throw new CsiAlreadyExistsError(`${req.targetPath} is already published ${wantRo ? 'read-write' : 'read-only'}`)
+      }
+      if (state.access.type === 'block') await bindMount(requireDevice(state), req.targetPath, wantRo, true)
+      else await bindMount(state.stagingPath, req.targetPath, wantRo, false)
+    })
+  }
+
+  async nodeUnpublishVolume(req: NodeUnpublishVolumeRequest): Promise<void> {
+    requireId(req.volumeId, 'volume_id')
+    requirePath(req.targetPath, 'target_path')
+    await this.locks.withLocks([req.volumeId], async () => {
+      await unmountAll(req.targetPath)
+      // The CO expects the target gone; rmdir (not a recursive delete) never removes data someone left in it.
+      const target = await stat(req.targetPath).catch(() => undefined)
+      if (target?.isDirectory() === true) await rmdir(req.targetPath)
+      else if (target !== undefined) await rm(req.targetPath, { force: true })
+    })
+  }
+
+  async nodeGetVolumeStats(req: NodeGetVolumeStatsRequest): Promise<NodeGetVolumeStatsResponse> {
+    requireId(req.volumeId, 'volume_id')
+    requirePath(req.volumePath, 'volume_path')
+    const state = await this.store.read(req.volumeId)
+    if (state === undefined || state.phase !== 'staged') throw new CsiNotFoundError(`volume ${req.volumeId} is not staged on this node`)
+    const pathStat = await stat(req.volumePath).catch(() => undefined)
+    if (pathStat === undefined) throw new CsiNotFoundError(`volume path ${req.volumePath} does not exist`)
+    const volumeCondition = await this.condition(state, req.volumePath)
+    if (pathStat.isBlockDevice() || state.access.type === 'block') {
+      const total = await blockDeviceSizeBytes(req.volumePath).catch(() => 0)
+      return { usage: [{ unit: 'BYTES', total, available: 0, used: 0 }], volumeCondition }
+    }
+    const u = await filesystemUsage(req.volumePath)
+    return {
+      usage: [
+        { unit: 'BYTES', total: u.totalBytes, available: u.availableBytes, used: u.usedBytes },
+        { unit: 'INODES', total: u.totalInodes, available: u.freeInodes, used: u.usedInodes },
+      ],
+      volumeCondition,
+    }
+  }
+
+  async nodeExpandVolume(req: NodeExpandVolumeRequest): Promise<{ capacityBytes: number }> {
+    requireId(req.volumeId, 'volume_id')
+    requirePath(req.volumePath, 'volume_path')
+    const requiredBytes = req.capacityRange?.requiredBytes ?? 0
+    if (!Number.isSafeInteger(requiredBytes) || requiredBytes <= 0) throw new InvalidArgumentError('capacity_range.required_bytes must be a positive integer')
+    return this.locks.withLocks([req.volumeId], async () => {
+      const state = await this.store.read(req.volumeId)
+      if (state === undefined || state.phase !== 'staged') throw new CsiNotFoundError(`volume ${req.volumeId} is not staged on this node`)
+      const device = requireDevice(state)
+      const sizeBytes = Math.ceil(requiredBytes / BLOCK_BYTES) * BLOCK_BYTES
+      if ((await blockDeviceSizeBytes(device)) < sizeBytes) await this.growDevice(state, device, sizeBytes)
+      if (state.access.type === 'mount' && !state.readOnly) await growFilesystem(device, state.stagingPath, state.access.fsType)
+      return { capacityBytes: await blockDeviceSizeBytes(device) }
+    })
+  }
+
+  async nodeGetCapabilities(): Promise<NodeCapability[]> {
+    return ['STAGE_UNSTAGE_VOLUME', 'GET_VOLUME_STATS', 'EXPAND_VOLUME', 'VOLUME_CONDITION', 'SINGLE_NODE_MULTI_WRITER']
+  }
+
+  async nodeGetInfo(): Promise<NodeInfo> {
+    return { nodeId: this.deps.nodeId, maxVolumesPerNode: this.deps.maxVolumesPerNode ?? 0, accessibleTopology: { segments: { [TOPOLOGY_NODE_KEY]: this.deps.nodeId } } }
+  }
+
+  /** Grows the volume in the engine that holds it, then asks the device to re-read its size. */
+  private async growDevice(state: VolumeState, device: string, sizeBytes: number): Promise<void> {
+    if (state.engine === null) throw new CsiFailedPreconditionError(`volume ${state.volumeId} has no engine on this node`)
+    await new AdminClient({ address: state.engine.adminAddress }).resize(state.volumeId, sizeBytes)
+    if (state.attachMode === 'fuse') await refreshLoopCapacity(device)
+    const now = await blockDeviceSizeBytes(device)
+    if (now < sizeBytes) {
+      throw new OnlineExpansionUnavailableError(
+        `volume ${state.volumeId} grew to ${sizeBytes} bytes but ${device} still shows ${now}; unstage and stage it again to see the new size`,
+      )
+    }
+  }
+
+  private async condition(state: VolumeState, volumePath: string): Promise<VolumeCondition> {
+    if (state.engine === null || !(await engineReady(state.engine.adminAddress))) return { abnormal: true, message: 'the volume engine on this node is not running' }
+    const engine = (await new AdminClient({ address: state.engine.adminAddress, timeoutMs: 5000 }).listVolumes().catch(() => []))
+      .find((v) => v.name === state.volumeId)?.engine
+    const engineState = typeof engine?.state === 'string' ? engine.state : undefined
+    if (engineState !== undefined && engineState !== 'serving' && engineState !== 'recovering') return { abnormal: true, message: `the volume engine is ${engineState}` }
+    if (state.access.type === 'mount' && (await mountedAt(state.stagingPath)) === undefined) return { abnormal: true, message: `staging mount ${state.stagingPath} is gone` }
+    if (state.access.type === 'mount' && (await mountedAt(volumePath)) === undefined) return { abnormal: true, message: `${volumePath} is not mounted` }
+    return { abnormal: false, message: 'volume is attached and mounted' }
+  }
+
+  private async stagedState(volumeId: string, stagingPath: string): Promise<VolumeState> {
+    const state = await this.store.read(volumeId)
+    if (state === undefined || state.phase !== 'staged') throw new CsiFailedPreconditionError(`volume ${volumeId} is not staged on this node`)
+    if (state.stagingPath !== stagingPath) throw new CsiFailedPreconditionError(`volume ${volumeId} is staged at ${state.stagingPath}, not ${stagingPath}`)
+    return state
+  }
+
+  private async checkSameStage(state: VolumeState, stagingPath: string, access: VolumeAccess, readOnly: boolean): Promise<void> {
+    const same = state.stagingPath === stagingPath && JSON.stringify(state.access) === JSON.stringify(access) && state.readOnly === readOnly
+    if (!same) throw new CsiAlreadyExistsError(`volume ${state.volumeId} is already staged at ${state.stagingPath} with other parameters`)
+    if (access.type === 'mount' && (await mountedAt(stagingPath)) === undefined) {
+      throw new CsiFailedPreconditionError(`volume ${state.volumeId} is recorded as staged but ${stagingPath} is not mounted; unstage it first`)
+    }
+  }
+
+  private async checkVolumeLimit(): Promise<void> {
+    const max = this.deps.maxVolumesPerNode ?? 0
+    if (max > 0 && (await this.store.list()).length >= max) throw new CsiFailedPreconditionError(`this node already holds ${max} volumes`)
+  }
+
+  private async attachMode(): Promise<AttachMode> {
+    const wanted = this.deps.attachMode ?? 'auto'
+    if (wanted !== 'auto') return wanted
+    this.mode ??= await detectAttachMode()
+    return this.mode
+  }
+}
+
+function requireId(value: string, field: string): void {
+  if (value === '') throw new InvalidArgumentError(`${field} is required`)
+  if (value.length > 253 || /[\0/]/.test(value)) throw new InvalidArgumentError(`${field} ${JSON.stringify(value)} is not a valid volume id`)
+}
+
+function requirePath(value: string, field: string): void {
+  if (value === '') throw new InvalidArgumentError(`${field} is required`)
+  if (!isAbsolute(value) || value.includes('\0') || value.split('/').includes('..')) throw new InvalidArgumentError(`${field} must be an absolute path without '..'`)
+}
+
+/** The capability as this plugin serves it. @throws InvalidArgumentError for what it cannot serve. */
+export function validateCapability(cap: VolumeCapability | undefined): { access: VolumeAccess; readOnly: boolean } {
+  if (cap === undefined) throw new InvalidArgumentError('volume_capability is required')
+  if (cap.accessType === undefined) throw new InvalidArgumentError('volume_capability needs an access type (block or mount)')
+  if (!SUPPORTED_MODES.has(cap.accessMode)) throw new InvalidArgumentError(`access mode ${cap.accessMode} is not supported`)
+  const readOnly = READ_ONLY_MODES.has(cap.accessMode)
+  if (cap.accessType.kind === 'block') return { access: { type: 'block' }, readOnly }
+  const fsType = cap.accessType.fsType === '' ? 'ext4' : cap.accessType.fsType
+  if (!FS_TYPES.includes(fsType as FsType)) throw new InvalidArgumentError(`fs_type ${JSON.stringify(fsType)} is not supported (ext4, xfs)`)
+  for (const flag of cap.accessType.mountFlags) {
+    if (flag === '' || /[\s,\0]/.test(flag)) throw new InvalidArgumentError(`mount flag ${JSON.stringify(flag)} is not a single option`)
+  }
+  return { access: { type: 'mount', fsType: fsType as FsType, mountFlags: [...cap.accessType.mountFlags] }, readOnly }
+}
+
+function requireDevice(state: VolumeState): string {
+  if (state.device === null) throw new CsiFailedPreconditionError(`volume ${state.volumeId} has no block device on this node`)
+  return state.device
+}
