@@ -21,6 +21,7 @@ const commands: Record<string, () => Promise<Command>> = {
   volume: async () => (await import('./commands/volume.js')).command,
   snapshot: async () => (await import('./commands/snapshot.js')).command,
   operator: async () => (await import('./commands/operator.js')).command,
+  csi: async () => (await import('./commands/csi.js')).command,
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -142,6 +142,41 @@ export const operatorConfigSchema = z.object({
 })
 export type OperatorConfig = z.infer<typeof operatorConfigSchema>
 
+/** `cairn csi`: the CSI driver's controller and/or node plugin. */
+export const csiConfigSchema = z.object({
+  /** Which CSI services to serve besides Identity. */
+  mode: z.enum(['controller', 'node', 'all']),
+  /** gRPC endpoint; CSI is served on a Unix socket only. */
+  endpoint: z.string().regex(/^unix:.+/, 'expected unix:///path/to/csi.sock').default('unix:///csi/csi.sock'),
+  /** This node's id (node and all modes). @default the hostname */
+  nodeId: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'expected a DNS-1123 name').optional(),
+  /** `local`: the control plane of a `cairn dev` in --data-dir; `kubernetes`: the CRDs. @default kubernetes inside a pod, else local */
+  controlPlane: z.enum(['local', 'kubernetes']).optional(),
+  /** Directory of the Local control plane (`cairn dev`'s data directory). */
+  dataDir: z.string().min(1).default('.cairn'),
+  /** Node plugin state (staged volumes, engine sockets); must survive plugin restarts. @default <data-dir>/csi-node/<node-id> */
+  stateDir: z.string().min(1).optional(),
+  /** Kubeconfig file for the Kubernetes control plane; unset means in-cluster config. */
+  kubeconfig: z.string().min(1).optional(),
+  /** Health and metrics HTTP listen address. */
+  metricsListen: hostPort.default('127.0.0.1:9810'),
+  /** Block store of volumes whose StorageClass names none. @default 'local' with the Local control plane, else 'default' */
+  defaultBlockStore: z.string().min(1).optional(),
+  /** Storage policy of volumes whose StorageClass names none. @default 'local' with the Local control plane, else 'default' */
+  defaultStoragePolicy: z.string().min(1).optional(),
+  /** Size of a volume created without a capacity range, e.g. `1GiB`. */
+  defaultVolumeSize: z.string().regex(/^\d+(?:\.\d+)?\s*(?:[KMGTP]i?B?|B)?$/i, 'expected a size such as 1GiB').default('1GiB'),
+  /** Volumes one node may stage at once; 0 means no limit. */
+  maxVolumesPerNode: z.number().int().min(0).default(0),
+  logLevel: logLevel.default('info'),
+})
+export type CsiConfig = z.infer<typeof csiConfigSchema>
+
+/** Whether this process runs in a Kubernetes pod (the API server's service is in its environment). */
+export function runningInKubernetes(env: Readonly<Record<string, string | undefined>> = process.env): boolean {
+  return env.KUBERNETES_SERVICE_HOST !== undefined && env.KUBERNETES_SERVICE_HOST !== ''
+}
+
 type FlagSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>
 
 /**
