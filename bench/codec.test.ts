@@ -19,9 +19,14 @@ it('a tiny-scale codec bench yields well-formed results for every row', async ()
       assert.ok(names.includes(`rs.reconstruct.${km}.64KiB ${impl}`), `missing reconstruct ${km} ${impl}`)
     }
   }
-  for (const name of ['cid.sha2-256.64KiB', 'cid.blake3.64KiB', 'pool.hash+encode.4+2.64KiB', 'pool.event-loop-delay.p99']) {
+  const expected = ['hash.sha2-256.raw.64KiB', 'cid.sha2-256.64KiB', 'cid.blake3.64KiB', 'rs.encode-batch.4+2.64KiB', 'hash+encode.4+2.64KiB', 'pool.hash+encode.4+2.64KiB']
+  for (const name of [...expected, 'pool.event-loop-delay.p99', 'inline.event-loop-delay.p99']) {
     assert.ok(results.some((r) => r.name === name), `missing ${name}`)
   }
   const encode = results.find((r) => r.name === 'rs.encode.4+2.64KiB')
-  assert.deepEqual(encode?.settings, { k: 4, m: 2, chunkSizeBytes: 65536, impl: 'ts' })
+  assert.ok(encode?.settings !== undefined)
+  const { k, m, chunkSizeBytes, impl, threads, reps, min, max } = encode.settings
+  assert.deepEqual({ k, m, chunkSizeBytes, impl, threads, reps }, { k: 4, m: 2, chunkSizeBytes: 65536, impl: 'ts', threads: 1, reps: 5 })
+  // The value is the median of the repetitions, so it lies within their spread.
+  assert.ok(typeof min === 'number' && typeof max === 'number' && min <= encode.value + 1e-3 && encode.value <= max + 1e-3, `${min} <= ${encode.value} <= ${max}`)
 })
