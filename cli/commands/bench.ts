@@ -11,6 +11,7 @@ const suites: Record<string, () => Promise<BenchSuite>> = {
   codec: async () => (await import('../../bench/codec.js')).codecSuite,
   placement: async () => (await import('../../bench/placement.js')).placementSuite,
   'shard-store': async () => (await import('../../bench/shard-store.js')).shardStoreSuite,
+  nbd: async () => (await import('../../bench/nbd.js')).nbdSuite,
 }
 
 export const command: Command = {

@@ -1,0 +1,169 @@
+/**
+ * `cairn bench nbd`: fio's nbd engine against three servers in one run —
+ * `cairn dev` (4+2 on six local storage-node processes), qemu-nbd over a raw file on
+ * the same disk, and nbdkit's memory plugin — with ratios against qemu-nbd. Then the
+ * latency of a snapshot of a full volume and the engine's memory.
+ *
+ * fio semantics used: `--fsync=32` makes fio issue a sync after every 32 writes, which
+ * the nbd engine sends as NBD_CMD_FLUSH (so it measures flush cost, not a file fsync).
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { readFile, writeFile, truncate } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import type { BenchOptions, BenchResult, BenchSuite } from './report.js'
+import { AdminClient } from '../engine/host/admin-client.js'
+
+const exec = promisify(execFile)
+const MiB = 1024 * 1024
+const CLI_MAIN = fileURLToPath(new URL('../cli/main.js', import.meta.url))
+
+interface Workload {
+  name: string
+  args: string[]
+  /** `bw` reports MB/s, `iops` operations per second. */
+  measure: 'bw' | 'iops'
+  dir: 'read' | 'write'
+}
+
+function workloads(seqBytes: number, runtimeSec: number): Workload[] {
+  const timed = ['--time_based', `--runtime=${runtimeSec}`, `--size=${seqBytes}`]
+  return [
+    { name: 'seq-write-1M-qd8', args: ['--rw=write', '--bs=1M', '--iodepth=8', `--size=${seqBytes}`], measure: 'bw', dir: 'write' },
+    { name: 'seq-read-1M-qd8', args: ['--rw=read', '--bs=1M', '--iodepth=8', `--size=${seqBytes}`], measure: 'bw', dir: 'read' },
+    { name: 'rand-read-4k-qd32', args: ['--rw=randread', '--bs=4k', '--iodepth=32', ...timed], measure: 'iops', dir: 'read' },
+    { name: 'rand-write-4k-qd32', args: ['--rw=randwrite', '--bs=4k', '--iodepth=32', ...timed], measure: 'iops', dir: 'write' },
+    { name: 'write-4k-flush32', args: ['--rw=randwrite', '--bs=4k', '--iodepth=32', '--fsync=32', ...timed], measure: 'iops', dir: 'write' },
+  ]
+}
+
+interface Server {
+  name: string
+  uri: string
+  stop(): Promise<void>
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()))
+  const { port } = server.address() as { port: number }
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+/** Resolves when `check` passes, polling every 50 ms; fails after `timeoutMs`. */
+async function until(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`bench nbd: timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+const nbdinfoOk = (uri: string) => () => exec('nbdinfo', ['--size', uri]).then(() => true)
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  child.kill('SIGTERM')
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
+  await exited
+  clearTimeout(timer)
+}
+
+async function startCairn(workDir: string, sizeBytes: number): Promise<Server & { dataDir: string }> {
+  const port = await freePort()
+  const dataDir = join(workDir, 'cairn')
+  const args = [CLI_MAIN, 'dev', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, '--status-listen', '127.0.0.1:0', '--size', String(sizeBytes), '--log-level', 'warn']
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] })
+  const uri = `nbd://127.0.0.1:${port}/demo`
+  await until(nbdinfoOk(uri), 120_000, 'cairn dev')
+  return { name: 'cairn', uri, dataDir, stop: () => stopChild(child) }
+}
+
+async function startQemuNbd(workDir: string, sizeBytes: number): Promise<Server> {
+  const port = await freePort()
+  const file = join(workDir, 'qemu-nbd.raw')
+  await writeFile(file, '')
+  await truncate(file, sizeBytes)
+  const child = spawn('qemu-nbd', ['-f', 'raw', '-t', '-x', 'bench', '-b', '127.0.0.1', '-p', String(port), '--shared=8', '--discard=unmap', file], { stdio: 'ignore' })
+  const uri = `nbd://127.0.0.1:${port}/bench`
+  await until(nbdinfoOk(uri), 30_000, 'qemu-nbd')
+  return { name: 'qemu-nbd', uri, stop: () => stopChild(child) }
+}
+
+async function startNbdkit(sizeBytes: number): Promise<Server> {
+  const port = await freePort()
+  const child = spawn('nbdkit', ['-f', '--exit-with-parent', '-i', '127.0.0.1', '-p', String(port), 'memory', `size=${sizeBytes}`], { stdio: 'ignore' })
+  const uri = `nbd://127.0.0.1:${port}/`
+  await until(nbdinfoOk(uri), 30_000, 'nbdkit')
+  return { name: 'nbdkit-memory', uri, stop: () => stopChild(child) }
+}
+
+async function fio(uri: string, w: Workload, workDir: string): Promise<number> {
+  const { stdout } = await exec(
+    'fio',
+    ['--name=bench', '--ioengine=nbd', `--uri=${uri}`, '--output-format=json', '--randrepeat=0', '--norandommap', '--refill_buffers', ...w.args],
+    { cwd: workDir, maxBuffer: 64 * MiB, timeout: 30 * 60_000 },
+  )
+  // fio prints a connection notice before the JSON.
+  const job = (JSON.parse(stdout.slice(stdout.indexOf('{'))) as { jobs: Array<Record<'read' | 'write', { bw_bytes: number; iops: number }> & { error: number }> }).jobs[0]
+  if (job === undefined || job.error !== 0) throw new Error(`fio ${w.name} against ${uri} failed`)
+  return w.measure === 'bw' ? job[w.dir].bw_bytes / 1e6 : job[w.dir].iops
+}
+
+/** Snapshot latency through the engine's admin API (not the CLI, whose process start would dominate). */
+async function* snapshotAndMemory(server: Server & { dataDir: string }, sizeBytes: number, workDir: string): AsyncGenerator<BenchResult> {
+  // Fill the whole volume with incompressible data, so every chunk is distinct and stored.
+  await exec('fio', ['--name=fill', '--ioengine=nbd', `--uri=${server.uri}`, '--rw=write', '--bs=1M', '--iodepth=8', `--size=${sizeBytes}`, '--refill_buffers'], {
+    cwd: workDir,
+    timeout: 60 * 60_000,
+  })
+  const dev = JSON.parse(await readFile(join(server.dataDir, 'dev.json'), 'utf8')) as { engine: { pid: number; adminAddress: string } }
+  const admin = new AdminClient({ address: dev.engine.adminAddress, timeoutMs: 10 * 60_000 })
+  const settings = { volumeBytes: sizeBytes, layout: '4+2' }
+  let t = performance.now()
+  await admin.snapshot('demo', 'bench-after-fill')
+  yield { name: 'nbd.cairn.snapshot.after-fill', value: performance.now() - t, unit: 'ms', settings: { ...settings, includes: 'flush of dirty data' } }
+  t = performance.now()
+  await admin.snapshot('demo', 'bench-clean')
+  yield { name: 'nbd.cairn.snapshot.clean', value: performance.now() - t, unit: 'ms', settings }
+  const status = await readFile(`/proc/${dev.engine.pid}/status`, 'utf8')
+  const kib = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN)
+  yield { name: 'nbd.cairn.engine.rss', value: kib('VmRSS') / 1024, unit: 'MiB', settings }
+  yield { name: 'nbd.cairn.engine.rss-peak', value: kib('VmHWM') / 1024, unit: 'MiB', settings }
+}
+
+export const nbdSuite: BenchSuite = async function* (options: BenchOptions) {
+  const seqBytes = Math.max(8, Math.round(1024 * options.scale)) * MiB
+  const runtimeSec = Math.max(1, Math.round(10 * options.scale))
+  const volumeBytes = Math.max(64, Math.round(10 * 1024 * options.scale)) * MiB
+  const deviceBytes = Math.max(volumeBytes, seqBytes)
+  const results = new Map<string, number>()
+  const servers: Array<() => Promise<Server>> = [
+    () => startQemuNbd(options.workDir, deviceBytes),
+    () => startNbdkit(deviceBytes),
+    () => startCairn(options.workDir, deviceBytes),
+  ]
+  for (const start of servers) {
+    const server = await start()
+    try {
+      for (const w of workloads(seqBytes, runtimeSec)) {
+        const value = await fio(server.uri, w, options.workDir)
+        results.set(`${server.name}/${w.name}`, value)
+        yield { name: `nbd.${server.name}.${w.name}`, value, unit: w.measure === 'bw' ? 'MB/s' : 'IOPS', settings: { seqBytes, runtimeSec } }
+      }
+      if (server.name === 'cairn') yield* snapshotAndMemory(server as Server & { dataDir: string }, volumeBytes, options.workDir)
+    } finally {
+      await server.stop()
+    }
+  }
+  for (const w of workloads(seqBytes, runtimeSec)) {
+    const base = results.get(`qemu-nbd/${w.name}`) as number
+    for (const name of ['cairn', 'nbdkit-memory']) {
+      yield { name: `nbd.${name}.${w.name}.vs-qemu-nbd`, value: (results.get(`${name}/${w.name}`) as number) / base, unit: 'ratio' }
+    }
+  }
+}

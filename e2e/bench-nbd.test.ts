@@ -1,0 +1,26 @@
+/** `cairn bench nbd` at a tiny scale runs all three servers and emits well-formed results. */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { runCairn } from './harness.js'
+
+test('cairn bench nbd --scale 0.01 measures cairn, qemu-nbd and nbdkit and reports ratios, snapshot latency and engine memory', async () => {
+  const r = await runCairn(['bench', 'nbd', '--scale', '0.01'], 180_000)
+  assert.equal(r.code, 0, r.stderr)
+  const results = r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { name: string; value: number; unit: string })
+  const byName = new Map(results.map((x) => [x.name, x]))
+  const workloads = ['seq-write-1M-qd8', 'seq-read-1M-qd8', 'rand-read-4k-qd32', 'rand-write-4k-qd32', 'write-4k-flush32']
+  for (const server of ['cairn', 'qemu-nbd', 'nbdkit-memory']) {
+    for (const w of workloads) {
+      const x = byName.get(`nbd.${server}.${w}`)
+      assert.ok(x !== undefined && Number.isFinite(x.value) && x.value > 0, `${server} ${w}`)
+      assert.equal(x.unit, w.startsWith('seq') ? 'MB/s' : 'IOPS')
+    }
+  }
+  for (const w of workloads) assert.equal(byName.get(`nbd.cairn.${w}.vs-qemu-nbd`)?.unit, 'ratio')
+  for (const name of ['nbd.cairn.snapshot.after-fill', 'nbd.cairn.snapshot.clean']) assert.ok((byName.get(name)?.value ?? 0) > 0, name)
+  const rss = byName.get('nbd.cairn.engine.rss')
+  assert.ok(rss !== undefined && rss.unit === 'MiB' && rss.value > 10)
+})
