@@ -58,6 +58,8 @@ export const engineConfigSchema = z.object({
   listen: hostPort.default('127.0.0.1:10809'),
   /** Also serve NBD on this Unix socket. @default none */
   socket: z.string().min(1).optional(),
+  /** Serve only this volume (the CSI node plugin's per-volume engine); other export names are unknown. @default every volume */
+  volume: z.string().min(1).optional(),
   /** Health, metrics and admin API listen address. */
   metricsListen: hostPort.default('127.0.0.1:9809'),
   /** Identity recorded as the attachment of every volume this engine serves. */

@@ -132,8 +132,8 @@ async function attachKernelNbd(target: AttachTarget): Promise<string> {
   for (const name of devices) {
     const device = `/dev/${name}`
     if (await nbdConnected(device)) continue
-    // -u: the host argument is a Unix socket path; the export is chosen by name.
-    const result = await runCommand('nbd-client', ['-u', '-N', target.exportName, target.socketPath, device], { okExitCodes: [0, 1] })
+    // nbd-client(8): `-unix PATH DEVICE -name EXPORT`; a device another client took meanwhile fails and the next is tried.
+    const result = await runCommand('nbd-client', ['-unix', target.socketPath, device, '-name', target.exportName], { okExitCodes: [0, 1] })
     if (result.exitCode === 0) return device
   }
   throw new AttachFailedError(`no free /dev/nbd* device could connect to ${target.exportName}`)

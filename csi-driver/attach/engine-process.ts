@@ -46,7 +46,7 @@ export interface RunningEngine {
 }
 
 /** Starts the engine for one volume; `volumeDir` holds its socket and log. */
-export async function startEngine(init: EngineLaunchInit, volumeDir: string): Promise<RunningEngine> {
+export async function startEngine(init: EngineLaunchInit, volumeId: string, volumeDir: string): Promise<RunningEngine> {
   const socketPath = join(volumeDir, 'engine.sock')
   // A socket file left by a killed engine would make the new one fail to listen.
   await rm(socketPath, { force: true })
@@ -61,6 +61,8 @@ export async function startEngine(init: EngineLaunchInit, volumeDir: string): Pr
     '--node-id', init.nodeId,
     '--block-store', init.blockStore ?? 'local',
     '--attach', 'lazy',
+    // Only this volume: no other export name can make this engine take (and fence) another volume.
+    '--volume', volumeId,
     '--log-level', init.logLevel ?? 'info',
   ]
   const log = await open(join(volumeDir, 'engine.log'), 'a')

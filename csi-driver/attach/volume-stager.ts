@@ -37,7 +37,7 @@ export async function stageVolume(req: StageRequest, c: StagerComponents): Promi
   await c.store.write(state)
   try {
     const volumeDir = c.store.volumeDir(req.volumeId)
-    const engine = await ensureEngine(c, volumeDir)
+    const engine = await ensureEngine(c, req.volumeId, volumeDir)
     state = { ...state, engine }
     await c.store.write(state)
     await c.onStep?.(req.volumeId, 'engine-started')
@@ -68,9 +68,9 @@ async function mountFilesystem(req: StageRequest, device: string, fsType: FsType
 }
 
 /** A fresh engine: one left on the socket by an earlier, interrupted run is stopped first (it flushes on SIGTERM). */
-async function ensureEngine(c: StagerComponents, volumeDir: string): Promise<NonNullable<VolumeState['engine']>> {
+async function ensureEngine(c: StagerComponents, volumeId: string, volumeDir: string): Promise<NonNullable<VolumeState['engine']>> {
   await stopEngine(join(volumeDir, 'engine.sock'), c.engine.stopTimeoutMs)
-  return startEngine(c.engine, volumeDir)
+  return startEngine(c.engine, volumeId, volumeDir)
 }
 
 /**
