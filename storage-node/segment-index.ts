@@ -44,6 +44,7 @@ export interface NewRecord {
   index: number
   offsetBytes: number
   lengthBytes: number
+  lastPutMs: number
 }
 
 const schema = `
@@ -144,9 +145,11 @@ export class SegmentIndex {
     return { cid, idx: address.index, segment: raw[0], offset: raw[1], length: raw[2], lastPutMs: raw[3], corrupt: raw[4] !== 0 }
   }
 
-  /** Refreshes a stored shard's last-put time (an idempotent re-put). */
-  touch(address: ShardAddress, nowMs: number): void {
-    this.stmts.touch.run(nowMs, asBuffer(address.chunkCid), address.index)
+  /** Refreshes stored shards' last-put times (idempotent re-puts), in one transaction. */
+  touchAll(addresses: readonly ShardAddress[], nowMs: number): void {
+    this.db.transaction(() => {
+      for (const a of addresses) this.stmts.touch.run(nowMs, asBuffer(a.chunkCid), a.index)
+    })()
   }
 
   segments(): SegmentRow[] {
@@ -158,7 +161,7 @@ export class SegmentIndex {
    * committed size to `sizeBytes`, in one transaction. A record replacing a corrupt
    * copy takes the copy's live bytes away from the copy's segment.
    */
-  commitWrites(segmentId: number, sizeBytes: number, records: readonly NewRecord[], nowMs: number): Replaced {
+  commitWrites(segmentId: number, sizeBytes: number, records: readonly NewRecord[]): Replaced {
     return this.db.transaction(() => {
       const replaced: Replaced = { count: 0, bytes: 0, corrupt: 0 }
       let liveDelta = 0
@@ -170,7 +173,7 @@ export class SegmentIndex {
           replaced.bytes += previous.length
           if (previous.corrupt) replaced.corrupt += 1
         }
-        this.stmts.insert.run(asBuffer(r.cid), r.index, segmentId, r.offsetBytes, r.lengthBytes, nowMs)
+        this.stmts.insert.run(asBuffer(r.cid), r.index, segmentId, r.offsetBytes, r.lengthBytes, r.lastPutMs)
         liveDelta += r.lengthBytes
       }
       this.stmts.setSegment.run(sizeBytes, liveDelta, segmentId)

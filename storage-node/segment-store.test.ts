@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, rm, open, writeFile, readdir, stat, appendFile } from 'node:fs/promises'
+import { mkdtemp, rm, open, writeFile, readdir, stat, appendFile, cp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Registry } from 'prom-client'
@@ -249,4 +249,102 @@ test('malformed addresses are rejected without touching stored data', async () =
     }
     await assertReadsBack(store, [s])
   })
+})
+
+/** Copies a running store's directory: what a SIGKILL leaves (the page cache survives, memory does not). */
+async function crashCopy(dir: string): Promise<string> {
+  const copy = await mkdtemp(join(tmpdir(), 'cairn-store-crash-'))
+  await cp(dir, copy, { recursive: true })
+  return copy
+}
+
+const neverFlush: Partial<SegmentStoreInit> = { indexFlushRecords: 1_000_000, indexFlushIntervalMs: 3_600_000 }
+
+test('acknowledged shards still waiting for the index read, dedupe, list and delete like indexed ones', async () => {
+  await withStore(neverFlush, async (store) => {
+    const shards = Array.from({ length: 6 }, (_, i) => fixtureShard(i, 2, 2048))
+    assert.deepEqual(await store.putShards(shards), { writtenCount: 6, existingCount: 0 })
+    assert.equal(store.index.lookup(shards[0]!.header), undefined, 'the rows wait in memory')
+    await assertReadsBack(store, shards)
+    assert.deepEqual(await store.hasShards(shards.map((s) => s.header)), shards.map(() => true))
+    assert.deepEqual(await store.putShards([shards[1]!]), { writtenCount: 0, existingCount: 1 })
+    assert.equal(await store.deleteShards([shards[2]!.header]), 1)
+    await assert.rejects(store.getShard(shards[2]!.header), { name: 'ShardNotFoundError' })
+    assert.equal((await store.listShards()).shards.length, 5)
+    assert.equal((await store.stats()).shardCount, 5)
+  })
+})
+
+test('the index catches up on its own: past indexFlushRecords during a put, and after indexFlushIntervalMs', async () => {
+  await withStore({ indexFlushRecords: 4, indexFlushIntervalMs: 20 }, async (store) => {
+    const shards = Array.from({ length: 12 }, (_, i) => fixtureShard(i, 0, 512))
+    await store.putShards(shards.slice(0, 4))
+    await store.putShards(shards.slice(4, 8))
+    assert.ok(store.index.lookup(shards[0]!.header), 'the second put indexed the first group')
+    const deadline = Date.now() + 5000
+    while (store.index.lookup(shards[7]!.header) === undefined) {
+      assert.ok(Date.now() < deadline, 'the timer indexes the last group')
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    await assertReadsBack(store, shards.slice(0, 8))
+  })
+})
+
+test('a crash loses waiting index rows but no acknowledged shard: recovery rolls them forward, replacing a corrupt copy', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-store-'))
+  let copy: string | undefined
+  try {
+    const store = await reopen(dir, neverFlush)
+    const shards = Array.from({ length: 8 }, (_, i) => fixtureShard(i, 1, 4096))
+    await store.putShards(shards.slice(0, 4))
+    const victim = shards[1] as Shard
+    const row = (await store.listShards({ cidPrefix: victim.header.chunkCid })).shards[0] // flushes the index
+    assert.ok(row)
+    const segment = await open(store.active.path, 'r+')
+    const at = store.index.lookup(victim.header)!.offset + 200
+    await segment.write(Buffer.from([0xff ^ (await segment.read(Buffer.alloc(1), 0, 1, at)).buffer[0]!]), 0, 1, at)
+    await segment.close()
+    await assert.rejects(store.getShard(victim.header), { name: 'ShardCorruptError' })
+    // The repair's put and four new shards are acknowledged but their rows only wait in memory.
+    assert.deepEqual(await store.putShards([victim, ...shards.slice(4)]), { writtenCount: 5, existingCount: 0 })
+    copy = await crashCopy(dir)
+    await store.stop()
+    const recovered = await reopen(copy)
+    try {
+      await assertReadsBack(recovered, shards)
+      const stats = await recovered.stats()
+      assert.equal(stats.shardCount, 8)
+      assert.equal(stats.corruptShardCount, 0)
+    } finally {
+      await recovered.stop()
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+    if (copy !== undefined) await rm(copy, { recursive: true, force: true })
+  }
+})
+
+test('recovery truncates a zero-filled tail (space allocated, data never written) and keeps every shard', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-store-'))
+  try {
+    let store = await reopen(dir)
+    const shards = [fixtureShard(1, 0), fixtureShard(2, 0)]
+    await store.putShards(shards)
+    const segPath = store.active.path
+    const committedEnd = (await stat(segPath)).size
+    await store.stop()
+    await appendFile(segPath, Buffer.alloc(256 * 1024))
+    store = await reopen(dir)
+    try {
+      await assertReadsBack(store, shards)
+      assert.equal((await stat(segPath)).size, committedEnd)
+      const next = fixtureShard(3, 0)
+      await store.putShards([next])
+      await assertReadsBack(store, [...shards, next])
+    } finally {
+      await store.stop()
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
 })
