@@ -134,6 +134,12 @@ describe('CSI node service over nbdfuse + loop against cairn dev', { concurrency
     const mounts = await readMounts()
     assert.ok(mounts.find((m) => m.mountPoint === staging)?.mountOptions.includes('noatime'), 'the staging mount has the requested flag')
     await writeTree(target, tree)
+    // A read-only publish of the same staging mount refuses writes.
+    const roTarget = join(work, 'pods', 'tree-ro', 'mnt')
+    await first.nodePublishVolume({ ...common, volumeId: 'tree', stagingTargetPath: staging, targetPath: roTarget, volumeCapability: mountCap('ext4', ['noatime']), readonly: true })
+    await assert.rejects(writeFile(join(roTarget, 'nope.txt'), 'x'), { code: 'EROFS' })
+    assert.ok((await readFile(join(roTarget, 'readme.txt'))).equals(tree['readme.txt'] as Buffer))
+    await first.nodeUnpublishVolume({ volumeId: 'tree', targetPath: roTarget })
     const stats = await first.nodeGetVolumeStats({ volumeId: 'tree', volumePath: target, stagingTargetPath: staging })
     assert.equal(stats.volumeCondition?.abnormal, false)
     const bytes = stats.usage.find((u) => u.unit === 'BYTES')
@@ -180,6 +186,11 @@ describe('CSI node service over nbdfuse + loop against cairn dev', { concurrency
     await createVolume('raw', '32MiB')
     const service = nodeService('node-d')
     await service.start()
+    // Two NodeStage calls at once on one volume: one runs, the other is ABORTED (the CO retries).
+    const racing = service.nodeStageVolume({ ...common, volumeId: 'raw', stagingTargetPath: join(work, 'staging', 'raw-race'), volumeCapability: blockCap })
+    await assert.rejects(service.nodeStageVolume({ ...common, volumeId: 'raw', stagingTargetPath: join(work, 'staging', 'raw-race'), volumeCapability: blockCap }), { name: 'OperationPendingError' })
+    await racing
+    await service.nodeUnstageVolume({ volumeId: 'raw', stagingTargetPath: join(work, 'staging', 'raw-race') })
     const { staging, target } = await stagePublish(service, 'raw', blockCap)
     const offsets = [0, 4096 * 7, 16 * MiB - 65536, 32 * MiB - 8192]
     const fh = await open(target, 'r+')
@@ -204,7 +215,15 @@ describe('CSI node service over nbdfuse + loop against cairn dev', { concurrency
     } finally {
       await check.close()
     }
-    await unpublishUnstage(services[services.length - 1] as CairnNodeService, 'raw', again.staging, again.target)
+    const second = services[services.length - 1] as CairnNodeService
+    assert.equal((await second.nodeGetVolumeStats({ volumeId: 'raw', volumePath: again.target, stagingTargetPath: again.staging })).volumeCondition?.abnormal, false)
+    // The engine dies: the condition turns abnormal, and unstaging still cleans everything up.
+    const engine = (await new NodeStateStore(join(work, 'state-node-e')).read('raw'))?.engine
+    assert.ok(engine != null)
+    process.kill(engine.pid, 'SIGKILL')
+    await waitUntil(async () => (await findEnginePids(engine.socketPath)).length === 0, 10_000, 'the engine to be gone')
+    assert.equal((await second.nodeGetVolumeStats({ volumeId: 'raw', volumePath: again.target, stagingTargetPath: again.staging })).volumeCondition?.abnormal, true)
+    await unpublishUnstage(second, 'raw', again.staging, again.target)
   })
 
   test('expanding a mounted volume grows the volume; the filesystem grows with its data intact', async () => {
