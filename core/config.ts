@@ -47,6 +47,16 @@ export const storageNodeConfigSchema = z.object({
   journalMaxInFlightBytesPerStream: z.number().int().min(1024 * 1024).default(64 * 1024 * 1024),
   /** Volume journals held open at once; idle ones are closed to make room. */
   journalMaxOpenVolumes: z.number().int().min(1).default(1024),
+  /** Share of the space available to Cairn (free plus already stored) this node accepts, computed at start. */
+  capacityFraction: z.number().gt(0).max(1).default(0.8),
+  /** Lower clamp of the allocation, in bytes (never above what the filesystem holds). @default none */
+  capacityMinBytes: z.number().int().min(0).optional(),
+  /** Upper clamp of the allocation, in bytes. @default none */
+  capacityMaxBytes: z.number().int().min(0).optional(),
+  /** Cluster token every gRPC call must carry (prefer CAIRN_CLUSTER_TOKEN or a file: flags show in `ps`). @default none */
+  clusterToken: z.string().min(1).optional(),
+  /** File holding the cluster token (a mounted Secret). @default none */
+  clusterTokenFile: z.string().min(1).optional(),
 })
 export type StorageNodeConfig = z.infer<typeof storageNodeConfigSchema>
 

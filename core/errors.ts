@@ -18,6 +18,7 @@ export type ErrorKind =
   | 'out-of-range'
   | 'resource-exhausted'
   | 'permission-denied'
+  | 'unauthenticated'
   | 'unavailable'
   | 'data-loss'
   | 'internal'

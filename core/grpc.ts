@@ -6,7 +6,7 @@
  * status back into the same typed error when it knows the class, or into a
  * `RemoteError` of the same kind when it does not.
  */
-import { Metadata, status as Status, type ServiceError, type StatusObject } from '@grpc/grpc-js'
+import { InterceptingCall, Metadata, status as Status, type Interceptor, type ServiceError, type StatusObject } from '@grpc/grpc-js'
 import { CairnError, errorKind, type ErrorKind } from './errors.js'
 
 /** Metadata key carrying the server-side error class name. */
@@ -21,6 +21,7 @@ const kindToCode: Record<ErrorKind, Status> = {
   'out-of-range': Status.OUT_OF_RANGE,
   'resource-exhausted': Status.RESOURCE_EXHAUSTED,
   'permission-denied': Status.PERMISSION_DENIED,
+  unauthenticated: Status.UNAUTHENTICATED,
   unavailable: Status.UNAVAILABLE,
   'data-loss': Status.DATA_LOSS,
   internal: Status.INTERNAL,
@@ -30,7 +31,6 @@ const codeToKind = new Map<Status, ErrorKind>(Object.entries(kindToCode).map(([k
 // Codes no Cairn server sends on purpose, but transports and peers do.
 codeToKind.set(Status.DEADLINE_EXCEEDED, 'unavailable')
 codeToKind.set(Status.CANCELLED, 'aborted')
-codeToKind.set(Status.UNAUTHENTICATED, 'permission-denied')
 codeToKind.set(Status.UNIMPLEMENTED, 'failed-precondition')
 
 /** The gRPC code for an error kind. */
@@ -90,4 +90,23 @@ export function fromGrpcError(err: unknown, known: readonly CairnErrorClass[] = 
     if (candidate.name === remoteName) return candidate
   }
   return new RemoteError(kindForGrpcCode(se.code), remoteName, message, { cause: err })
+}
+
+/** Metadata key carrying the cluster token (`Bearer <token>`), as HTTP's Authorization header. */
+export const AUTHORIZATION_METADATA_KEY = 'authorization'
+
+/**
+ * A client interceptor that sends `authorization: Bearer <token>` on every call.
+ * An interceptor rather than call credentials because grpc-js refuses call
+ * credentials over plaintext channels, and pods may talk plaintext with a token.
+ */
+export function bearerTokenInterceptor(token: string): Interceptor {
+  const value = `Bearer ${token}`
+  return (options, nextCall) =>
+    new InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set(AUTHORIZATION_METADATA_KEY, value)
+        next(metadata, listener)
+      },
+    })
 }

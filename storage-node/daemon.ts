@@ -1,6 +1,8 @@
 /**
  * The storage-node daemon: the shard store, the ShardService gRPC server, and the
  * health/metrics server, wired and started in order and stopped in reverse.
+ * Every gRPC call passes the cluster-token check (storage-node/auth.ts) and every
+ * put the capacity allocation (storage-node/capacity.ts).
  */
 import { Server, ServerCredentials } from '@grpc/grpc-js'
 import type { Registry } from 'prom-client'
@@ -17,6 +19,8 @@ import { createSegmentShardStore, type SegmentShardStore } from './segment-store
 import { JournalStore } from './journal/journal-store.js'
 import { createJournalService, defaultJournalServiceLimits, type JournalServiceHandle } from './journal/journal-service.js'
 import { loadJournalService } from './journal/proto.js'
+import { assertTokenOrLoopback, clusterTokenInterceptor, loadClusterToken, tokenVerifier, type TokenVerifier } from './auth.js'
+import { allocationBytes, CapacityGuard, freeBytes, registerCapacityMetrics } from './capacity.js'
 
 export type StorageNodeInit = Pick<
   StorageNodeConfig,
@@ -33,7 +37,8 @@ export type StorageNodeInit = Pick<
   | 'pendingMaxBytes'
   | 'shutdownGraceMs'
 > &
-  Partial<Pick<StorageNodeConfig, 'journalSegmentSizeBytes' | 'journalMaxRecordBytes' | 'journalMaxInFlightBytesPerStream' | 'journalMaxOpenVolumes'>>
+  Partial<Pick<StorageNodeConfig, 'journalSegmentSizeBytes' | 'journalMaxRecordBytes' | 'journalMaxInFlightBytesPerStream' | 'journalMaxOpenVolumes'>> &
+  Partial<Pick<StorageNodeConfig, 'capacityFraction' | 'capacityMinBytes' | 'capacityMaxBytes' | 'clusterToken' | 'clusterTokenFile'>>
 
 export interface StorageNodeComponents {
   logger: Logger
@@ -42,6 +47,10 @@ export interface StorageNodeComponents {
 
 export class StorageNode implements Startable {
   readonly store: SegmentShardStore
+  /** The store as the ShardService sees it: puts past the allocation are refused. */
+  readonly capacity: CapacityGuard
+  /** Set at start when a cluster token is configured; undefined means loopback dev mode. */
+  private verifier: TokenVerifier | undefined
   private readonly grpc: Server
   private readonly health: HealthServer
   private grpcPort: number | undefined
@@ -77,8 +86,15 @@ export class StorageNode implements Startable {
     // our validation and gets a precise error instead of a bare transport one.
     const journalMaxRecordBytes = init.journalMaxRecordBytes ?? defaultJournalServiceLimits.maxRecordBytes
     const maxMessageBytes = Math.max(init.maxBatchBytes, journalMaxRecordBytes) + 1024 * 1024
-    this.grpc = new Server({ 'grpc.max_receive_message_length': maxMessageBytes, 'grpc.max_send_message_length': maxMessageBytes })
-    this.service = createShardService(this.limits, { store: this.store, logger: components.logger, metrics })
+    this.capacity = new CapacityGuard({ store: this.store, usedBytes: () => this.store.counts.bytes })
+    registerCapacityMetrics(components.registry, this.capacity)
+    this.grpc = new Server({
+      'grpc.max_receive_message_length': maxMessageBytes,
+      'grpc.max_send_message_length': maxMessageBytes,
+      // Installed now, armed at start once the token is read.
+      interceptors: [clusterTokenInterceptor(() => this.verifier, components.logger.child({ component: 'auth' }))],
+    })
+    this.service = createShardService(this.limits, { store: this.capacity, logger: components.logger, metrics })
     this.grpc.addService(loadShardService().service, this.service.handlers)
     this.journalStore = new JournalStore(
       { dir: join(init.dataDir, 'journal'), segmentSizeBytes: init.journalSegmentSizeBytes, maxOpenVolumes: init.journalMaxOpenVolumes },
@@ -99,16 +115,31 @@ export class StorageNode implements Startable {
     )
   }
 
+  /** Computes the allocation from the filesystem's free space plus the segment bytes already stored (a restart must not shrink it). */
+  private async allocate(): Promise<void> {
+    const stats = await this.store.stats()
+    const availableBytes = (await freeBytes(this.init.dataDir)) + stats.segmentBytes
+    const rule = { fraction: this.init.capacityFraction ?? 0.8, minBytes: this.init.capacityMinBytes, maxBytes: this.init.capacityMaxBytes }
+    const capacityBytes = allocationBytes(rule, availableBytes)
+    this.capacity.setCapacityBytes(capacityBytes)
+    this.components.logger.info({ capacityBytes, availableBytes, usedBytes: this.capacity.usedBytes(), ...rule }, 'capacity allocated')
+  }
+
   async start(): Promise<void> {
+    // Checked before anything opens: a node that would serve the network unauthenticated must not start at all.
+    const token = await loadClusterToken(this.init)
+    assertTokenOrLoopback(this.init.listen, token)
+    if (token !== undefined) this.verifier = tokenVerifier(token)
     await this.health.start()
     await this.store.start()
+    await this.allocate()
     await this.journalStore.start()
     this.grpcPort = await new Promise<number>((resolve, reject) => {
-      // Plaintext: mTLS/token auth between pods is configured by the operator (later issue).
+      // Plaintext with a cluster token between pods (ADR 0015); mTLS is a later step.
       this.grpc.bindAsync(this.init.listen, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)))
     })
     this.serving = true
-    this.components.logger.info({ grpcAddress: this.grpcAddress(), metricsAddress: this.health.address() }, 'storage node serving')
+    this.components.logger.info({ grpcAddress: this.grpcAddress(), metricsAddress: this.health.address(), authenticated: token !== undefined }, 'storage node serving')
   }
 
   /** Drains in-flight requests (bounded by shutdownGraceMs), then commits and closes the store. */

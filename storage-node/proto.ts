@@ -77,6 +77,8 @@ export interface WireStatsResponse {
   segmentCount: number
   segmentBytes: number
   corruptShardCount: number
+  capacityBytes?: number
+  usedBytes?: number
 }
 
 let cached: { service: ServiceDefinition; Client: ServiceClientConstructor } | undefined

@@ -4,7 +4,9 @@
  * network or a bad node can never hand corrupt bytes to the caller.
  */
 import { credentials as grpcCredentials, Metadata, type ChannelCredentials, type ClientDuplexStream, type Client as GrpcClient, type ServiceError } from '@grpc/grpc-js'
-import { fromGrpcError, kindForGrpcCode, RemoteError, type CairnErrorClass } from '../core/grpc.js'
+import { bearerTokenInterceptor, fromGrpcError, kindForGrpcCode, RemoteError, type CairnErrorClass } from '../core/grpc.js'
+import { UnauthenticatedError } from './auth.js'
+import { CapacityExceededError } from './capacity.js'
 import { CairnError, InvalidArgumentError, ResourceExhaustedError, ShuttingDownError } from '../core/errors.js'
 import { decodeShard, ShardCorruptError, ShardFormatError, type Shard, type ShardAddress } from '../core/shard.js'
 import { loadShardService, type WireGetShardResponse, type WireGetShardsResponse, type WireGetShardsResult, type WireListShardsResponse, type WirePutShardsResponse, type WireStatsResponse } from './proto.js'
@@ -37,6 +39,8 @@ export const SHARD_SERVICE_ERRORS: readonly CairnErrorClass[] = [
   ResourceExhaustedError,
   ShuttingDownError,
   InvalidArgumentError,
+  CapacityExceededError,
+  UnauthenticatedError,
 ]
 
 export interface ShardClientInit {
@@ -48,6 +52,8 @@ export interface ShardClientInit {
   deadlineMs?: number
   /** Must be at least the node's largest batch. @default 67108864 (64 MiB) */
   maxMessageBytes?: number
+  /** Cluster token sent as `authorization: Bearer …` on every call. @default none */
+  token?: string
 }
 
 type Callback<T> = (err: ServiceError | null, value?: T) => void
@@ -70,6 +76,7 @@ export class ShardClient {
       // HTTP/2's default 64 KiB stream window stalls batch reads after every few
       // shards; a node answers one GetShards with many MiB.
       'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW_BYTES,
+      ...(init.token === undefined ? {} : { interceptors: [bearerTokenInterceptor(init.token)] }),
     })
     this.deadlineMs = init.deadlineMs ?? 30_000
   }

@@ -54,6 +54,10 @@ export interface StoreStats {
   segmentCount: number
   segmentBytes: number
   corruptShardCount: number
+  /** The node's allocation (storage-node/capacity.ts); absent from a bare store. */
+  capacityBytes?: number
+  /** Live encoded bytes counted against the allocation. */
+  usedBytes?: number
 }
 
 /** One address's outcome in a batch read. */

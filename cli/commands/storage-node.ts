@@ -5,7 +5,8 @@ import { createRegistry } from '../../core/health-server.js'
 import { StorageNode } from '../../storage-node/daemon.js'
 
 export const command: Command = {
-  summary: 'run a storage node: cairn storage-node --data-dir DIR --listen ADDR [--metrics-listen ADDR]',
+  summary:
+    'run a storage node: cairn storage-node --data-dir DIR --listen ADDR [--metrics-listen ADDR] [--cluster-token-file FILE] [--capacity-fraction F --capacity-min-bytes N --capacity-max-bytes N]',
   async run(argv) {
     const config = loadConfig(storageNodeConfigSchema, argv)
     const logger = createLogger('storage-node', config.logLevel)

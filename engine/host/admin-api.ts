@@ -23,6 +23,7 @@ export const HTTP_STATUS_BY_KIND: Readonly<Record<ErrorKind, number>> = {
   'invalid-argument': 400,
   'out-of-range': 400,
   'permission-denied': 403,
+  unauthenticated: 401,
   'not-found': 404,
   'already-exists': 409,
   aborted: 409,

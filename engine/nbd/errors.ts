@@ -72,6 +72,7 @@ const ERRNO_BY_KIND: Record<ErrorKind, NbdErrno> = {
   'invalid-argument': NBD_EINVAL,
   'out-of-range': NBD_EINVAL,
   'permission-denied': NBD_EPERM,
+  unauthenticated: NBD_EPERM,
   // A volume that refuses writes for a state reason (fenced, detached) is, to the
   // client, a device that does not permit the operation.
   'failed-precondition': NBD_EPERM,

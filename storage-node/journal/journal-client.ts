@@ -5,7 +5,8 @@
  */
 import { credentials as grpcCredentials, Metadata, type ChannelCredentials, type ClientDuplexStream, type Client as GrpcClient, type ServiceError } from '@grpc/grpc-js'
 import { CairnError, ResourceExhaustedError, ShuttingDownError } from '../../core/errors.js'
-import { fromGrpcError, RemoteError, type CairnErrorClass } from '../../core/grpc.js'
+import { bearerTokenInterceptor, fromGrpcError, RemoteError, type CairnErrorClass } from '../../core/grpc.js'
+import { UnauthenticatedError } from '../auth.js'
 import { EpochFencedError, JournalConflictError, JournalCorruptError, JournalDroppedError, JournalNotOpenError, JournalRequestError, JournalSequenceError } from './errors.js'
 import type { CheckpointState } from './journal-files.js'
 import type { StoredRecord } from './record.js'
@@ -23,6 +24,7 @@ export const JOURNAL_SERVICE_ERRORS: readonly CairnErrorClass[] = [
   JournalCorruptError,
   ResourceExhaustedError,
   ShuttingDownError,
+  UnauthenticatedError,
 ]
 
 export interface JournalClientInit {
@@ -36,6 +38,8 @@ export interface JournalClientInit {
   streamDeadlineMs?: number
   /** Must exceed the node's largest record. @default 67108864 (64 MiB) */
   maxMessageBytes?: number
+  /** Cluster token sent as `authorization: Bearer …` on every call. @default none */
+  token?: string
 }
 
 /** What Open returned: the replica's state and every record after its checkpoint. */
@@ -61,6 +65,7 @@ export class JournalClient {
     this.client = new Client(init.address, init.credentials ?? grpcCredentials.createInsecure(), {
       'grpc.max_receive_message_length': maxMessageBytes,
       'grpc.max_send_message_length': maxMessageBytes,
+      ...(init.token === undefined ? {} : { interceptors: [bearerTokenInterceptor(init.token)] }),
     })
     this.deadlineMs = init.deadlineMs ?? 30_000
     this.streamDeadlineMs = init.streamDeadlineMs ?? 120_000
