@@ -13,6 +13,7 @@ import { ensureFinalizer, setCondition, updateStatus } from './status.js'
 import { desiredDaemonSet, desiredService, isOwnedBy, newSecret, specHash } from './storage-node-objects.js'
 import { tryParseQuantity } from './quantity.js'
 import type { BlockStoreObject, BlockStoreStatus, CrdMember, DaemonSetObject, NodeObject } from './types.js'
+import type { UsageReport } from './usage-poller.js'
 
 /** Reconciles the BlockStore `name`. */
 export async function reconcileBlockStore(ctx: ReconcilerContext, name: string): Promise<void> {
@@ -34,11 +35,15 @@ export async function reconcileBlockStore(ctx: ReconcilerContext, name: string):
   await ensureOwned(ctx, bs, 'Service', desiredService(bs, ctx.namespace))
   const ds = await ensureOwned(ctx, bs, 'DaemonSet', desiredDaemonSet(bs, ctx.namespace, ctx.image))
   const pods = ctx.caches.pods.list().filter((p) => p.metadata.labels?.[BLOCKSTORE_LABEL] === name)
-  const members = buildMembers(bs.spec, eligible, pods, { service: ownedNames(name).service, namespace: ctx.namespace })
+  const reports = ctx.usage.reports(name)
+  const capacityByNode = new Map([...reports].map(([node, r]) => [node, r.capacityBytes]))
   const nodeByName = new Map(nodes.map((n) => [n.metadata.name, n]))
-  await updateStatus<BlockStoreObject>(ctx.kube, 'BlockStore', name, (fresh) =>
-    fresh.metadata.uid === bs.metadata.uid ? blockStoreStatus(fresh, members, ds as DaemonSetObject, nodeByName) : undefined,
-  )
+  await updateStatus<BlockStoreObject>(ctx.kube, 'BlockStore', name, (fresh) => {
+    if (fresh.metadata.uid !== bs.metadata.uid) return undefined
+    // Built from the fresh object: the weights and addresses a member keeps are the ones stored now.
+    const members = buildMembers(bs.spec, eligible, pods, { previous: fresh.status?.clusterMap?.members, capacityByNode })
+    return blockStoreStatus(fresh, members, ds as DaemonSetObject, { nodes: nodeByName, reports })
+  })
 }
 
 /** Sets the BlockStore's label on `eligible` nodes and removes it from every other node. */
@@ -90,19 +95,13 @@ async function ensureOwned(ctx: ReconcilerContext, bs: BlockStoreObject, kind: O
 }
 
 /** The status to publish, from the freshly read object (so the epoch moves from what is stored, never from a stale copy). */
-function blockStoreStatus(fresh: BlockStoreObject, members: CrdMember[], ds: DaemonSetObject, nodes: Map<string, NodeObject>): BlockStoreStatus {
+function blockStoreStatus(fresh: BlockStoreObject, members: CrdMember[], ds: DaemonSetObject, observed: Observed): BlockStoreStatus {
   const old = fresh.status ?? {}
   const generation = fresh.metadata.generation ?? 0
   const eligible = members.length
   const readyNodes = ds.status?.numberReady ?? 0
   const down = members.filter((m) => m.state === 'Down').length
-  let capacityBytes = 0
-  let usedBytes = 0
-  for (const m of members) {
-    const annotations = nodes.get(m.node)?.metadata.annotations ?? {}
-    capacityBytes += tryParseQuantity(annotations[CAPACITY_BYTES_ANNOTATION]) ?? m.weightBytes
-    usedBytes += tryParseQuantity(annotations[USED_BYTES_ANNOTATION]) ?? 0
-  }
+  const { capacityBytes, usedBytes } = usage(members, observed, old)
   let conditions = old.conditions
   const set = (type: string, ok: boolean, reason: string, message: string): void => {
     conditions = setCondition(conditions, { type, status: ok ? 'True' : 'False', reason, message, observedGeneration: generation })
@@ -124,6 +123,32 @@ function blockStoreStatus(fresh: BlockStoreObject, members: CrdMember[], ds: Dae
     clusterMap: nextClusterMap(old.clusterMap, members),
     conditions,
   }
+}
+
+interface Observed {
+  nodes: ReadonlyMap<string, NodeObject>
+  reports: ReadonlyMap<string, UsageReport>
+}
+
+/**
+ * Capacity and usage summed over members: each node's own report, else its node
+ * annotations, else its weight (capacity) and nothing (usage). Before any node has
+ * reported (an operator that just started), the stored usage stands rather than
+ * dropping to zero until the first poll.
+ */
+function usage(members: readonly CrdMember[], observed: Observed, old: BlockStoreStatus): { capacityBytes: number; usedBytes: number } {
+  let capacityBytes = 0
+  let usedBytes = 0
+  let reported = false
+  for (const m of members) {
+    const report = observed.reports.get(m.node)
+    const annotations = observed.nodes.get(m.node)?.metadata.annotations ?? {}
+    const annotatedUsed = tryParseQuantity(annotations[USED_BYTES_ANNOTATION])
+    reported ||= report !== undefined || annotatedUsed !== undefined
+    capacityBytes += report?.capacityBytes ?? tryParseQuantity(annotations[CAPACITY_BYTES_ANNOTATION]) ?? m.weightBytes
+    usedBytes += report?.usedBytes ?? annotatedUsed ?? 0
+  }
+  return { capacityBytes, usedBytes: reported || members.length === 0 ? usedBytes : (old.usedBytes ?? 0) }
 }
 
 function rolloutInProgress(ds: DaemonSetObject, eligible: number): boolean {

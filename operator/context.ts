@@ -3,6 +3,7 @@ import type { Logger } from '../core/logger.js'
 import type { EventRecorder } from './events.js'
 import type { Informer } from './informer.js'
 import type { KubeClient } from './kube.js'
+import type { UsageReports } from './usage-poller.js'
 import type {
   BlockStoreObject,
   DaemonSetObject,
@@ -32,4 +33,6 @@ export interface ReconcilerContext {
   namespace: string
   /** Storage-node image when a BlockStore names none: the operator's own. */
   image: string
+  /** What each storage node last reported of its allocation and usage. */
+  usage: UsageReports
 }

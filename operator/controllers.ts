@@ -18,6 +18,7 @@ import { reconcileStoragePolicy } from './policy-reconciler.js'
 import type { KubeObject } from './types.js'
 import { reconcileSnapshot, reconcileVolume } from './volume-reconciler.js'
 import { WorkQueue, type WorkQueueInit } from './work-queue.js'
+import { UsagePoller, type UsagePollerInit } from './usage-poller.js'
 
 export interface ControllersInit {
   namespace: string
@@ -27,6 +28,8 @@ export interface ControllersInit {
   queue: WorkQueueInit
   /** Server-side length of each watch. */
   watchTimeoutSeconds: number
+  /** Storage-node usage polling (operator/usage-poller.ts); namespace comes from above. */
+  usage?: Omit<UsagePollerInit, 'namespace'>
 }
 
 export interface ControllersComponents {
@@ -47,6 +50,7 @@ const RECONCILERS: Record<CairnKind, (ctx: ReconcilerContext, name: string) => P
 export class Controllers implements Startable {
   readonly caches: Caches
   readonly queues: Record<CairnKind, WorkQueue>
+  readonly usage: UsagePoller
   private resyncTimer: NodeJS.Timeout | undefined
   private stopped = false
   private signalStop!: () => void
@@ -58,6 +62,10 @@ export class Controllers implements Startable {
   ) {
     this.queues = this.makeQueues()
     this.caches = this.makeCaches()
+    this.usage = new UsagePoller(
+      { ...init.usage, namespace: init.namespace },
+      { kube: components.kube, caches: this.caches, logger: components.logger, onChange: (blockStore) => this.queues.BlockStore.add(blockStore) },
+    )
   }
 
   private makeQueues(): Record<CairnKind, WorkQueue> {
@@ -82,7 +90,7 @@ export class Controllers implements Startable {
 
   private context(): ReconcilerContext {
     const { kube, logger, events } = this.components
-    return { kube, logger, events, caches: this.caches, namespace: this.init.namespace, image: this.init.image }
+    return { kube, logger, events, caches: this.caches, namespace: this.init.namespace, image: this.init.image, usage: this.usage }
   }
 
   private informer<T extends KubeObject>(init: Omit<InformerInit<T>, 'watchTimeoutSeconds'>): Informer<T> {
@@ -171,6 +179,7 @@ export class Controllers implements Startable {
     await Promise.race([Promise.all(informers.map((i) => i.synced)), this.stopSignal])
     if (this.stopped) return
     for (const queue of Object.values(this.queues)) await queue.start()
+    await this.usage.start()
     this.resync()
   }
 
@@ -190,6 +199,7 @@ export class Controllers implements Startable {
     this.stopped = true
     this.signalStop()
     clearTimeout(this.resyncTimer)
+    await this.usage.stop()
     await Promise.all(Object.values(this.queues).map((q) => q.stop()))
     await Promise.all((Object.values(this.caches) as Informer<KubeObject>[]).map((i) => i.stop()))
   }

@@ -94,33 +94,61 @@ function isReady(conditions: { type: string; status: string }[] | undefined): bo
   return ready === undefined ? undefined : ready.status === 'True'
 }
 
-/** Where a member's storage node is reached from. */
-export interface ServiceRef {
-  service: string
-  namespace: string
+/** Whether a pod reports Ready=True and has an IP to be reached at. */
+export function podIsReady(pod: PodObject): boolean {
+  const ip = pod.status?.podIP
+  return isReady(pod.status?.conditions) === true && ip !== undefined && ip !== '' && pod.metadata.deletionTimestamp === undefined
+}
+
+/** What members are built from besides the nodes and pods. */
+export interface MemberInputs {
+  /** The members published so far: a member keeps its weight until its node reports, and its last address while it has no pod IP. */
+  previous?: readonly CrdMember[]
+  /** Allocations the storage nodes reported, by node name (operator/usage-poller.ts). */
+  capacityByNode?: ReadonlyMap<string, number>
+}
+
+function hostPort(ip: string): string {
+  return `${ip.includes(':') ? `[${ip}]` : ip}:${GRPC_PORT}`
+}
+
+/** The storage-node pod of each node: a ready one when there are several (a rollout), else any not being deleted. */
+function podsByNode(pods: readonly PodObject[]): Map<string, PodObject> {
+  const byNode = new Map<string, PodObject>()
+  for (const pod of pods) {
+    const node = pod.spec?.nodeName
+    if (node === undefined || pod.metadata.deletionTimestamp !== undefined) continue
+    const seen = byNode.get(node)
+    if (seen === undefined || (!podIsReady(seen) && podIsReady(pod))) byNode.set(node, pod)
+  }
+  return byNode
 }
 
 /**
- * One cluster-map member per eligible node, sorted by id. A member is Down when
- * its node reports Ready≠True or its storage-node pod exists and is not ready;
- * otherwise Up (a node with no pod yet is Up: the DaemonSet is placing one, and
- * a map without it would move data away and back).
+ * One cluster-map member per eligible node, sorted by id. A member is Up only
+ * when its node is not NotReady and its storage-node pod is ready with an IP;
+ * its address is then that pod's IP and the gRPC port. Otherwise it is Down and
+ * keeps the address it had (or, never having had a pod, the node name), which
+ * nobody dials while it is Down. Weight: the allocation the node reported, else
+ * the published weight (so an operator restart, which forgets reports, does not
+ * move the epoch), else the estimate from the node's disk.
  */
-export function buildMembers(spec: BlockStoreSpec, eligible: readonly NodeObject[], pods: readonly PodObject[], svc: ServiceRef): CrdMember[] {
-  const podByNode = new Map<string, PodObject>()
-  for (const pod of pods) if (pod.spec?.nodeName !== undefined && pod.metadata.deletionTimestamp === undefined) podByNode.set(pod.spec.nodeName, pod)
+export function buildMembers(spec: BlockStoreSpec, eligible: readonly NodeObject[], pods: readonly PodObject[], inputs: MemberInputs = {}): CrdMember[] {
+  const podByNode = podsByNode(pods)
+  const previous = new Map((inputs.previous ?? []).map((m) => [m.id, m]))
   const members = eligible.map((node): CrdMember => {
     const name = node.metadata.name
     const pod = podByNode.get(name)
+    const before = previous.get(name)
     const podIp = pod?.status?.podIP
-    const down = isReady(node.status?.conditions) === false || (pod !== undefined && isReady(pod.status?.conditions) !== true)
+    const up = isReady(node.status?.conditions) !== false && pod !== undefined && podIsReady(pod)
     const member: CrdMember = {
       id: name,
       node: name,
-      address: podIp !== undefined && podIp !== '' ? `${podIp.includes(':') ? `[${podIp}]` : podIp}:${GRPC_PORT}` : `${name}.${svc.service}.${svc.namespace}.svc:${GRPC_PORT}`,
+      address: podIp !== undefined && podIp !== '' ? hostPort(podIp) : (before?.address ?? `${name}:${GRPC_PORT}`),
       failureDomain: failureDomain(spec, node),
-      weightBytes: allocationBytes(spec, nodeDiskBytes(node) ?? 0),
-      state: down ? 'Down' : 'Up',
+      weightBytes: inputs.capacityByNode?.get(name) ?? before?.weightBytes ?? allocationBytes(spec, nodeDiskBytes(node) ?? 0),
+      state: up ? 'Up' : 'Down',
     }
     const peerId = node.metadata.annotations?.[PEER_ID_ANNOTATION]
     if (peerId !== undefined && peerId !== '') member.peerId = peerId

@@ -42,6 +42,8 @@ export interface OperatorInit {
   backoffBaseMs?: number
   /** @default 30000 */
   backoffMaxMs?: number
+  /** Pause between rounds of asking storage nodes for their allocation and usage. @default 30000 */
+  usagePollIntervalMs?: number
 }
 
 export interface OperatorComponents {
@@ -99,6 +101,7 @@ export class Operator implements Startable {
         resyncIntervalMs: this.init.resyncIntervalMs ?? 300_000,
         watchTimeoutSeconds: this.init.watchTimeoutSeconds ?? 300,
         queue: { concurrency: this.init.concurrency, maxKeys: this.init.maxQueuedKeys, backoffBaseMs: this.init.backoffBaseMs, backoffMaxMs: this.init.backoffMaxMs },
+        usage: { intervalMs: this.init.usagePollIntervalMs },
       },
       { kube: this.kube, kubeConfig: this.components.kubeConfig, logger: this.components.logger, metrics: this.metrics, events: new EventRecorder(this.kube, this.init.namespace, this.init.identity) },
     )

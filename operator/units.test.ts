@@ -6,7 +6,7 @@ import { allocationBytes, buildMembers, nextClusterMap, nodeEligibility, toCoreC
 import { parseQuantity } from './quantity.js'
 import { storageNodeLabel } from './constants.js'
 import { WorkQueue } from './work-queue.js'
-import type { NodeObject } from './types.js'
+import type { NodeObject, PodObject } from './types.js'
 
 const GiB = 2 ** 30
 
@@ -50,22 +50,57 @@ describe('eligibility and allocation', () => {
 
 describe('cluster map epochs', () => {
   const spec = { failureDomainKey: 'zone' }
-  const svc = { service: 's', namespace: 'ns' }
   const withPeer = (n: NodeObject, peer: string): NodeObject => ({ ...n, metadata: { ...n.metadata, annotations: { 'cairn.dev/peer-id': peer } } })
   it('moves exactly when a member changes, and converts to a valid core map', () => {
     const nodes = [withPeer(node('a', { zone: 'z1' }), 'pa'), withPeer(node('b', { zone: 'z2' }), 'pb')]
     const m0 = nextClusterMap(undefined, [])
     assert.equal(m0.epoch, 0)
-    const m1 = nextClusterMap(m0, buildMembers(spec, nodes, [], svc))
+    const m1 = nextClusterMap(m0, buildMembers(spec, nodes, []))
     assert.equal(m1.epoch, 1)
-    assert.equal(nextClusterMap(m1, buildMembers(spec, [...nodes].reverse(), [], svc)), m1, 'order does not matter')
+    assert.equal(nextClusterMap(m1, buildMembers(spec, [...nodes].reverse(), [])), m1, 'order does not matter')
     const pod = { metadata: { name: 'p' }, spec: { nodeName: 'a' }, status: { podIP: '10.0.0.1', conditions: [{ type: 'Ready', status: 'False' }] } }
-    const m2 = nextClusterMap(m1, buildMembers(spec, nodes, [pod], svc))
+    const m2 = nextClusterMap(m1, buildMembers(spec, nodes, [pod]))
     assert.equal(m2.epoch, 2)
     assert.deepEqual(m2.members.find((m) => m.id === 'a'), { id: 'a', node: 'a', address: '10.0.0.1:7700', peerId: 'pa', failureDomain: 'z1', weightBytes: Math.floor(100 * GiB * 0.8), state: 'Down' })
+    const readyPod = { metadata: { name: 'q' }, spec: { nodeName: 'b' }, status: { podIP: 'fd00::2', conditions: [{ type: 'Ready', status: 'True' }] } }
+    const m3 = nextClusterMap(m2, buildMembers(spec, nodes, [pod, readyPod], { previous: m2.members }))
+    assert.deepEqual(m3.members.map((m) => [m.id, m.address, m.state]), [['a', '10.0.0.1:7700', 'Down'], ['b', '[fd00::2]:7700', 'Up']])
     const core = toCoreClusterMap(m2)
     assert.equal(core.members.find((m) => m.id === 'a')?.state, 'down')
     assert.equal(core.members.find((m) => m.id === 'b')?.weight, 80)
+  })
+})
+
+describe('cluster map members', () => {
+  const spec = { failureDomainKey: 'zone' }
+  const ready = (node: string, ip: string, ok = true): PodObject => ({ metadata: { name: `pod-${node}` }, spec: { nodeName: node }, status: { podIP: ip, conditions: [{ type: 'Ready', status: ok ? 'True' : 'False' }] } })
+  it('is Up only with a ready pod that has an IP, Down otherwise, keeping its last address', () => {
+    const nodes = [node('a', {}), node('b', {}), node('c', {}), node('d', {})]
+    const unready = ready('b', '10.0.0.2', false)
+    const noIp: PodObject = { metadata: { name: 'pod-c' }, spec: { nodeName: 'c' }, status: { conditions: [{ type: 'Ready', status: 'True' }] } }
+    const members = buildMembers(spec, nodes, [ready('a', '10.0.0.1'), unready, noIp])
+    assert.deepEqual(members.map((m) => [m.id, m.address, m.state]), [
+      ['a', '10.0.0.1:7700', 'Up'],
+      ['b', '10.0.0.2:7700', 'Down'],
+      ['c', 'c:7700', 'Down'],
+      ['d', 'd:7700', 'Down'],
+    ])
+    const gone = buildMembers(spec, nodes, [], { previous: members })
+    assert.equal(gone.find((m) => m.id === 'a')?.address, '10.0.0.1:7700', 'a member whose pod went keeps its address while Down')
+    assert.equal(gone.find((m) => m.id === 'a')?.state, 'Down')
+    const notReadyNode = { ...nodes[0]!, status: { ...nodes[0]!.status, conditions: [{ type: 'Ready', status: 'False' }] } }
+    assert.equal(buildMembers(spec, [notReadyNode], [ready('a', '10.0.0.1')])[0]?.state, 'Down', 'a NotReady node is Down whatever its pod says')
+  })
+  it('prefers the ready pod of a node during a rollout, and ignores pods being deleted', () => {
+    const deleting = { ...ready('a', '10.0.0.9'), metadata: { name: 'old', deletionTimestamp: '2026-01-01T00:00:00Z' } }
+    const members = buildMembers(spec, [node('a', {})], [ready('a', '10.0.0.3', false), deleting, ready('a', '10.0.0.4')])
+    assert.deepEqual(members.map((m) => [m.address, m.state]), [['10.0.0.4:7700', 'Up']])
+  })
+  it('weights by the reported allocation, else the published weight, else the disk estimate', () => {
+    const nodes = [node('a', {}), node('b', {}), node('c', {})]
+    const previous = buildMembers(spec, nodes, []).map((m) => (m.id === 'b' ? { ...m, weightBytes: 7 * GiB } : m))
+    const members = buildMembers(spec, nodes, [], { previous: previous.filter((m) => m.id !== 'c'), capacityByNode: new Map([['a', 3 * GiB]]) })
+    assert.deepEqual(members.map((m) => m.weightBytes), [3 * GiB, 7 * GiB, Math.floor(100 * GiB * 0.8)])
   })
 })
 
