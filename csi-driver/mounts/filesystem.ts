@@ -3,7 +3,7 @@
  * requested flags, bind mounts (read-only honoured), unmount, grow, statistics.
  * Every operation is idempotent against /proc/self/mountinfo.
  */
-import { mkdir, open, stat, statfs } from 'node:fs/promises'
+import { mkdir, open, statfs } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { CairnError } from '../../core/errors.js'
 import { runCommand } from '../attach/command.js'
@@ -151,9 +151,4 @@ export async function filesystemUsage(path: string): Promise<FilesystemUsage> {
     freeInodes: s.ffree,
     usedInodes: s.files - s.ffree,
   }
-}
-
-/** True if `path` exists. */
-export async function exists(path: string): Promise<boolean> {
-  return stat(path).then(() => true, () => false)
 }
