@@ -91,8 +91,9 @@ class RsCodec implements ErasureCodec {
     this.kernel.encodeInto(this.#parityRows, chunks, outputs)
     return outputs.map((all, c) => {
       const size = this.shardSizeBytes((chunks[c] as Uint8Array).length)
-      const shards = range(0, this.totalShards).map((i) => all.subarray(i * size, (i + 1) * size))
-      assert(shards.length === this.totalShards, 'encode produced the wrong number of shards')
+      const shards: Uint8Array[] = []
+      for (let i = 0; i < this.totalShards; i++) shards.push(all.subarray(i * size, (i + 1) * size))
+      assert(all.length === shards.length * size, 'encode output is not k+m shards of one size')
       return shards
     })
   }
@@ -107,20 +108,23 @@ class RsCodec implements ErasureCodec {
     // Every byte of the chunk is written below: present data shards are copied in
     // once, and lost ones are computed straight into their place.
     const chunk = uninitializedBytes(chunkLength)
-    const piece = (i: number) => chunk.subarray(Math.min(i * size, chunkLength), Math.min((i + 1) * size, chunkLength))
+    const pieces: Uint8Array[] = []
     const missing: number[] = []
     for (let i = 0; i < this.dataShards; i++) {
+      const piece = chunk.subarray(Math.min(i * size, chunkLength), Math.min((i + 1) * size, chunkLength))
+      pieces.push(piece)
       const shard = shards[i]
       if (shard === undefined) missing.push(i)
-      else piece(i).set(shard.subarray(0, piece(i).length))
+      else piece.set(piece.length === size ? shard : shard.subarray(0, piece.length))
     }
     if (missing.length === 0) return chunk
     // A shard cut short by the end of the chunk is rebuilt into scratch, then trimmed.
-    const outputs = missing.map((i) => (piece(i).length === size ? piece(i) : new Uint8Array(size)))
+    const outputs = missing.map((i) => ((pieces[i] as Uint8Array).length === size ? (pieces[i] as Uint8Array) : new Uint8Array(size)))
     this.#rebuildInto(shards, missing, outputs)
     missing.forEach((i, r) => {
       const out = outputs[r] as Uint8Array
-      if (out.buffer !== chunk.buffer) piece(i).set(out.subarray(0, piece(i).length))
+      const piece = pieces[i] as Uint8Array
+      if (out !== piece) piece.set(out.subarray(0, piece.length))
     })
     return chunk
   }
