@@ -97,6 +97,9 @@ export class CsiControllerService implements T.ControllerService {
     const nodeId = required('node_id', req.nodeId)
     if (req.volumeCapability === undefined) throw new InvalidArgumentError('volume_capability is required')
     const cap = req.volumeCapability
+    // Everything but the snapshot-only mode can be judged before reading the volume.
+    const invalid = capabilityProblem(cap, true)
+    if (invalid !== undefined) throw new InvalidArgumentError(`volume_capability: ${invalid}`)
     return this.components.locks.withLocks([volumeKey(volumeId)], async () => {
       const volume = await this.mustGetVolume(volumeId)
       const problem = capabilityProblem(cap, volume.source !== undefined && 'snapshot' in volume.source)
