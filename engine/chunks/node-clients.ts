@@ -22,6 +22,8 @@ export interface NodeClientPoolInit {
   batchBytesMax?: number
   /** Clients kept open; the least recently used beyond this are closed. @default 1024 */
   clientsMax?: number
+  /** Cluster token sent on every call (storage nodes that have one configured require it). @default none */
+  token?: string
 }
 
 export interface NodeClientPool extends Startable {
@@ -42,6 +44,7 @@ class GrpcNodeClientPool implements NodeClientPool {
   readonly batchShardsMax: number
   readonly batchBytesMax: number
   readonly #credentials: ChannelCredentials | undefined
+  readonly #token: string | undefined
   readonly #clientsMax: number
   readonly #clients = new Map<string, ShardClient>()
   #stopped = false
@@ -52,6 +55,7 @@ class GrpcNodeClientPool implements NodeClientPool {
     this.batchBytesMax = init.batchBytesMax ?? 32 * 1024 * 1024
     this.#clientsMax = init.clientsMax ?? 1024
     this.#credentials = init.credentials
+    this.#token = init.token
     for (const [key, v] of Object.entries({ requestDeadlineMs: this.requestDeadlineMs, batchShardsMax: this.batchShardsMax, batchBytesMax: this.batchBytesMax, clientsMax: this.#clientsMax })) {
       if (!Number.isSafeInteger(v) || v < 1) throw new InvalidArgumentError(`${key} must be a positive integer, got ${v}`)
     }
@@ -71,6 +75,7 @@ class GrpcNodeClientPool implements NodeClientPool {
         deadlineMs: this.requestDeadlineMs,
         maxMessageBytes: this.batchBytesMax + 1024 * 1024,
         ...(this.#credentials === undefined ? {} : { credentials: this.#credentials }),
+        ...(this.#token === undefined ? {} : { token: this.#token }),
       })
     }
     this.#clients.set(member.address, client)
