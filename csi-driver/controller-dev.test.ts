@@ -72,6 +72,15 @@ describe('CSI controller with cairn dev', () => {
     await runOk('qemu-io', ['-f', 'raw', '-c', `read -P 0x22 ${offset} ${MiB}`, '-c', `read -P 0x11 ${offset + MiB} ${MiB}`, dev.uri])
   })
 
+  it('expanding the engine-held volume through CSI grows the export new connections see, and keeps the data', async () => {
+    await runOk('qemu-io', ['-f', 'raw', '-c', `write -P 0x44 ${20 * MiB} ${MiB}`, '-c', 'flush', dev.uri])
+    const grown = await call('ControllerExpandVolume', { volume_id: 'demo', capacity_range: { required_bytes: 96 * MiB }, volume_capability: MOUNT_SNW })
+    assert.deepEqual(grown, { capacity_bytes: 96 * MiB, node_expansion_required: true })
+    const info = JSON.parse(await runOk('nbdinfo', ['--json', dev.uri])) as { exports: Array<Record<string, unknown>> }
+    assert.equal(info.exports[0]?.['export-size'], 96 * MiB)
+    await runOk('qemu-io', ['-f', 'raw', '-c', `read -P 0x44 ${20 * MiB} ${MiB}`, '-c', `write -P 0x55 ${90 * MiB} ${MiB}`, '-c', `read -P 0x55 ${90 * MiB} ${MiB}`, dev.uri])
+  })
+
   it('a clone of the engine-held volume through CSI holds its latest acknowledged writes', async () => {
     const offset = 9 * MiB
     await runOk('qemu-io', ['-f', 'raw', '-c', `write -P 0x33 ${offset} ${MiB}`, dev.uri])
