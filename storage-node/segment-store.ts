@@ -49,7 +49,7 @@ export interface SegmentStoreInit {
   syncReads?: boolean
   /**
    * Acknowledged records wait in memory for one index transaction that covers many
-   * groups; the transaction runs while the next group's write and fsync are in flight.
+   * groups; the transaction runs while the next group's fsync is in flight.
    * At this many waiting records the next group flushes them. Their bytes are fsynced
    * before they wait, and recovery rolls forward any the index lost. 256 rows take about
    * 2.5 ms to index, less than one 1 MiB write and fsync.
@@ -331,9 +331,9 @@ export class SegmentShardStore implements ShardStore {
   }
 
   /**
-   * Appends the shards at the committed end of the active segment and fsyncs them. While
-   * the write and the fsync run in the thread pool, earlier groups' records are indexed
-   * (if enough wait): the index transaction costs no extra time on the ack path.
+   * Appends the shards at the committed end of the active segment and fsyncs them (one
+   * O_DSYNC writev). While it runs in the thread pool, earlier groups' records are indexed
+   * (if enough wait): the index transaction costs the ack path no extra time.
    */
   private async appendAndFsync(shards: readonly Shard[], nowMs: number): Promise<void> {
     const totalBytes = shards.reduce((sum, s) => sum + s.bytes.length, 0)
@@ -346,11 +346,11 @@ export class SegmentShardStore implements ShardStore {
       offset += s.bytes.length
     }
     try {
+      const stopTimer = this.components.metrics?.fsyncSeconds.startTimer()
       const written = writeAll(this.active, shards.map((s) => s.bytes), start)
+      // The durable write is the longest wait of a put: the main thread indexes earlier groups meanwhile.
       const flushError = this.flushIndexIfDue()
       await written
-      const stopTimer = this.components.metrics?.fsyncSeconds.startTimer()
-      await this.active.handle.datasync()
       stopTimer?.()
       if (flushError !== undefined) throw flushError
     } catch (err) {
@@ -493,7 +493,8 @@ export class SegmentShardStore implements ShardStore {
     try {
       if (bytes.length !== row.length) throw new ShardCorruptError(`stored record is ${bytes.length} bytes, index says ${row.length}`)
       const shard = decodeShard(bytes)
-      if (shard.header.index !== address.index || !asBuffer(shard.header.chunkCid).equals(asBuffer(address.chunkCid))) {
+      // chunkCid is a view of `bytes`, a Buffer: compare without wrapping either side.
+      if (shard.header.index !== address.index || Buffer.compare(shard.header.chunkCid, address.chunkCid) !== 0) {
         throw new ShardCorruptError('stored record belongs to another shard')
       }
       return shard
@@ -621,13 +622,14 @@ export class SegmentShardStore implements ShardStore {
   }
 }
 
+/** Writes `buffers` durably at `positionBytes`: when this resolves they survive power loss. */
 async function writeAll(segment: SegmentFile, buffers: readonly Uint8Array[], positionBytes: number): Promise<void> {
-  // writev takes at most IOV_MAX buffers per call on Linux.
+  // writev takes at most IOV_MAX (1024) buffers per call on Linux; each call is one sync.
   let position = positionBytes
-  for (let i = 0; i < buffers.length; i += 512) {
-    const slice = buffers.slice(i, i + 512)
+  for (let i = 0; i < buffers.length; i += 1024) {
+    const slice = buffers.slice(i, i + 1024)
     const expected = slice.reduce((sum, b) => sum + b.length, 0)
-    const { bytesWritten } = await segment.handle.writev(slice as Uint8Array[], position)
+    const bytesWritten = await segment.writeDurably(slice, position)
     if (bytesWritten !== expected) throw new DataDirError(`short write to segment ${segment.id}: ${bytesWritten} of ${expected} bytes`)
     position += expected
   }
