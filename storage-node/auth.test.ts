@@ -44,6 +44,7 @@ async function rejects(what: Promise<unknown>, name: string): Promise<void> {
 describe('storage node with a cluster token', () => {
   let dir: string
   let node: StorageNode
+  const registry = new Registry()
   const clients: Array<{ close(): void }> = []
   const shardClient = (token?: string): ShardClient => {
     const c = new ShardClient({ address: node.grpcAddress(), deadlineMs: 5000, ...(token === undefined ? {} : { token }) })
@@ -53,7 +54,7 @@ describe('storage node with a cluster token', () => {
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'cairn-auth-'))
-    node = new StorageNode(nodeInit(dir, { clusterToken: TOKEN }), { logger: silentLogger(), registry: new Registry() })
+    node = new StorageNode(nodeInit(dir, { clusterToken: TOKEN }), { logger: silentLogger(), registry })
     await node.start()
   })
 
@@ -80,6 +81,7 @@ describe('storage node with a cluster token', () => {
     assert.ok(Buffer.from(back.bytes).equals(Buffer.from(stored.bytes)), 'the stored shard is unchanged')
     assert.deepEqual(await good.hasShards([fixtureShard(2, 0).header]), [false], 'the refused put stored nothing')
     assert.equal((await good.stats()).shardCount, 1)
+    assert.match(await registry.metrics(), /^cairn_storage_node_unauthenticated_requests_total 15$/m, 'each refusal is counted')
   })
 
   it('refuses JournalService calls without the token and serves them with it', async () => {

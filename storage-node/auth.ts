@@ -99,9 +99,9 @@ export function tokenVerifier(token: string): TokenVerifier {
  * UNAUTHENTICATED (and the typed error's name in the trailers) before its handler
  * runs. `verifier` is read per call: the server is built before the token is
  * loaded at start, and undefined (loopback dev mode) lets every call through.
- * Each refusal is logged with its method and reason, never the token.
+ * Each refusal is logged with its method and reason, never the token, and counted through `onRefused`.
  */
-export function clusterTokenInterceptor(verifier: () => TokenVerifier | undefined, logger: Logger): ServerInterceptor {
+export function clusterTokenInterceptor(verifier: () => TokenVerifier | undefined, logger: Logger, onRefused: () => void = () => undefined): ServerInterceptor {
   return (method, call) => {
     const verify = verifier()
     if (verify === undefined) return new ServerInterceptingCall(call)
@@ -119,6 +119,7 @@ export function clusterTokenInterceptor(verifier: () => TokenVerifier | undefine
             }
             const reason = values.length === 0 ? 'no authorization metadata' : values.length > 1 ? 'several authorization values' : 'wrong cluster token'
             logger.warn({ method: method.path, reason }, 'call refused: unauthenticated')
+            onRefused()
             const status = toGrpcStatus(new UnauthenticatedError(`unauthenticated: ${reason}`))
             call.sendStatus({ code: status.code ?? Status.UNAUTHENTICATED, details: status.details ?? reason, metadata: status.metadata ?? null })
           },

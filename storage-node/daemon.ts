@@ -5,7 +5,7 @@
  * put the capacity allocation (storage-node/capacity.ts).
  */
 import { Server, ServerCredentials } from '@grpc/grpc-js'
-import type { Registry } from 'prom-client'
+import { Counter, type Registry } from 'prom-client'
 import type { Logger } from '../core/logger.js'
 import type { Startable } from '../core/startable.js'
 import type { StorageNodeConfig } from '../core/config.js'
@@ -86,13 +86,14 @@ export class StorageNode implements Startable {
     // our validation and gets a precise error instead of a bare transport one.
     const journalMaxRecordBytes = init.journalMaxRecordBytes ?? defaultJournalServiceLimits.maxRecordBytes
     const maxMessageBytes = Math.max(init.maxBatchBytes, journalMaxRecordBytes) + 1024 * 1024
+    const unauthenticated = new Counter({ name: 'cairn_storage_node_unauthenticated_requests_total', help: 'gRPC calls refused for a missing or wrong cluster token.', registers: [components.registry] })
     this.capacity = new CapacityGuard({ store: this.store, usedBytes: () => this.store.counts.bytes })
     registerCapacityMetrics(components.registry, this.capacity)
     this.grpc = new Server({
       'grpc.max_receive_message_length': maxMessageBytes,
       'grpc.max_send_message_length': maxMessageBytes,
       // Installed now, armed at start once the token is read.
-      interceptors: [clusterTokenInterceptor(() => this.verifier, components.logger.child({ component: 'auth' }))],
+      interceptors: [clusterTokenInterceptor(() => this.verifier, components.logger.child({ component: 'auth' }), () => unauthenticated.inc())],
     })
     this.service = createShardService(this.limits, { store: this.capacity, logger: components.logger, metrics })
     this.grpc.addService(loadShardService().service, this.service.handlers)
