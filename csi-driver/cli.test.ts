@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -10,6 +10,7 @@ import { credentials, type Client } from '@grpc/grpc-js'
 import { silentLogger } from '../core/logger.js'
 import { createLocalControlPlane } from '../control-plane/local/local-control-plane.js'
 import { loadCsiServices } from './server.js'
+import { localNodeDirectory, localNodeRegistration } from '../cli/commands/csi.js'
 
 const CLI_MAIN = fileURLToPath(new URL('../cli/main.js', import.meta.url))
 const NODE_SERVICE = fileURLToPath(new URL('./node-service.js', import.meta.url))
@@ -97,6 +98,23 @@ describe('cairn csi', () => {
       assert.equal(existsSync(join(empty, 'control-plane.sqlite')), false, 'no empty control plane was created')
     } finally {
       await rm(empty, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('local node directory', () => {
+  it('knows the nodes whose plugin registered under the data dir, and nothing else', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'cairn-csi-reg-'))
+    try {
+      const nodes = localNodeDirectory(dataDir)
+      assert.equal(await nodes('n1'), false)
+      await mkdir(localNodeRegistration(dataDir, 'n1'), { recursive: true })
+      assert.equal(await nodes('n1'), true)
+      assert.equal(await nodes('n2'), false)
+      assert.equal(await nodes('..'), false)
+      assert.equal(await nodes('a/../n1'), false)
+    } finally {
+      await rm(dataDir, { recursive: true, force: true })
     }
   })
 })

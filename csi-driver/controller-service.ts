@@ -37,11 +37,19 @@ export interface ControllerServiceInit {
   defaultVolumeSizeBytes?: number
 }
 
+/**
+ * Whether a node id names a node that runs Cairn's node plugin: true known, false unknown
+ * (ControllerPublish answers NOT_FOUND); throws when it cannot tell (the call fails, retryable).
+ */
+export type NodeDirectory = (nodeId: string) => Promise<boolean>
+
 export interface ControllerServiceComponents {
   controlPlane: ControlPlane
   engines: VolumeEngines
   locks: KeyedLocks
   logger: Logger
+  /** Checks node ids on publish. @default none: every node id is accepted */
+  nodes?: NodeDirectory
 }
 
 const GiB = 1024 ** 3
@@ -104,6 +112,7 @@ export class CsiControllerService implements T.ControllerService {
       const volume = await this.mustGetVolume(volumeId)
       const problem = capabilityProblem(cap, volume.source !== undefined && 'snapshot' in volume.source)
       if (problem !== undefined) throw new InvalidArgumentError(`volume_capability: ${problem}`)
+      if (this.components.nodes !== undefined && !(await this.components.nodes(nodeId))) throw new CsiNotFoundError(`node ${nodeId} not found`)
       if (cap.accessMode === 'MULTI_NODE_READER_ONLY') return this.publishReader(volume, req)
       return this.publishWriter(volume, nodeId, cap.accessMode)
     })

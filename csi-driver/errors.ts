@@ -58,3 +58,9 @@ export class TopologyUnsatisfiableError extends CairnError {
   override readonly name = 'TopologyUnsatisfiableError'
   readonly kind = 'resource-exhausted'
 }
+
+/** Whether a node exists could not be told (the API server did not answer); retry. */
+export class NodeLookupUnavailableError extends CairnError {
+  override readonly name = 'NodeLookupUnavailableError'
+  readonly kind = 'unavailable'
+}

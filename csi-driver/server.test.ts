@@ -125,6 +125,28 @@ describe('CSI server', () => {
   })
 })
 
+describe('CSI controller node directory', () => {
+  it('publishing to a node the directory does not know is NOT_FOUND; a known node gets the volume', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cairn-csi-nodes-'))
+    const cp = createLocalControlPlane({ path: join(dir, 'cp.sqlite') }, { logger: silentLogger() })
+    await cp.start()
+    await cp.createBlockStore({ name: 'bs', hostPath: '/x' })
+    await cp.createStoragePolicy({ name: 'pol', dataShards: 1, parityShards: 0 })
+    const d = await startDriver(cp, { nodes: async (id) => id === 'known-node' })
+    try {
+      const vol = (await d.controller('CreateVolume', { name: 'nd-1', volume_capabilities: [MOUNT_SNW] })).volume as Record<string, unknown>
+      await rejectsWith(d.controller('ControllerPublishVolume', { volume_id: vol.volume_id, node_id: 'some-fake-node-id', volume_capability: MOUNT_SNW }), Status.NOT_FOUND)
+      assert.equal((await cp.getVolume('nd-1')).status.attachment, null)
+      await d.controller('ControllerPublishVolume', { volume_id: vol.volume_id, node_id: 'known-node', volume_capability: MOUNT_SNW })
+      assert.equal((await cp.getVolume('nd-1')).status.attachment?.nodeId, 'known-node')
+    } finally {
+      await d.stop()
+      await cp.stop()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
+
 describe('CSI server endpoint', () => {
   it('accepts only unix endpoints', () => {
     assert.equal(socketPathOf('unix:///csi/csi.sock'), '/csi/csi.sock')

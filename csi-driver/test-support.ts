@@ -12,7 +12,7 @@ import assert from 'node:assert/strict'
 import type { Logger } from '../core/logger.js'
 import { silentLogger } from '../core/logger.js'
 import type { ControlPlane, Volume } from '../control-plane/types.js'
-import { CsiControllerService } from './controller-service.js'
+import { CsiControllerService, type NodeDirectory } from './controller-service.js'
 import type { VolumeEngines } from './engines.js'
 import { CsiIdentityService, controlPlaneReadiness } from './identity-service.js'
 import { KeyedLocks } from './locks.js'
@@ -56,6 +56,7 @@ export interface DriverOptions {
   node?: NodeService
   defaultBlockStore?: string
   defaultStoragePolicy?: string
+  nodes?: NodeDirectory
 }
 
 /** Starts Identity + Controller (+ Node when given) on a fresh socket over `cp`. */
@@ -68,7 +69,7 @@ export async function startDriver(cp: ControlPlane, options: DriverOptions = {})
   const registry = new Registry()
   const controller = new CsiControllerService(
     { defaultBlockStore: options.defaultBlockStore ?? 'bs', defaultStoragePolicy: options.defaultStoragePolicy ?? 'pol', defaultVolumeSizeBytes: 1024 * 1024 },
-    { controlPlane: cp, engines, locks, logger },
+    { controlPlane: cp, engines, locks, logger, nodes: options.nodes },
   )
   const identity = new CsiIdentityService({ version: '0.1.0', controller: true }, { readiness: controlPlaneReadiness(cp), logger })
   const server = new CsiServer({ endpoint }, { logger, registry, identity, controller, node: options.node })

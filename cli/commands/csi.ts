@@ -5,7 +5,7 @@
  * With the Local control plane it uses the `cairn dev` in --data-dir (no further flags
  * needed); it never creates an empty control plane, so a wrong --data-dir fails loudly.
  */
-import { access, readFile } from 'node:fs/promises'
+import { access, mkdir, readFile, stat } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { join, resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -18,9 +18,11 @@ import type { Startable } from '../../core/startable.js'
 import type { ControlPlane } from '../../control-plane/types.js'
 import { LocalControlPlane } from '../../control-plane/local/local-control-plane.js'
 import { createKubernetesControlPlane, loadKubeConfig } from '../../control-plane/kubernetes/kubernetes-control-plane.js'
-import { CsiControllerService } from '../../csi-driver/controller-service.js'
+import { StorageV1Api, type KubeConfig } from '@kubernetes/client-node'
+import { CsiControllerService, type NodeDirectory } from '../../csi-driver/controller-service.js'
+import { CSI_DRIVER_NAME } from '../../csi-driver/identity-service.js'
 import { AdminVolumeEngines, type EngineLocator } from '../../csi-driver/engines.js'
-import { ServiceNotAvailableError } from '../../csi-driver/errors.js'
+import { NodeLookupUnavailableError, ServiceNotAvailableError } from '../../csi-driver/errors.js'
 import { CsiIdentityService, controlPlaneReadiness } from '../../csi-driver/identity-service.js'
 import { KeyedLocks } from '../../csi-driver/locks.js'
 import { CsiServer } from '../../csi-driver/server.js'
@@ -64,6 +66,7 @@ export class CsiDriverProcess implements Startable {
   private readonly registry = createRegistry({ component: 'csi' })
   private readonly local: boolean
   private cp: ControlPlane | undefined
+  private kubeConfig: KubeConfig | undefined
   private started: Startable[] = []
 
   constructor(
@@ -120,6 +123,7 @@ export class CsiDriverProcess implements Startable {
       cp = new LocalControlPlane({ path }, { logger })
     } else {
       const kubeConfig = loadKubeConfig(this.config.kubeconfig === undefined ? { inCluster: true } : { path: this.config.kubeconfig })
+      this.kubeConfig = kubeConfig
       cp = createKubernetesControlPlane({ kubeConfig }, { logger })
     }
     await cp.start()
@@ -130,12 +134,18 @@ export class CsiDriverProcess implements Startable {
     const defaults = this.defaults()
     return new CsiControllerService(
       { defaultBlockStore: defaults.blockStore, defaultStoragePolicy: defaults.storagePolicy, defaultVolumeSizeBytes: parseSizeBytes(this.config.defaultVolumeSize) },
-      { controlPlane: cp, engines: new AdminVolumeEngines(this.engineLocator()), locks: new KeyedLocks(), logger: this.logger.child({ component: 'csi-controller' }) },
+      {
+        controlPlane: cp,
+        engines: new AdminVolumeEngines(this.engineLocator()),
+        locks: new KeyedLocks(),
+        logger: this.logger.child({ component: 'csi-controller' }),
+        nodes: this.kubeConfig === undefined ? localNodeDirectory(resolvePath(this.config.dataDir)) : kubernetesNodeDirectory(this.kubeConfig),
+      },
     )
   }
 
   private stateDirFor(nodeId: string): string {
-    return this.config.stateDir ?? join(resolvePath(this.config.dataDir), 'csi-node', nodeId)
+    return this.config.stateDir ?? localNodeRegistration(resolvePath(this.config.dataDir), nodeId)
   }
 
   /**
@@ -157,6 +167,8 @@ export class CsiDriverProcess implements Startable {
   private async startNodeService(): Promise<NodeService> {
     const factory = await loadNodeServiceFactory()
     const nodeId = this.nodeId()
+    // This node's registration for a Local controller (see localNodeDirectory).
+    await mkdir(localNodeRegistration(resolvePath(this.config.dataDir), nodeId), { recursive: true })
     const node = factory({
       nodeId,
       stateDir: this.stateDirFor(nodeId),
@@ -167,6 +179,38 @@ export class CsiDriverProcess implements Startable {
     await node.start()
     this.started.push(node)
     return node
+  }
+}
+
+/** The directory whose existence registers a node plugin with a Local controller (also its default state dir). */
+export function localNodeRegistration(dataDir: string, nodeId: string): string {
+  return join(dataDir, 'csi-node', nodeId)
+}
+
+/**
+ * Local node ids: a node plugin creates `<data-dir>/csi-node/<node-id>` when it starts (its
+ * registration, as kubelet's is a CSINode entry), and the `cairn dev` engine counts as a node.
+ */
+export function localNodeDirectory(dataDir: string): NodeDirectory {
+  return async (nodeId) => {
+    if (nodeId.includes('/') || nodeId === '.' || nodeId === '..') return false
+    if ((await stat(localNodeRegistration(dataDir, nodeId)).catch(() => undefined))?.isDirectory() === true) return true
+    const dev = await readDevState(dataDir).catch(() => undefined)
+    return dev?.engine.nodeId === nodeId
+  }
+}
+
+/** Kubernetes node ids: a node whose CSINode lists this driver with that node id (what kubelet registers). */
+export function kubernetesNodeDirectory(kubeConfig: KubeConfig): NodeDirectory {
+  const api = kubeConfig.makeApiClient(StorageV1Api)
+  return async (nodeId) => {
+    try {
+      const csiNode = await api.readCSINode({ name: nodeId })
+      return (csiNode.spec?.drivers ?? []).some((d) => d.name === CSI_DRIVER_NAME && d.nodeID === nodeId)
+    } catch (err) {
+      if ((err as { code?: unknown }).code === 404) return false
+      throw new NodeLookupUnavailableError(`cannot read CSINode ${nodeId}: ${(err as Error).message}`, { cause: err })
+    }
   }
 }
 
