@@ -192,7 +192,7 @@ export function csiConformance(name: string, factory: () => Promise<CsiConforman
       assert.equal((await h.cp.getVolume(String(v.volume_id))).status.attachment?.nodeId, 'node-b')
     })
 
-    full('ControllerPublish/Unpublish validate arguments; unknown volumes are NOT_FOUND to publish and already unpublished', async () => {
+    full('ControllerPublish/Unpublish validate arguments; unknown volumes are NOT_FOUND to publish and already unpublished; unpublish without a node releases any holder', async () => {
       const v = await create(unique('pubarg'))
       await rejectsWith(d.controller('ControllerPublishVolume', { volume_id: '', node_id: 'n', volume_capability: MOUNT_SNW }), Status.INVALID_ARGUMENT)
       await rejectsWith(d.controller('ControllerPublishVolume', { volume_id: v.volume_id, node_id: '', volume_capability: MOUNT_SNW }), Status.INVALID_ARGUMENT)
@@ -200,8 +200,11 @@ export function csiConformance(name: string, factory: () => Promise<CsiConforman
       await rejectsWith(d.controller('ControllerPublishVolume', { volume_id: v.volume_id, node_id: 'n', volume_capability: mountCap('MULTI_NODE_MULTI_WRITER') }), Status.INVALID_ARGUMENT)
       await rejectsWith(d.controller('ControllerPublishVolume', { volume_id: 'missing-vol', node_id: 'n', volume_capability: MOUNT_SNW }), Status.NOT_FOUND)
       await rejectsWith(d.controller('ControllerUnpublishVolume', { volume_id: '', node_id: 'n' }), Status.INVALID_ARGUMENT)
-      await rejectsWith(d.controller('ControllerUnpublishVolume', { volume_id: v.volume_id, node_id: '' }), Status.INVALID_ARGUMENT)
       await d.controller('ControllerUnpublishVolume', { volume_id: 'missing-vol', node_id: 'n' })
+      // node_id is optional on unpublish: without it the volume is unpublished from whichever node holds it.
+      await d.controller('ControllerPublishVolume', { volume_id: v.volume_id, node_id: 'n', volume_capability: MOUNT_SNW })
+      await d.controller('ControllerUnpublishVolume', { volume_id: v.volume_id, node_id: '' })
+      assert.equal((await h.cp.getVolume(String(v.volume_id))).status.attachment, null)
     })
 
     full('MULTI_NODE_READER_ONLY publishes a restored volume read-only on several nodes without taking an epoch', async () => {

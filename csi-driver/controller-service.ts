@@ -120,15 +120,16 @@ export class CsiControllerService implements T.ControllerService {
 
   async controllerUnpublishVolume(req: T.ControllerUnpublishVolumeRequest): Promise<void> {
     const volumeId = required('volume_id', req.volumeId)
-    const nodeId = required('node_id', req.nodeId)
+    // node_id is OPTIONAL here: unset means "from every node it is published to".
+    const nodeId = req.nodeId
     if (!isObjectName(volumeId)) return
     await this.components.locks.withLocks([volumeKey(volumeId)], async () => {
       const volume = await this.findVolume(volumeId)
       const attachment = volume?.status.attachment
       // Gone, never published, or already held by another node: nothing of this node's to undo.
-      if (attachment === undefined || attachment === null || attachment.nodeId !== nodeId) return
-      await this.cp.releaseAttachment(volumeId, nodeId, attachment.epoch)
-      this.components.logger.info({ volumeId, nodeId, epoch: attachment.epoch }, 'volume unpublished')
+      if (attachment === undefined || attachment === null || (nodeId !== '' && attachment.nodeId !== nodeId)) return
+      await this.cp.releaseAttachment(volumeId, attachment.nodeId, attachment.epoch)
+      this.components.logger.info({ volumeId, nodeId: attachment.nodeId, epoch: attachment.epoch }, 'volume unpublished')
     })
   }
 
