@@ -1,4 +1,7 @@
-import { CoreV1Api } from '@kubernetes/client-node'
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { CoreV1Api, StorageV1Api } from '@kubernetes/client-node'
+import { kubernetesNodeDirectory } from '../cli/commands/csi.js'
 import { startTestCluster } from '../control-plane/kubernetes/test-support.js'
 import { csiConformance } from './conformance.js'
 
@@ -18,4 +21,23 @@ csiConformance('kubernetes control plane (test API server)', async () => {
       cluster.server.compact()
     },
   }
+})
+
+describe('kubernetes node directory (CSINode)', () => {
+  it('knows a node whose CSINode registers csi.cairn.dev with that id, nothing else, and says when it cannot tell', async () => {
+    const cluster = await startTestCluster()
+    try {
+      const storage = cluster.kubeConfig().makeApiClient(StorageV1Api)
+      await storage.createCSINode({ body: { metadata: { name: 'node-k' }, spec: { drivers: [{ name: 'csi.cairn.dev', nodeID: 'node-k' }] } } })
+      await storage.createCSINode({ body: { metadata: { name: 'node-o' }, spec: { drivers: [{ name: 'other.csi.example.com', nodeID: 'node-o' }] } } })
+      const nodes = kubernetesNodeDirectory(cluster.kubeConfig())
+      assert.equal(await nodes('node-k'), true)
+      assert.equal(await nodes('node-o'), false)
+      assert.equal(await nodes('node-missing'), false)
+      await cluster.server.stop()
+      await assert.rejects(nodes('node-k'), { name: 'NodeLookupUnavailableError' })
+    } finally {
+      await cluster.stop().catch(() => undefined)
+    }
+  })
 })
