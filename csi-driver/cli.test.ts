@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { credentials, type Client } from '@grpc/grpc-js'
+import { csiConfigSchema, loadConfig } from '../core/config.js'
 import { silentLogger } from '../core/logger.js'
 import { createLocalControlPlane } from '../control-plane/local/local-control-plane.js'
 import { loadCsiServices } from './server.js'
@@ -115,6 +116,23 @@ describe('local node directory', () => {
       assert.equal(await nodes('a/../n1'), false)
     } finally {
       await rm(dataDir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('cairn csi configuration', () => {
+  it('accepts the flags the Helm chart passes, with defaults for the rest', () => {
+    const config = loadConfig(csiConfigSchema, ['--mode=node', '--endpoint=unix:///csi/csi.sock', '--node-id=worker-1', '--metrics-listen=0.0.0.0:9811'], {})
+    assert.equal(config.mode, 'node')
+    assert.equal(config.nodeId, 'worker-1')
+    assert.equal(config.dataDir, '.cairn')
+    assert.equal(config.defaultVolumeSize, '1GiB')
+    assert.equal(config.controlPlane, undefined)
+  })
+
+  it('refuses a bad mode, a non-unix endpoint and a node id that is not a DNS-1123 name', () => {
+    for (const argv of [['--mode=both'], ['--mode=node', '--endpoint=tcp://x:1'], ['--mode=node', '--node-id=Bad_Node']]) {
+      assert.throws(() => loadConfig(csiConfigSchema, argv, {}), { name: 'ConfigError' }, argv.join(' '))
     }
   })
 })
