@@ -36,7 +36,8 @@ class FuseMount {
   }
 
   async close(): Promise<void> {
-    if (this.mounted) await run('umount', [this.mountDir], 120_000)
+    // A busy mount (writeback still draining on a loaded machine) gets a lazy unmount rather than a leak.
+    if (this.mounted && (await run('umount', [this.mountDir], 120_000)).code !== 0) await run('umount', ['-l', this.mountDir])
     this.mounted = false
     if (this.loop !== undefined) await run('losetup', ['-d', this.loop])
     this.loop = undefined
@@ -44,7 +45,7 @@ class FuseMount {
     this.nbdfuse = undefined
     if (fuse !== undefined && fuse.exitCode === null) {
       const exited = new Promise((resolve) => fuse.once('exit', resolve))
-      await run('fusermount3', ['-u', this.fuseDir])
+      if ((await run('fusermount3', ['-u', this.fuseDir])).code !== 0) await run('fusermount3', ['-uz', this.fuseDir])
       await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000).unref())])
       if (fuse.exitCode === null) fuse.kill('SIGKILL')
     }
@@ -59,7 +60,9 @@ describe('cairn dev state survives a restart', () => {
     work = await mkdtemp(join(tmpdir(), 'cairn-e2e-restart-'))
   })
   after(async () => {
-    for (const d of devs) await d.destroy()
+    // Restarted devs share a data dir: stop every one before deleting any directory.
+    for (const d of devs) await d.kill()
+    for (const dir of new Set(devs.map((d) => d.dataDir))) await rm(dir, { recursive: true, force: true, maxRetries: 3 })
     await rm(work, { recursive: true, force: true })
   })
 

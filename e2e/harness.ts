@@ -146,7 +146,8 @@ export class Dev {
   /** Last resort for `finally`: stops dev and SIGKILLs any child it left. Never throws. */
   async kill(): Promise<void> {
     const state = await readDevStateFile(this.dataDir).catch(() => undefined)
-    await this.stop().catch(() => this.child.kill('SIGKILL'))
+    await this.stop().catch(() => undefined)
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL')
     const pids = state === undefined ? [] : [state.engine.pid, ...state.nodes.map((n) => n.pid)]
     for (const pid of pids) if (pid !== null && isAlive(pid)) process.kill(pid, 'SIGKILL')
   }
