@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { CoreV1Api, StorageV1Api } from '@kubernetes/client-node'
-import { kubernetesNodeDirectory } from '../cli/commands/csi.js'
+import { kubernetesNodeDirectory } from './node-directory.js'
 import { startTestCluster } from '../control-plane/kubernetes/test-support.js'
 import { csiConformance } from './conformance.js'
 

@@ -18,11 +18,11 @@ import type { Startable } from '../../core/startable.js'
 import type { ControlPlane } from '../../control-plane/types.js'
 import { LocalControlPlane } from '../../control-plane/local/local-control-plane.js'
 import { createKubernetesControlPlane, loadKubeConfig } from '../../control-plane/kubernetes/kubernetes-control-plane.js'
-import { StorageV1Api, type KubeConfig } from '@kubernetes/client-node'
 import { CsiControllerService, type NodeDirectory } from '../../csi-driver/controller-service.js'
-import { CSI_DRIVER_NAME } from '../../csi-driver/identity-service.js'
+import type { KubeConfig } from '@kubernetes/client-node'
 import { AdminVolumeEngines, type EngineLocator } from '../../csi-driver/engines.js'
-import { NodeLookupUnavailableError, ServiceNotAvailableError } from '../../csi-driver/errors.js'
+import { ServiceNotAvailableError } from '../../csi-driver/errors.js'
+import { kubernetesNodeDirectory } from '../../csi-driver/node-directory.js'
 import { CsiIdentityService, controlPlaneReadiness } from '../../csi-driver/identity-service.js'
 import { KeyedLocks } from '../../csi-driver/locks.js'
 import { CsiServer } from '../../csi-driver/server.js'
@@ -197,20 +197,6 @@ export function localNodeDirectory(dataDir: string): NodeDirectory {
     if ((await stat(localNodeRegistration(dataDir, nodeId)).catch(() => undefined))?.isDirectory() === true) return true
     const dev = await readDevState(dataDir).catch(() => undefined)
     return dev?.engine.nodeId === nodeId
-  }
-}
-
-/** Kubernetes node ids: a node whose CSINode lists this driver with that node id (what kubelet registers). */
-export function kubernetesNodeDirectory(kubeConfig: KubeConfig): NodeDirectory {
-  const api = kubeConfig.makeApiClient(StorageV1Api)
-  return async (nodeId) => {
-    try {
-      const csiNode = await api.readCSINode({ name: nodeId })
-      return (csiNode.spec?.drivers ?? []).some((d) => d.name === CSI_DRIVER_NAME && d.nodeID === nodeId)
-    } catch (err) {
-      if ((err as { code?: unknown }).code === 404) return false
-      throw new NodeLookupUnavailableError(`cannot read CSINode ${nodeId}: ${(err as Error).message}`, { cause: err })
-    }
   }
 }
 

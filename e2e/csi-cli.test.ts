@@ -10,11 +10,11 @@ import { credentials, type Client } from '@grpc/grpc-js'
 import { csiConfigSchema, loadConfig } from '../core/config.js'
 import { silentLogger } from '../core/logger.js'
 import { createLocalControlPlane } from '../control-plane/local/local-control-plane.js'
-import { loadCsiServices } from './server.js'
+import { loadCsiServices } from '../csi-driver/server.js'
 import { localNodeDirectory, localNodeRegistration } from '../cli/commands/csi.js'
 
 const CLI_MAIN = fileURLToPath(new URL('../cli/main.js', import.meta.url))
-const NODE_SERVICE = fileURLToPath(new URL('./node-service.js', import.meta.url))
+const NODE_SERVICE = fileURLToPath(new URL('../csi-driver/node-service.js', import.meta.url))
 const READY_TIMEOUT_MS = 20_000
 
 interface Run {
