@@ -15,7 +15,7 @@ import { silentLogger } from '../core/logger.js'
 import { createSegmentShardStore } from '../storage-node/segment-store.js'
 import { StorageNode } from '../storage-node/daemon.js'
 import { ShardClient } from '../storage-node/shard-client.js'
-import { fillSeeded, fixtureCid } from '../storage-node/fixtures.js'
+import { fillSeeded, fixtureCid, loopbackNodeInit } from '../storage-node/fixtures.js'
 
 const run = promisify(execFile)
 const SHARDS_PER_BATCH = 64
@@ -138,20 +138,15 @@ async function storeWriteRead(dataDir: string, data: Shard[][]): Promise<{ mbPer
 
 async function grpcWriteRead(dataDir: string, data: Shard[][]): Promise<{ mbPerSecond: number; read: BenchResult }> {
   const node = new StorageNode(
-    {
-      dataDir,
-      listen: '127.0.0.1:0',
-      metricsListen: '127.0.0.1:0',
+    loopbackNodeInit(dataDir, {
       segmentSizeBytes: 256 * 1024 * 1024,
-      compactionLiveRatio: 0.5,
-      compactionIntervalMs: 0,
       maxBatchShards: 1024,
       maxBatchBytes: 32 * 1024 * 1024,
       maxShardBytes: 4 * 1024 * 1024,
       maxInFlightRequests: 256,
       pendingMaxBytes: 256 * 1024 * 1024,
       shutdownGraceMs: 5000,
-    },
+    }),
     { logger: silentLogger(), registry: new Registry() },
   )
   await node.start()

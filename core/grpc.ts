@@ -6,7 +6,7 @@
  * status back into the same typed error when it knows the class, or into a
  * `RemoteError` of the same kind when it does not.
  */
-import { InterceptingCall, Metadata, status as Status, type Interceptor, type ServiceError, type StatusObject } from '@grpc/grpc-js'
+import { InterceptingCall, Metadata, status as Status, type ChannelOptions, type Client, type Interceptor, type ServiceError, type StatusObject } from '@grpc/grpc-js'
 import { CairnError, errorKind, type ErrorKind } from './errors.js'
 
 /** Metadata key carrying the server-side error class name. */
@@ -109,4 +109,39 @@ export function bearerTokenInterceptor(token: string): Interceptor {
         next(metadata, listener)
       },
     })
+}
+
+/** Receive window per connection and stream: batch reads answer with many MiB, and HTTP/2's 64 KiB default stalls them. */
+export const CLIENT_FLOW_CONTROL_WINDOW_BYTES = 16 * 1024 * 1024
+
+export interface ClientChannelInit {
+  /** Largest message either way. @default 67108864 (64 MiB) */
+  maxMessageBytes?: number
+  /** Cluster token sent as a bearer token on every call; none on a loopback dev cluster. */
+  token?: string
+}
+
+/** The channel options every Cairn gRPC client uses. */
+export function clientChannelOptions(init: ClientChannelInit): ChannelOptions {
+  const maxMessageBytes = init.maxMessageBytes ?? 64 * 1024 * 1024
+  return {
+    'grpc.max_receive_message_length': maxMessageBytes,
+    'grpc.max_send_message_length': maxMessageBytes,
+    'grpc-node.flow_control_window': CLIENT_FLOW_CONTROL_WINDOW_BYTES,
+    ...(init.token === undefined ? {} : { interceptors: [bearerTokenInterceptor(init.token)] }),
+  }
+}
+
+type UnaryCallback = (err: ServiceError | null, value?: unknown) => void
+type UnaryMethod = (req: unknown, metadata: Metadata, options: { deadline: number }, cb: UnaryCallback) => void
+
+/** Calls unary `method` of a loaded service client with a deadline; failures become the typed errors in `known`. */
+export function callUnary<T>(client: Client, method: string, request: unknown, deadlineMs: number, known: readonly CairnErrorClass[]): Promise<T> {
+  const fn = (client as unknown as Record<string, UnaryMethod>)[method] as UnaryMethod
+  return new Promise<T>((resolve, reject) => {
+    fn.call(client, request, new Metadata(), { deadline: Date.now() + deadlineMs }, (err, value) => {
+      if (err) reject(fromGrpcError(err, known))
+      else resolve(value as T)
+    })
+  })
 }

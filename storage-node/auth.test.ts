@@ -10,28 +10,14 @@ import { Registry } from 'prom-client'
 import { silentLogger } from '../core/logger.js'
 import { assertTokenOrLoopback, isLoopbackListen, loadClusterToken, tokenVerifier } from './auth.js'
 import { StorageNode, type StorageNodeInit } from './daemon.js'
-import { fixtureShard } from './fixtures.js'
+import { fixtureShard, loopbackNodeInit } from './fixtures.js'
 import { JournalClient } from './journal/journal-client.js'
 import { ShardClient } from './shard-client.js'
 
 const TOKEN = 'cluster-token-0123456789abcdefghij'
 
 function nodeInit(dataDir: string, extra: Partial<StorageNodeInit> = {}): StorageNodeInit {
-  return {
-    dataDir,
-    listen: '127.0.0.1:0',
-    metricsListen: '127.0.0.1:0',
-    segmentSizeBytes: 4 * 1024 * 1024,
-    compactionLiveRatio: 0.5,
-    compactionIntervalMs: 0,
-    maxBatchShards: 64,
-    maxBatchBytes: 4 * 1024 * 1024,
-    maxShardBytes: 1024 * 1024,
-    maxInFlightRequests: 16,
-    pendingMaxBytes: 16 * 1024 * 1024,
-    shutdownGraceMs: 1000,
-    ...extra,
-  }
+  return loopbackNodeInit(dataDir, { maxInFlightRequests: 16, ...extra })
 }
 
 async function rejects(what: Promise<unknown>, name: string): Promise<void> {

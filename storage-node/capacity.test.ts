@@ -9,7 +9,7 @@ import { Registry } from 'prom-client'
 import { silentLogger } from '../core/logger.js'
 import { allocationBytes, freeBytes } from './capacity.js'
 import { StorageNode, type StorageNodeInit } from './daemon.js'
-import { fixtureShard } from './fixtures.js'
+import { fixtureShard, loopbackNodeInit } from './fixtures.js'
 import { ShardClient } from './shard-client.js'
 
 const GiB = 2 ** 30
@@ -42,22 +42,7 @@ describe('allocationBytes', () => {
 })
 
 function nodeInit(dataDir: string, capacityMaxBytes: number): StorageNodeInit {
-  return {
-    dataDir,
-    listen: '127.0.0.1:0',
-    metricsListen: '127.0.0.1:0',
-    segmentSizeBytes: 4 * 1024 * 1024,
-    compactionLiveRatio: 0.5,
-    compactionIntervalMs: 0,
-    maxBatchShards: 64,
-    maxBatchBytes: 4 * 1024 * 1024,
-    maxShardBytes: 1024 * 1024,
-    maxInFlightRequests: 64,
-    pendingMaxBytes: 16 * 1024 * 1024,
-    shutdownGraceMs: 1000,
-    capacityFraction: 1,
-    capacityMaxBytes,
-  }
+  return loopbackNodeInit(dataDir, { capacityFraction: 1, capacityMaxBytes })
 }
 
 describe('a storage node with an allocation', () => {

@@ -3,8 +3,8 @@
  * and typed errors (core/grpc.ts) and verifies every shard it receives, so a bad
  * network or a bad node can never hand corrupt bytes to the caller.
  */
-import { credentials as grpcCredentials, Metadata, type ChannelCredentials, type ClientDuplexStream, type Client as GrpcClient, type ServiceError } from '@grpc/grpc-js'
-import { bearerTokenInterceptor, fromGrpcError, kindForGrpcCode, RemoteError, type CairnErrorClass } from '../core/grpc.js'
+import { credentials as grpcCredentials, type ChannelCredentials, type ClientDuplexStream, type Client as GrpcClient } from '@grpc/grpc-js'
+import { callUnary, clientChannelOptions, fromGrpcError, kindForGrpcCode, RemoteError, type CairnErrorClass } from '../core/grpc.js'
 import { UnauthenticatedError } from './auth.js'
 import { CapacityExceededError } from './capacity.js'
 import { CairnError, InvalidArgumentError, ResourceExhaustedError, ShuttingDownError } from '../core/errors.js'
@@ -56,11 +56,6 @@ export interface ShardClientInit {
   token?: string
 }
 
-type Callback<T> = (err: ServiceError | null, value?: T) => void
-type UnaryMethod = (req: unknown, metadata: Metadata, options: { deadline: number }, cb: Callback<unknown>) => void
-
-/** Receive window per connection and stream for shard reads. */
-const FLOW_CONTROL_WINDOW_BYTES = 16 * 1024 * 1024
 
 export class ShardClient {
   private readonly client: GrpcClient
@@ -69,15 +64,7 @@ export class ShardClient {
 
   constructor(init: ShardClientInit) {
     const { Client } = loadShardService()
-    const maxMessageBytes = init.maxMessageBytes ?? 64 * 1024 * 1024
-    this.client = new Client(init.address, init.credentials ?? grpcCredentials.createInsecure(), {
-      'grpc.max_receive_message_length': maxMessageBytes,
-      'grpc.max_send_message_length': maxMessageBytes,
-      // HTTP/2's default 64 KiB stream window stalls batch reads after every few
-      // shards; a node answers one GetShards with many MiB.
-      'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW_BYTES,
-      ...(init.token === undefined ? {} : { interceptors: [bearerTokenInterceptor(init.token)] }),
-    })
+    this.client = new Client(init.address, init.credentials ?? grpcCredentials.createInsecure(), clientChannelOptions(init))
     this.deadlineMs = init.deadlineMs ?? 30_000
   }
 
@@ -86,13 +73,7 @@ export class ShardClient {
   }
 
   private unary<T>(method: string, request: unknown): Promise<T> {
-    const fn = (this.client as unknown as Record<string, UnaryMethod>)[method] as UnaryMethod
-    return new Promise<T>((resolve, reject) => {
-      fn.call(this.client, request, new Metadata(), { deadline: Date.now() + this.deadlineMs }, (err, value) => {
-        if (err) reject(fromGrpcError(err, SHARD_SERVICE_ERRORS))
-        else resolve(value as T)
-      })
-    })
+    return callUnary<T>(this.client, method, request, this.deadlineMs, SHARD_SERVICE_ERRORS)
   }
 
   /** Stores one batch and resolves after the node fsynced it. */

@@ -10,7 +10,7 @@ import { encodeShard, type Shard } from '../core/shard.js'
 import { StorageNode } from './daemon.js'
 import { ShardClient } from './shard-client.js'
 import { loadShardService } from './proto.js'
-import { fixtureCid, fixtureShard } from './fixtures.js'
+import { fixtureCid, fixtureShard, loopbackNodeInit } from './fixtures.js'
 
 let dir: string
 let node: StorageNode
@@ -20,20 +20,7 @@ const stored: Shard[] = Array.from({ length: 12 }, (_, i) => fixtureShard(100 + 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cairn-svc-'))
   node = new StorageNode(
-    {
-      dataDir: dir,
-      listen: '127.0.0.1:0',
-      metricsListen: '127.0.0.1:0',
-      segmentSizeBytes: 1024 * 1024,
-      compactionLiveRatio: 0.5,
-      compactionIntervalMs: 0,
-      maxBatchShards: 16,
-      maxBatchBytes: 64 * 1024,
-      maxShardBytes: 16 * 1024,
-      maxInFlightRequests: 64,
-      pendingMaxBytes: 16 * 1024 * 1024,
-      shutdownGraceMs: 2000,
-    },
+    loopbackNodeInit(dir, { segmentSizeBytes: 1024 * 1024, maxBatchShards: 16, maxBatchBytes: 64 * 1024, maxShardBytes: 16 * 1024, shutdownGraceMs: 2000 }),
     { logger: silentLogger(), registry: new Registry() },
   )
   await node.start()

@@ -10,6 +10,7 @@ import { Registry } from 'prom-client'
 import type { ClusterMap, ClusterMember } from '../../core/cluster-map.js'
 import { silentLogger } from '../../core/logger.js'
 import { StorageNode } from '../../storage-node/daemon.js'
+import { loopbackNodeInit } from '../../storage-node/fixtures.js'
 import { createNodeClientPool, type NodeClientPool, type NodeClientPoolInit, type ShardNodeClient } from './node-clients.js'
 
 export interface TestNode {
@@ -34,20 +35,14 @@ export async function startTestCluster(count: number): Promise<TestCluster> {
   for (let i = 0; i < count; i++) {
     const dir = await mkdtemp(join(tmpdir(), `cairn-chunks-${i}-`))
     const node = new StorageNode(
-      {
-        dataDir: dir,
-        listen: '127.0.0.1:0',
-        metricsListen: '127.0.0.1:0',
+      loopbackNodeInit(dir, {
         segmentSizeBytes: 8 * 1024 * 1024,
-        compactionLiveRatio: 0.5,
-        compactionIntervalMs: 0,
         maxBatchShards: 1024,
         maxBatchBytes: 32 * 1024 * 1024,
         maxShardBytes: 4 * 1024 * 1024,
         maxInFlightRequests: 256,
         pendingMaxBytes: 64 * 1024 * 1024,
-        shutdownGraceMs: 1000,
-      },
+      }),
       { logger: silentLogger(), registry: new Registry() },
     )
     await node.start()

@@ -3,9 +3,9 @@
  * journal. Returns domain objects and typed errors (core/grpc.ts rebuilds
  * EpochFencedError and the other journal errors from the status trailer).
  */
-import { credentials as grpcCredentials, Metadata, type ChannelCredentials, type ClientDuplexStream, type Client as GrpcClient, type ServiceError } from '@grpc/grpc-js'
+import { credentials as grpcCredentials, type ChannelCredentials, type ClientDuplexStream, type Client as GrpcClient } from '@grpc/grpc-js'
 import { CairnError, ResourceExhaustedError, ShuttingDownError } from '../../core/errors.js'
-import { bearerTokenInterceptor, fromGrpcError, RemoteError, type CairnErrorClass } from '../../core/grpc.js'
+import { callUnary, clientChannelOptions, fromGrpcError, RemoteError, type CairnErrorClass } from '../../core/grpc.js'
 import { UnauthenticatedError } from '../auth.js'
 import { EpochFencedError, JournalConflictError, JournalCorruptError, JournalDroppedError, JournalNotOpenError, JournalRequestError, JournalSequenceError } from './errors.js'
 import type { CheckpointState } from './journal-files.js'
@@ -50,8 +50,6 @@ export interface OpenedReplica {
   records: StoredRecord[]
 }
 
-type Callback<T> = (err: ServiceError | null, value?: T) => void
-type UnaryMethod = (req: unknown, metadata: Metadata, options: { deadline: number }, cb: Callback<unknown>) => void
 type StreamMethod = (req: unknown, options: { deadline: number }) => NodeJS.ReadableStream
 
 export class JournalClient {
@@ -61,12 +59,7 @@ export class JournalClient {
 
   constructor(init: JournalClientInit) {
     const { Client } = loadJournalService()
-    const maxMessageBytes = init.maxMessageBytes ?? 64 * 1024 * 1024
-    this.client = new Client(init.address, init.credentials ?? grpcCredentials.createInsecure(), {
-      'grpc.max_receive_message_length': maxMessageBytes,
-      'grpc.max_send_message_length': maxMessageBytes,
-      ...(init.token === undefined ? {} : { interceptors: [bearerTokenInterceptor(init.token)] }),
-    })
+    this.client = new Client(init.address, init.credentials ?? grpcCredentials.createInsecure(), clientChannelOptions(init))
     this.deadlineMs = init.deadlineMs ?? 30_000
     this.streamDeadlineMs = init.streamDeadlineMs ?? 120_000
   }
@@ -76,13 +69,7 @@ export class JournalClient {
   }
 
   private unary<T>(method: string, request: unknown): Promise<T> {
-    const fn = (this.client as unknown as Record<string, UnaryMethod>)[method] as UnaryMethod
-    return new Promise<T>((resolve, reject) => {
-      fn.call(this.client, request, new Metadata(), { deadline: Date.now() + this.deadlineMs }, (err, value) => {
-        if (err) reject(fromGrpcError(err, JOURNAL_SERVICE_ERRORS))
-        else resolve(value as T)
-      })
-    })
+    return callUnary<T>(this.client, method, request, this.deadlineMs, JOURNAL_SERVICE_ERRORS)
   }
 
   /** Calls a server-streaming method and hands each message to `onMessage`; resolves at the stream's end. */

@@ -11,28 +11,22 @@ import { fileURLToPath } from 'node:url'
 import { Registry } from 'prom-client'
 import { silentLogger } from '../../core/logger.js'
 import { StorageNode } from '../daemon.js'
+import { loopbackNodeInit } from '../fixtures.js'
 
 const MAIN = fileURLToPath(new URL('../../cli/main.js', import.meta.url))
 
 /** A storage node in this process, listening on a free loopback port. */
 export async function startInProcessNode(dataDir: string, journal: { segmentSizeBytes?: number; maxRecordBytes?: number } = {}): Promise<StorageNode> {
   const node = new StorageNode(
-    {
-      dataDir,
-      listen: '127.0.0.1:0',
-      metricsListen: '127.0.0.1:0',
+    loopbackNodeInit(dataDir, {
       segmentSizeBytes: 1024 * 1024,
-      compactionLiveRatio: 0.5,
-      compactionIntervalMs: 0,
       maxBatchShards: 16,
       maxBatchBytes: 64 * 1024,
       maxShardBytes: 16 * 1024,
-      maxInFlightRequests: 64,
-      pendingMaxBytes: 16 * 1024 * 1024,
       shutdownGraceMs: 2000,
       journalSegmentSizeBytes: journal.segmentSizeBytes ?? 64 * 1024,
       journalMaxRecordBytes: journal.maxRecordBytes ?? 256 * 1024,
-    },
+    }),
     { logger: silentLogger(), registry: new Registry() },
   )
   await node.start()
