@@ -181,7 +181,7 @@ function policyCases(run: Run): void {
 }
 
 const MEMBERS: ClusterMap['members'] = [
-  { id: 'node-a', address: '127.0.0.1:7701', peerId: 'peer-a', failureDomain: 'a', weight: 1, state: 'active' },
+  { id: 'node-a', address: '127.0.0.1:7701', peerId: 'peer-a', meshAddress: '127.0.0.1:7801', failureDomain: 'a', weight: 1, state: 'active' },
   { id: 'node-b', address: '127.0.0.1:7702', peerId: 'peer-b', failureDomain: 'b', weight: 2.5, state: 'draining' },
 ]
 

@@ -7,12 +7,12 @@ function member(i: number, extra: Record<string, unknown> = {}): Record<string, 
 }
 
 test('a valid map comes back as plain data with only the documented fields', () => {
-  const input = { epoch: 7, members: [member(1, { future: 'field' }), member(2, { state: 'down', weight: 0 })], extra: true }
+  const input = { epoch: 7, members: [member(1, { future: 'field', meshAddress: '10.0.0.1:7402' }), member(2, { state: 'down', weight: 0 })], extra: true }
   const map = validateClusterMap(JSON.parse(JSON.stringify(input)))
   assert.deepEqual(map, {
     epoch: 7,
     members: [
-      { id: 'node-1', address: '10.0.0.1:7400', peerId: '12D3KooW1', failureDomain: 'zone-1', weight: 1, state: 'active' },
+      { id: 'node-1', address: '10.0.0.1:7400', peerId: '12D3KooW1', meshAddress: '10.0.0.1:7402', failureDomain: 'zone-1', weight: 1, state: 'active' },
       { id: 'node-2', address: '10.0.0.2:7400', peerId: '12D3KooW2', failureDomain: 'zone-2', weight: 0, state: 'down' },
     ],
   })
@@ -32,6 +32,8 @@ const invalid: Array<[string, unknown, ClusterMapIssueReason]> = [
   ['an empty id', { epoch: 1, members: [member(1, { id: '' })] }, 'bad-string'],
   ['a missing address', { epoch: 1, members: [member(1, { address: undefined })] }, 'bad-string'],
   ['an overlong failure domain', { epoch: 1, members: [member(1, { failureDomain: 'x'.repeat(254) })] }, 'bad-string'],
+  ['a mesh address without a port', { epoch: 1, members: [member(1, { meshAddress: '10.0.0.1' })] }, 'bad-address'],
+  ['an empty mesh address', { epoch: 1, members: [member(1, { meshAddress: '' })] }, 'bad-address'],
   ['an unknown state', { epoch: 1, members: [member(1, { state: 'gone' })] }, 'bad-state'],
   ['an active member with weight 0', { epoch: 1, members: [member(1, { weight: 0 })] }, 'bad-weight'],
   ['a negative weight', { epoch: 1, members: [member(1, { weight: -1, state: 'draining' })] }, 'bad-weight'],

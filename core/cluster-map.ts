@@ -43,6 +43,12 @@ export interface ClusterMember {
   /** Its libp2p peer id; the mesh refuses peers that are not in the map. */
   readonly peerId: string
   /**
+   * Where its libp2p mesh listens, `host:port` (TCP). Absent for a member that
+   * runs no mesh (an older node, or a map published before the node reported it):
+   * peers cannot reach it for repair or rebalance transfers.
+   */
+  readonly meshAddress?: string
+  /**
    * The failure domain (the value of the BlockStore's failure-domain label,
    * e.g. a zone or a node name). Placement puts at most one shard of a chunk
    * in each domain.
@@ -64,6 +70,18 @@ export interface ClusterMap {
   readonly epoch: number
   /** Members in any order; placement does not depend on the order. */
   readonly members: readonly ClusterMember[]
+}
+
+/**
+ * Where the cluster maps come from (the control plane, re-read on an interval,
+ * or a fixed map in tests). Engines, repairers and rebalancers read placement
+ * through it; none of them fetches maps by itself.
+ */
+export interface ClusterMapProvider {
+  /** The newest map. */
+  current(): ClusterMap
+  /** Earlier maps, any order: where readers look after the current placement misses. @default none */
+  history?(): readonly ClusterMap[]
 }
 
 /** Why a cluster map failed validation. */
@@ -150,6 +168,10 @@ function validateMember(value: unknown, path: string, issues: ClusterMapIssue[])
   if (typeof value.address === 'string' && !HOST_PORT.test(value.address)) {
     issues.push({ path: `${path}.address`, reason: 'bad-address', message: `expected host:port, got ${describe(value.address)}` })
   }
+  const { meshAddress } = value
+  if (meshAddress !== undefined && (typeof meshAddress !== 'string' || !HOST_PORT.test(meshAddress))) {
+    issues.push({ path: `${path}.meshAddress`, reason: 'bad-address', message: `expected host:port or no field, got ${describe(meshAddress)}` })
+  }
   const { state, weight } = value
   if (typeof state !== 'string' || !(MEMBER_STATES as readonly string[]).includes(state)) {
     issues.push({ path: `${path}.state`, reason: 'bad-state', message: `expected one of ${MEMBER_STATES.join(', ')}, got ${describe(state)}` })
@@ -163,6 +185,7 @@ function validateMember(value: unknown, path: string, issues: ClusterMapIssue[])
     id: value.id as string,
     address: value.address as string,
     peerId: value.peerId as string,
+    ...(typeof meshAddress === 'string' ? { meshAddress } : {}),
     failureDomain: value.failureDomain as string,
     weight: weight as number,
     state: state as MemberState,

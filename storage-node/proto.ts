@@ -9,6 +9,7 @@
 import { loadSync, type Options } from '@grpc/proto-loader'
 import { loadPackageDefinition, type GrpcObject, type ServiceClientConstructor, type ServiceDefinition } from '@grpc/grpc-js'
 import { fileURLToPath } from 'node:url'
+import type { RepairStats, ScrubStats } from './shard-store.js'
 
 export const PROTO_LOADER_OPTIONS: Options = { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true, arrays: true }
 
@@ -79,8 +80,10 @@ export interface WireStatsResponse {
   corruptShardCount: number
   capacityBytes?: number
   usedBytes?: number
+  peerId?: string
+  scrub?: ScrubStats | null
+  repair?: RepairStats | null
 }
-
 let cached: { service: ServiceDefinition; Client: ServiceClientConstructor } | undefined
 
 /** The ShardService definition for servers and its client constructor; loaded once. */

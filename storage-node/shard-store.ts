@@ -60,6 +60,35 @@ export interface StoreStats {
   usedBytes?: number
 }
 
+/** What a storage node reports about itself beyond its store (the Stats RPC). */
+export interface NodeStats extends StoreStats {
+  /** Its libp2p mesh peer id; absent when it runs no mesh. */
+  peerId?: string
+  scrub?: ScrubStats
+  repair?: RepairStats
+}
+
+export interface ScrubStats {
+  scrubbedShards: number
+  scrubbedBytes: number
+  badShards: number
+  passesCompleted: number
+  /** 0 until the first pass completes. */
+  lastPassCompletedUnixMs: number
+}
+
+export interface RepairStats {
+  /** Shards known to need a rebuild or a move, not yet done. */
+  backlogShards: number
+  repairedShards: number
+  repairedBytes: number
+  movedShards: number
+  movedBytes: number
+  passesCompleted: number
+  /** 0 until the first pass completes. */
+  lastPassCompletedUnixMs: number
+}
+
 /** One address's outcome in a batch read. */
 export type GetResult = { ok: true; shard: Shard } | { ok: false; error: CairnError }
 

@@ -154,7 +154,8 @@ function memberFromCr(value: unknown, i: number): unknown {
   }
   const state = typeof m.state === 'string' ? STATE_FROM_CR[m.state] : undefined
   if (state === undefined) fail(`status.clusterMap.members[${i}].state`, 'must be Joining, Up, Draining or Down')
-  return { id: m.id, address: m.address, peerId: m.peerId, failureDomain: m.failureDomain, weight: weightBytes / WEIGHT_UNIT_BYTES, state }
+  const mesh = m.meshAddress === undefined || m.meshAddress === '' ? {} : { meshAddress: m.meshAddress }
+  return { id: m.id, address: m.address, peerId: m.peerId, ...mesh, failureDomain: m.failureDomain, weight: weightBytes / WEIGHT_UNIT_BYTES, state }
 }
 
 /** The CR form of a validated map, and the map it reads back as (weights are stored in whole bytes). */
@@ -162,7 +163,8 @@ export function clusterMapToCr(map: ClusterMap): { cr: JsonRecord; stored: Clust
   const members = map.members.map((m: ClusterMember, i) => {
     const weightBytes = Math.round(m.weight * WEIGHT_UNIT_BYTES)
     if (!Number.isSafeInteger(weightBytes)) fail(`clusterMap.members[${i}].weight`, `must be at most ${Number.MAX_SAFE_INTEGER / WEIGHT_UNIT_BYTES}`)
-    return { id: m.id, node: m.id, address: m.address, peerId: m.peerId, failureDomain: m.failureDomain, weightBytes, state: STATE_TO_CR[m.state] }
+    const mesh = m.meshAddress === undefined ? {} : { meshAddress: m.meshAddress }
+    return { id: m.id, node: m.id, address: m.address, peerId: m.peerId, ...mesh, failureDomain: m.failureDomain, weightBytes, state: STATE_TO_CR[m.state] }
   })
   const cr = { epoch: map.epoch, members }
   let stored: ClusterMap

@@ -12,7 +12,8 @@ import { CID } from 'multiformats/cid'
 import type { Registry } from 'prom-client'
 import { code as DAG_CBOR_CODE } from '@ipld/dag-cbor'
 import { RAW_CODEC, cidHash, type ChunkHash } from '../../core/cid.js'
-import type { ClusterMap, ClusterMember } from '../../core/cluster-map.js'
+import type { ClusterMap, ClusterMapProvider, ClusterMember } from '../../core/cluster-map.js'
+export type { ClusterMapProvider } from '../../core/cluster-map.js'
 import { CairnError, InvalidArgumentError, ShuttingDownError, assert } from '../../core/errors.js'
 import { silentLogger, type Logger } from '../../core/logger.js'
 import { place } from '../../core/placement.js'
@@ -41,13 +42,6 @@ export interface ChunkPolicy {
   chunkSizeBytes: number
 }
 
-/** Where the cluster maps come from (the control plane's watch, or a fixed map in tests). */
-export interface ClusterMapProvider {
-  /** The newest map. */
-  current(): ClusterMap
-  /** Earlier maps, any order: where readers look after the current placement misses. @default none */
-  history?(): readonly ClusterMap[]
-}
 
 export interface ChunkStoreInit {
   policy: ChunkPolicy
