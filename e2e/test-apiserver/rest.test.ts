@@ -107,6 +107,38 @@ test('BlockStore defaults nested objects and checks capacity bounds', async () =
   invalidCause(() => rest.create(rt, undefined, { metadata: { name: 'e' }, spec: { nodeSelector: { matchExpressions: [{ key: 'a', operator: 'In' }] } } }))
 })
 
+test('BlockStore durability gets its defaults, refuses out-of-range pacing, and keys pins by CID', async () => {
+  const rest = await storage()
+  const rt = typeOf(rest, 'blockstores')
+  const bs = rest.create(rt, undefined, { metadata: { name: 'dur' }, spec: {} })
+  assert.deepEqual((bs.spec as JsonObject).durability, {
+    memberDownTimeoutSeconds: 600,
+    scrubBytesPerSecond: 8388608,
+    scrubIntervalSeconds: 86400,
+    repairBandwidthBytesPerSecond: 67108864,
+    repairIntervalSeconds: 60,
+    gcIntervalSeconds: 3600,
+    gcGracePeriodSeconds: 3600,
+  })
+  const bad: Array<[string, JsonObject, string]> = [
+    ['down timeout too short', { durability: { memberDownTimeoutSeconds: 5 } }, 'spec.durability.memberDownTimeoutSeconds'],
+    ['scrub pace too slow', { durability: { scrubBytesPerSecond: 1 } }, 'spec.durability.scrubBytesPerSecond'],
+    ['repair cap zero', { durability: { repairBandwidthBytesPerSecond: 0 } }, 'spec.durability.repairBandwidthBytesPerSecond'],
+    ['gc every second', { durability: { gcIntervalSeconds: 1 } }, 'spec.durability.gcIntervalSeconds'],
+    ['no grace', { durability: { gcGracePeriodSeconds: 0 } }, 'spec.durability.gcGracePeriodSeconds'],
+    ['empty pin', { pins: [{ cid: '' }] }, 'spec.pins[0].cid'],
+    ['long note', { pins: [{ cid: 'bafy1', note: 'x'.repeat(257) }] }, 'spec.pins[0].note'],
+    ['duplicate pin', { pins: [{ cid: 'bafy1' }, { cid: 'bafy1' }] }, 'spec.pins[1]'],
+    ['too many pins', { pins: Array.from({ length: 1025 }, (_, i) => ({ cid: `bafy${i}` })) }, 'spec.pins'],
+  ]
+  for (const [goal, spec, field] of bad) {
+    const causes = invalidCause(() => rest.create(rt, undefined, { metadata: { name: 'bad' }, spec }))
+    assert.ok(causes.some((c) => c.field === field), `${goal}: expected a cause on ${field}, got ${JSON.stringify(causes)}`)
+  }
+  const pinned = rest.create(rt, undefined, { metadata: { name: 'pinned' }, spec: { pins: [{ cid: 'bafy1', note: 'golden image' }, { cid: 'bafy2' }] } })
+  assert.equal(((pinned.spec as JsonObject).pins as Json[]).length, 2)
+})
+
 test('stale resourceVersion conflicts; the status subresource isolates status from spec', async () => {
   const rest = await storage()
   const rt = typeOf(rest, 'storagepolicies')
