@@ -11,6 +11,8 @@ import { ConfigError } from './errors.js'
 
 const hostPort = z.string().regex(/^(?:\[[^\]]+\]|[^:\s]+):\d{1,5}$/, 'expected host:port')
 const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+/** A duration such as `500ms`, `30s`, `10m`, `24h`, `1d`; a bare number is seconds. */
+const duration = z.string().regex(/^\s*\d+(?:\.\d+)?\s*(?:ms|s|m|h|d)?\s*$/, 'expected a duration such as 30s, 10m or 24h')
 
 /** `cairn storage-node` */
 export const storageNodeConfigSchema = z.object({
@@ -57,6 +59,30 @@ export const storageNodeConfigSchema = z.object({
   clusterToken: z.string().min(1).optional(),
   /** File holding the cluster token (a mounted Secret). @default none */
   clusterTokenFile: z.string().min(1).optional(),
+  /** This node's id in the cluster map; setting it turns on the durability services (mesh, scrub, repair). @default none */
+  memberId: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'expected a DNS-1123 name').optional(),
+  /** The block store whose cluster map this node belongs to (durability services). @default none */
+  blockStore: z.string().min(1).optional(),
+  /** libp2p mesh TCP listen address (durability services). @default none */
+  meshListen: hostPort.optional(),
+  /** Where the cluster map is read: the Local control plane file or the BlockStore CRDs (durability services). @default none */
+  controlPlane: z.enum(['local', 'kubernetes']).optional(),
+  /** The Local control plane's SQLite file (`--control-plane local`). @default none */
+  controlPlanePath: z.string().min(1).optional(),
+  /** Kubeconfig for `--control-plane kubernetes`; unset means in-cluster config. @default none */
+  kubeconfig: z.string().min(1).optional(),
+  /** How often the cluster map is re-read from the control plane. */
+  clusterMapRefreshInterval: duration.default('2s'),
+  /** Mesh heartbeat period; a member is alive when it answered within three of them. */
+  meshHeartbeatInterval: duration.default('2s'),
+  /** Scrub pace: bytes of local shards re-read and verified per second. */
+  scrubBytesPerSecond: z.number().int().min(1).default(16 * 1024 * 1024),
+  /** Pause between the end of one scrub pass and the start of the next, e.g. `24h`. */
+  scrubInterval: duration.default('24h'),
+  /** Cluster-wide repair and rebalance bandwidth cap in bytes per second (each node takes its share). */
+  repairBandwidthBytesPerSecond: z.number().int().min(1).default(64 * 1024 * 1024),
+  /** Pause between repair passes, e.g. `1m`. */
+  repairInterval: duration.default('1m'),
 })
 export type StorageNodeConfig = z.infer<typeof storageNodeConfigSchema>
 
@@ -78,6 +104,12 @@ export const engineConfigSchema = z.object({
   blockStore: z.string().min(1).default('local'),
   /** `lazy`: attach a volume on its first NBD connection; `eager`: attach every volume at start. */
   attach: z.enum(['lazy', 'eager']).default('lazy'),
+  /**
+   * Every export advertises at least this size, so a client that reads the size once
+   * (nbdfuse) sees the volume grow online; I/O past the volume's real size is refused
+   * (engine/nbd/growable.ts). Multiple of 4096, at most 2^52. @default the volume's size
+   */
+  exportSizeCeilingBytes: z.number().int().positive().max(2 ** 52).multipleOf(4096).optional(),
   logLevel: logLevel.default('info'),
 })
 export type EngineConfig = z.infer<typeof engineConfigSchema>
@@ -100,6 +132,18 @@ export const devConfigSchema = z.object({
   listen: hostPort.default('127.0.0.1:10809'),
   /** Status page listen address. */
   statusListen: hostPort.default('127.0.0.1:10810'),
+  /** Storage-node processes to run (at least k+m). @default k+m of the policy */
+  storageNodes: z.number().int().min(1).max(64).optional(),
+  /** A storage node dead or unhealthy this long is marked `down` in the cluster map (its shards get rebuilt elsewhere). */
+  memberDownTimeout: duration.default('10m'),
+  /** Scrub pace of each storage node, bytes per second. */
+  scrubBytesPerSecond: z.number().int().min(1).default(16 * 1024 * 1024),
+  /** Pause between scrub passes on each storage node. */
+  scrubInterval: duration.default('1h'),
+  /** Repair and rebalance bandwidth cap of the whole dev cluster, bytes per second. */
+  repairBandwidthBytesPerSecond: z.number().int().min(1).default(64 * 1024 * 1024),
+  /** Pause between repair passes on each storage node. */
+  repairInterval: duration.default('30s'),
   logLevel: logLevel.default('info'),
 })
 export type DevConfig = z.infer<typeof devConfigSchema>
@@ -120,6 +164,67 @@ export function parseSizeBytes(text: string): number {
   const bytes = Number(match[1]) * factor
   if (!Number.isSafeInteger(bytes)) throw new ConfigError(`size ${JSON.stringify(text)} is not a whole number of bytes below 2^53`)
   return bytes
+}
+
+const DURATION_UNITS_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+
+/**
+ * Parses a duration (`500ms`, `30s`, `10m`, `24h`, `1d`) into whole milliseconds; a bare number is seconds
+ * (the unit of the CRDs' `...Seconds` fields, which the operator passes through).
+ * @throws ConfigError when the text is not a duration.
+ */
+export function parseDurationMs(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(text.trim())
+  if (!match) throw new ConfigError(`expected a duration such as 30s, 10m or 24h, got ${JSON.stringify(text)}`)
+  const ms = Math.round(Number(match[1]) * (DURATION_UNITS_MS[match[2] ?? 's'] as number))
+  if (!Number.isSafeInteger(ms)) throw new ConfigError(`duration ${JSON.stringify(text)} is too long`)
+  return ms
+}
+
+/** The durability services of one storage node, resolved from its flags. */
+export interface StorageNodeDurabilityConfig {
+  memberId: string
+  blockStore: string
+  meshListen: string
+  controlPlane: { kind: 'local'; path: string } | { kind: 'kubernetes'; kubeconfig?: string }
+  clusterMapRefreshIntervalMs: number
+  heartbeatIntervalMs: number
+  scrubBytesPerSecond: number
+  scrubIntervalMs: number
+  repairBandwidthBytesPerSecond: number
+  repairIntervalMs: number
+}
+
+/**
+ * The durability section of a storage node's config: undefined when `--member-id` is unset
+ * (the node runs as a plain shard server), else every part it needs.
+ * @throws ConfigError when only some of the durability flags are given.
+ */
+export function storageNodeDurability(config: StorageNodeConfig): StorageNodeDurabilityConfig | undefined {
+  const { memberId, blockStore, meshListen, controlPlane } = config
+  if (memberId === undefined && blockStore === undefined && meshListen === undefined && controlPlane === undefined) return undefined
+  const missing = Object.entries({ 'member-id': memberId, 'block-store': blockStore, 'mesh-listen': meshListen, 'control-plane': controlPlane })
+    .filter(([, value]) => value === undefined)
+    .map(([flag]) => `--${flag}`)
+  if (controlPlane === 'local' && config.controlPlanePath === undefined) missing.push('--control-plane-path')
+  if (missing.length > 0 || memberId === undefined || blockStore === undefined || meshListen === undefined || controlPlane === undefined) {
+    throw new ConfigError(`invalid configuration: the durability services need ${missing.join(', ')} as well`)
+  }
+  return {
+    memberId,
+    blockStore,
+    meshListen,
+    controlPlane:
+      controlPlane === 'local'
+        ? { kind: 'local', path: config.controlPlanePath as string }
+        : { kind: 'kubernetes', ...(config.kubeconfig === undefined ? {} : { kubeconfig: config.kubeconfig }) },
+    clusterMapRefreshIntervalMs: parseDurationMs(config.clusterMapRefreshInterval),
+    heartbeatIntervalMs: parseDurationMs(config.meshHeartbeatInterval),
+    scrubBytesPerSecond: config.scrubBytesPerSecond,
+    scrubIntervalMs: parseDurationMs(config.scrubInterval),
+    repairBandwidthBytesPerSecond: config.repairBandwidthBytesPerSecond,
+    repairIntervalMs: parseDurationMs(config.repairInterval),
+  }
 }
 
 /** `cairn operator` */
