@@ -14,6 +14,7 @@ import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
+import { base58btc } from 'multiformats/bases/base58'
 import type { ClusterMap, ControlPlane, Page, StoragePolicyInput, Volume } from './types.js'
 
 /** What the factory hands the suite. */
@@ -101,6 +102,7 @@ export function controlPlaneConformance(name: string, factory: ConformanceFactor
     describe('heads and status', () => headCases(seeded, volume))
     describe('snapshots, restores and clones', () => snapshotCases(seeded, volume))
     describe('lifecycle and persistence', () => lifecycleCases(run, seeded, volume))
+    describe('pins', () => pinCases(seeded))
   })
 }
 
@@ -767,5 +769,68 @@ function lifecycleCases(run: Run, seeded: Seeded, volume: MakeVolume): void {
       current = await h.reopen()
       assert.equal((await current.getVolume('v')).status.epoch, next)
       assert.ok((await current.acquireEpoch('v', 'node-a', next)).status.epoch > next)
+    }))
+}
+
+/** A valid raw CIDv1 (a data chunk's name) that differs for each `seed`. */
+async function rawCidOf(seed: string): Promise<string> {
+  return CID.create(1, 0x55, await sha256.digest(new TextEncoder().encode(seed))).toString()
+}
+
+function pinCases(seeded: Seeded): void {
+  it('addPin is idempotent, listPins orders by CID, and a new note replaces the old one', () =>
+    seeded(async (cp) => {
+      const [a, b] = [await rawCidOf('a'), await cidOf('b')].sort()
+      assert.deepEqual(await cp.listPins('bs'), [])
+      assert.deepEqual(await cp.addPin('bs', { cid: b as string, note: 'keep' }), { cid: b, note: 'keep' })
+      await cp.addPin('bs', { cid: a as string })
+      assert.deepEqual(await cp.addPin('bs', { cid: b as string }), { cid: b, note: 'keep' }, 'again without a note keeps the note')
+      assert.deepEqual(await cp.listPins('bs'), [{ cid: a }, { cid: b, note: 'keep' }])
+      await cp.addPin('bs', { cid: b as string, note: 'other' })
+      assert.deepEqual(await cp.listPins('bs'), [{ cid: a }, { cid: b, note: 'other' }])
+    }))
+
+  it('a CID written in another base is the same pin, stored in canonical form', () =>
+    seeded(async (cp) => {
+      const cid = await rawCidOf('x')
+      const other = CID.parse(cid).toString(base58btc)
+      assert.notEqual(other, cid)
+      assert.deepEqual(await cp.addPin('bs', { cid: other }), { cid })
+      await cp.addPin('bs', { cid })
+      assert.deepEqual(await cp.listPins('bs'), [{ cid }])
+      await cp.removePin('bs', other)
+      assert.deepEqual(await cp.listPins('bs'), [])
+    }))
+
+  it('removePin of a CID that is not pinned is NotFoundError; pins of one block store are not another\'s', () =>
+    seeded(async (cp) => {
+      await cp.createBlockStore({ name: 'bs2', hostPath: '/var/lib/cairn' })
+      const cid = await rawCidOf('y')
+      await assert.rejects(cp.removePin('bs', cid), { name: 'NotFoundError', kind: 'not-found' })
+      await cp.addPin('bs', { cid })
+      assert.deepEqual(await cp.listPins('bs2'), [])
+      await assert.rejects(cp.removePin('bs2', cid), { name: 'NotFoundError' })
+      await cp.removePin('bs', cid)
+      await assert.rejects(cp.removePin('bs', cid), { name: 'NotFoundError' })
+    }))
+
+  it('refuses bad pins with InvalidArgumentError and unknown block stores with NotFoundError', () =>
+    seeded(async (cp) => {
+      const v0 = 'QmdfTbBqBPQ7VNxZEYEj14VmRuZBkqFbiwReogJgS1zR1n'
+      const bad: unknown[] = [{ cid: '' }, { cid: 'not-a-cid' }, { cid: v0 }, { cid: 7 }, null, { cid: await rawCidOf('n'), note: 'x'.repeat(257) }]
+      for (const pin of bad) await assert.rejects(cp.addPin('bs', pin as never), { name: 'InvalidArgumentError' }, JSON.stringify(pin))
+      await assert.rejects(cp.removePin('bs', 'not-a-cid'), { name: 'InvalidArgumentError' })
+      await assert.rejects(cp.addPin('nope', { cid: await rawCidOf('n') }), { name: 'NotFoundError' })
+      await assert.rejects(cp.listPins('nope'), { name: 'NotFoundError' })
+      assert.deepEqual(await cp.listPins('bs'), [], 'a refused pin stores nothing')
+    }))
+
+  it('pins persist across a restart', (t) =>
+    seeded(async (cp, h) => {
+      if (h.reopen === undefined) return t.skip('harness cannot restart')
+      const cid = await rawCidOf('p')
+      await cp.addPin('bs', { cid, note: 'golden image' })
+      const again = await h.reopen()
+      assert.deepEqual(await again.listPins('bs'), [{ cid, note: 'golden image' }])
     }))
 }

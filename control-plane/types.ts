@@ -183,6 +183,22 @@ export interface SnapshotInput {
   volume: string
 }
 
+// ---------------------------------------------------------------- pins
+
+/**
+ * A chunk or manifest page that garbage collection keeps although no volume or
+ * snapshot refers to it. A pinned manifest page (dag-cbor) keeps its whole tree.
+ */
+export interface Pin {
+  /** Canonical CIDv1 string (base32), raw or dag-cbor codec. */
+  cid: string
+  /** Why it is pinned; at most 256 characters. */
+  note?: string
+}
+
+/** Most pins one block store holds (the CRD's `spec.pins` maxItems). */
+export const PINS_MAX = 1024
+
 // ---------------------------------------------------------------- listing
 
 export interface ListOptions {
@@ -276,6 +292,16 @@ export interface ControlPlane extends Startable {
   listSnapshots(options?: SnapshotListOptions): Promise<Page<Snapshot>>
   /** Deletes; absent is success. */
   deleteSnapshot(name: string): Promise<void>
+
+  /** The block store's pins ordered by CID; NotFoundError if no block store. */
+  listPins(blockStore: string): Promise<Pin[]>
+  /**
+   * Pins `pin.cid` (normalised to its canonical form). Pinning a pinned CID again keeps one pin and
+   * takes the new note when one is given. More than PINS_MAX pins → FailedPreconditionError.
+   */
+  addPin(blockStore: string, pin: Pin): Promise<Pin>
+  /** Unpins; a CID that is not pinned → NotFoundError (resource 'Pin'). */
+  removePin(blockStore: string, cid: string): Promise<void>
 }
 
 // ---------------------------------------------------------------- errors
@@ -287,7 +313,7 @@ export class NotFoundError extends CairnError {
   override readonly name = 'NotFoundError'
   readonly kind = 'not-found'
   constructor(
-    readonly resource: ResourceKind,
+    readonly resource: ResourceKind | 'Pin',
     readonly resourceName: string,
     options?: { cause?: unknown },
   ) {

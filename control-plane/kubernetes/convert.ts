@@ -25,6 +25,7 @@ import type {
   ClusterMap,
   ClusterMember,
   MemberState,
+  Pin,
   ResourceKind,
   Snapshot,
   StoragePolicy,
@@ -55,6 +56,7 @@ import {
   VOLUME_FINALIZER,
   labelValueFor,
 } from './constants.js'
+import { validatePin } from '../pins.js'
 import { MalformedObjectError } from './errors.js'
 import { isRecord, type CustomResource, type JsonRecord, type NewCustomResource } from './resource.js'
 
@@ -133,6 +135,16 @@ export function blockStoreFromCr(cr: CustomResource): BlockStore {
   const { matchExpressions: _ignored, ...spec } = blockStoreSpecOf(cr)
   const status = { clusterMap: clusterMapFromCr(cr) }
   return { ...meta(cr), ...(spec as unknown as BlockStoreSpec), status }
+}
+
+/** `spec.pins` of a BlockStore, ordered by CID; an entry that is not a valid pin makes the object unreadable. */
+export function pinsFromCr(cr: CustomResource): Pin[] {
+  return reading('BlockStore', cr, () => {
+    const raw = cr.spec?.pins ?? []
+    if (!Array.isArray(raw)) fail('spec.pins', 'must be an array')
+    const pins = raw.map((p: unknown) => validatePin(p))
+    return pins.sort((a, b) => (a.cid < b.cid ? -1 : a.cid > b.cid ? 1 : 0))
+  })
 }
 
 export function clusterMapFromCr(cr: CustomResource): ClusterMap {

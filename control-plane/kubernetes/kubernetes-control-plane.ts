@@ -18,12 +18,14 @@ import {
   ConflictError,
   FailedPreconditionError,
   NotFoundError,
+  PINS_MAX,
   type BlockStore,
   type BlockStoreInput,
   type ClusterMap,
   type ControlPlane,
   type ListOptions,
   type Page,
+  type Pin,
   type ResourceKind,
   type Snapshot,
   type SnapshotInput,
@@ -48,6 +50,7 @@ import {
   validateStatusPatch,
 } from '../validate.js'
 import * as t from '../transitions.js'
+import { canonicalPinCid, validatePin, withPin } from '../pins.js'
 import * as c from './convert.js'
 import { IN_USE_FINALIZER, PLURAL, SNAPSHOT_FINALIZER, SNAPSHOT_VOLUME_LABEL, VOLUME_FINALIZER, labelValueFor } from './constants.js'
 import { decodeContinueToken, encodeContinueToken } from './continue-token.js'
@@ -305,6 +308,41 @@ export class KubernetesControlPlane implements ControlPlane {
         if (cr === undefined) return
       }
       await this.dropFinalizer('Snapshot', cr, SNAPSHOT_FINALIZER)
+    })
+  }
+
+  // ---------------------------------------------------------------- pins
+
+  async listPins(blockStore: string): Promise<Pin[]> {
+    this.open()
+    validateName('blockStore', blockStore)
+    return c.pinsFromCr(await this.mustGet('BlockStore', blockStore))
+  }
+
+  /** Pins live in the BlockStore's `spec.pins`: a read-modify-replace with the read resourceVersion. */
+  async addPin(blockStore: string, pin: Pin): Promise<Pin> {
+    this.open()
+    validateName('blockStore', blockStore)
+    const valid = validatePin(pin)
+    return this.retryingConflicts(async () => {
+      const cr = await this.mustGet('BlockStore', blockStore)
+      const next = withPin(c.pinsFromCr(cr), valid)
+      if (!next.changed) return next.stored
+      if (next.pins.length > PINS_MAX) throw new FailedPreconditionError(`block store ${blockStore} already holds ${PINS_MAX} pins`)
+      await this.objects.replace('BlockStore', { ...cr, spec: { ...cr.spec, pins: next.pins } })
+      return next.stored
+    })
+  }
+
+  async removePin(blockStore: string, cid: string): Promise<void> {
+    this.open()
+    validateName('blockStore', blockStore)
+    const canonical = canonicalPinCid(cid)
+    await this.retryingConflicts(async () => {
+      const cr = await this.mustGet('BlockStore', blockStore)
+      const pins = c.pinsFromCr(cr)
+      if (!pins.some((p) => p.cid === canonical)) throw new NotFoundError('Pin', canonical)
+      await this.objects.replace('BlockStore', { ...cr, spec: { ...cr.spec, pins: pins.filter((p) => p.cid !== canonical) } })
     })
   }
 

@@ -9,7 +9,9 @@ import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
 import { silentLogger } from '../../core/logger.js'
 import { controlPlaneConformance, type ConformanceHarness } from '../conformance.js'
-import type { ControlPlane } from '../types.js'
+import { CID } from 'multiformats/cid'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { PINS_MAX, type ControlPlane } from '../types.js'
 import { createLocalControlPlane, type LocalControlPlane } from './local-control-plane.js'
 import { SCHEMA_VERSION } from './schema.js'
 
@@ -181,6 +183,40 @@ describe('local control plane across OS processes', () => {
     } finally {
       for (const w of workers) w.child.stdin.end()
       await Promise.all(workers.map((w) => new Promise((resolve) => (w.child.exitCode !== null ? resolve(null) : w.child.once('exit', resolve)))))
+    }
+  })
+})
+
+describe('local control plane pins', () => {
+  const rawCid = async (seed: string): Promise<string> =>
+    CID.create(1, 0x55, await sha256.digest(new TextEncoder().encode(seed))).toString()
+
+  it('holds at most PINS_MAX pins per block store and refuses one more with FailedPreconditionError', async () => {
+    const cp = createLocalControlPlane({ path: ':memory:' }, { logger: silentLogger() })
+    await cp.start()
+    try {
+      await cp.createBlockStore({ name: 'bs', hostPath: '/data' })
+      for (let i = 0; i < PINS_MAX; i++) await cp.addPin('bs', { cid: await rawCid(`pin-${i}`) })
+      await assert.rejects(cp.addPin('bs', { cid: await rawCid('one-more') }), { name: 'FailedPreconditionError' })
+      const first = (await cp.listPins('bs'))[0]!
+      assert.deepEqual(await cp.addPin('bs', first), first, 'pinning a pinned CID at the limit is still idempotent')
+      assert.equal((await cp.listPins('bs')).length, PINS_MAX)
+    } finally {
+      await cp.stop()
+    }
+  })
+
+  it('deleting a block store drops its pins, so a new one of the same name starts with none', async () => {
+    const cp = createLocalControlPlane({ path: ':memory:' }, { logger: silentLogger() })
+    await cp.start()
+    try {
+      await cp.createBlockStore({ name: 'bs', hostPath: '/data' })
+      await cp.addPin('bs', { cid: await rawCid('a') })
+      await cp.deleteBlockStore('bs')
+      await cp.createBlockStore({ name: 'bs', hostPath: '/data' })
+      assert.deepEqual(await cp.listPins('bs'), [])
+    } finally {
+      await cp.stop()
     }
   })
 })

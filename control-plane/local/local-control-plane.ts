@@ -16,12 +16,14 @@ import {
   ConflictError,
   FailedPreconditionError,
   NotFoundError,
+  PINS_MAX,
   type BlockStore,
   type BlockStoreInput,
   type ClusterMap,
   type ControlPlane,
   type ListOptions,
   type Page,
+  type Pin,
   type ResourceKind,
   type Snapshot,
   type SnapshotInput,
@@ -45,6 +47,7 @@ import {
   validateStatusPatch,
 } from '../validate.js'
 import * as t from '../transitions.js'
+import { canonicalPinCid, validatePin, withPin } from '../pins.js'
 import { ObjectStore, type ListFilter } from './object-store.js'
 import { decodeContinueToken, encodeContinueToken } from './continue-token.js'
 import { SCHEMA_VERSION } from './schema.js'
@@ -272,6 +275,40 @@ export class LocalControlPlane implements ControlPlane {
     this.open().delete('Snapshot', name)
   }
 
+  // ---------------------------------------------------------------- pins
+
+  async listPins(blockStore: string): Promise<Pin[]> {
+    validateName('blockStore', blockStore)
+    const store = this.open()
+    this.mustGetIn<BlockStore>(store, 'BlockStore', blockStore)
+    return store.pins(blockStore)
+  }
+
+  async addPin(blockStore: string, pin: Pin): Promise<Pin> {
+    validateName('blockStore', blockStore)
+    const valid = validatePin(pin)
+    const store = this.open()
+    return store.write(() => {
+      this.mustGetIn<BlockStore>(store, 'BlockStore', blockStore)
+      const current = store.pins(blockStore)
+      const next = withPin(current, valid)
+      if (!next.changed) return next.stored
+      if (next.pins.length > PINS_MAX) throw new FailedPreconditionError(`block store ${blockStore} already holds ${PINS_MAX} pins`)
+      store.putPin(blockStore, next.stored)
+      return next.stored
+    })
+  }
+
+  async removePin(blockStore: string, cid: string): Promise<void> {
+    validateName('blockStore', blockStore)
+    const canonical = canonicalPinCid(cid)
+    const store = this.open()
+    store.write(() => {
+      this.mustGetIn<BlockStore>(store, 'BlockStore', blockStore)
+      if (!store.deletePin(blockStore, canonical)) throw new NotFoundError('Pin', canonical)
+    })
+  }
+
   // ---------------------------------------------------------------- helpers
 
   private open(): ObjectStore {
@@ -346,6 +383,7 @@ export class LocalControlPlane implements ControlPlane {
         throw new FailedPreconditionError(`${kind} ${name} is used by volumes ${shown}`)
       }
       store.delete(kind, name)
+      if (kind === 'BlockStore') store.deletePinsOf(name)
     })
   }
 

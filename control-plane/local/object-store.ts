@@ -12,7 +12,7 @@ import Database from 'better-sqlite3'
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { assert } from '../../core/errors.js'
-import type { ResourceKind } from '../types.js'
+import type { Pin, ResourceKind } from '../types.js'
 import { migrate } from './schema.js'
 
 /** An object as stored: everything but its revision, which lives in its own column. */
@@ -96,6 +96,28 @@ export class ObjectStore {
     return rows.map((r) => decode<T>(r))
   }
 
+  /** The block store's pins, ordered by CID. */
+  pins(blockStore: string): Pin[] {
+    const rows = this.statements.pins.all(blockStore) as { cid: string; note: string | null }[]
+    return rows.map((r) => (r.note === null ? { cid: r.cid } : { cid: r.cid, note: r.note }))
+  }
+
+  /** Inserts or replaces one pin. Call inside `write`. */
+  putPin(blockStore: string, pin: Pin): void {
+    assert(this.db.inTransaction, 'ObjectStore.putPin outside a write transaction')
+    this.statements.putPin.run(blockStore, pin.cid, pin.note ?? null)
+  }
+
+  /** Returns whether the pin existed. */
+  deletePin(blockStore: string, cid: string): boolean {
+    return this.statements.deletePin.run(blockStore, cid).changes > 0
+  }
+
+  /** Drops every pin of a block store (it is being deleted). */
+  deletePinsOf(blockStore: string): void {
+    this.statements.deletePinsOf.run(blockStore)
+  }
+
   /** Names of up to `limit` volumes whose `field` is `value` (for "in use" checks). */
   volumesUsing(field: 'storagePolicy' | 'blockStore', value: string, limit: number): string[] {
     const statement = field === 'storagePolicy' ? this.statements.volumesUsingPolicy : this.statements.volumesUsingStore
@@ -114,6 +136,10 @@ function prepare(db: Database.Database) {
       `SELECT name, revision, body FROM objects WHERE kind = 'Snapshot' AND json_extract(body, '$.volume') = ?
        AND name > ? ORDER BY name LIMIT ?`,
     ),
+    pins: db.prepare('SELECT cid, note FROM pins WHERE block_store = ? ORDER BY cid'),
+    putPin: db.prepare('INSERT OR REPLACE INTO pins (block_store, cid, note) VALUES (?, ?, ?)'),
+    deletePin: db.prepare('DELETE FROM pins WHERE block_store = ? AND cid = ?'),
+    deletePinsOf: db.prepare('DELETE FROM pins WHERE block_store = ?'),
     volumesUsingPolicy: db.prepare(
       "SELECT name FROM objects WHERE kind = 'Volume' AND json_extract(body, '$.storagePolicy') = ? ORDER BY name LIMIT ?",
     ),

@@ -35,6 +35,18 @@ const MIGRATIONS: readonly Migration[] = [
       INSERT INTO counters (name, value) VALUES ('revision', 0);
     `,
   },
+  {
+    version: 2,
+    description: 'pins: CIDs garbage collection keeps, per block store',
+    sql: `
+      CREATE TABLE pins (
+        block_store TEXT NOT NULL,
+        cid TEXT NOT NULL,
+        note TEXT,
+        PRIMARY KEY (block_store, cid)
+      ) WITHOUT ROWID;
+    `,
+  },
 ]
 
 /** The schema version this code writes. */
