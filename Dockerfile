@@ -12,11 +12,12 @@ RUN npm run build && npm prune --omit=dev
 
 # Runtime: what the CSI node plugin needs to attach and format volumes
 # (nbd-client for kernel nbd; nbdfuse from libnbd-bin plus a loop device where
-# nbd.ko is missing; mkfs, fsck and resize for ext4 and xfs; mount and losetup).
+# nbd.ko is missing; mkfs, fsck and resize for ext4 and xfs; mount and losetup;
+# python3-minimal issues the loop ioctl that grows a mounted volume online).
 FROM node:24-bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      nbd-client libnbd-bin fuse3 e2fsprogs xfsprogs util-linux mount ca-certificates \
+      nbd-client libnbd-bin fuse3 e2fsprogs xfsprogs util-linux mount python3-minimal ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/cairn
 COPY --from=build /src/package.json ./

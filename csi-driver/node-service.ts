@@ -10,7 +10,8 @@ import { CairnError, InvalidArgumentError } from '../core/errors.js'
 import type { Logger } from '../core/logger.js'
 import type { Startable } from '../core/startable.js'
 import { AdminClient } from '../engine/host/admin-client.js'
-import { detectAttachMode, refreshLoopCapacity, type AttachMode } from './attach/block-device.js'
+import { detectAttachMode, setLoopSizeLimit, type AttachMode } from './attach/block-device.js'
+import { CommandFailedError } from './attach/command.js'
 import { engineReady, type EngineLaunchInit } from './attach/engine-process.js'
 import { cleanupVolume, recoverVolumes, stageVolume, type StageStep, type StagerComponents } from './attach/volume-stager.js'
 import { CsiAlreadyExistsError, CsiFailedPreconditionError, CsiNotFoundError } from './errors.js'
@@ -25,7 +26,12 @@ import type {
 /** Topology key naming the node a volume's engine runs on. */
 export const TOPOLOGY_NODE_KEY = 'topology.cairn.dev/node'
 
-/** The device cannot show the volume's new size while it stays attached (nbdfuse fixes a file's size at connect). */
+/**
+ * The device cannot show the volume's new size while it stays attached: nbdfuse fixes
+ * its file's size at connect, and this volume grew past the size its export
+ * advertised (or was staged before exports advertised a ceiling). Staging it again
+ * shows the new size.
+ */
 export class OnlineExpansionUnavailableError extends CairnError {
   override readonly name = 'OnlineExpansionUnavailableError'
   readonly kind = 'failed-precondition'
@@ -168,7 +174,7 @@ class NodeServiceImpl implements CairnNodeService {
       const device = requireDevice(state)
       const sizeBytes = Math.ceil(requiredBytes / BLOCK_BYTES) * BLOCK_BYTES
       if ((await blockDeviceSizeBytes(device)) < sizeBytes) await this.growDevice(state, device, sizeBytes)
-      if (state.access.type === 'mount' && !state.readOnly) await growFilesystem(device, state.stagingPath, state.access.fsType)
+      if (state.access.type === 'mount' && !state.readOnly) await growMountedFilesystem(device, state.stagingPath, state.access.fsType)
       return { capacityBytes: await blockDeviceSizeBytes(device) }
     })
   }
@@ -184,8 +190,9 @@ class NodeServiceImpl implements CairnNodeService {
   /** Grows the volume in the engine that holds it, then asks the device to re-read its size. */
   private async growDevice(state: VolumeState, device: string, sizeBytes: number): Promise<void> {
     if (state.engine === null) throw new CsiFailedPreconditionError(`volume ${state.volumeId} has no engine on this node`)
-    await new AdminClient({ address: state.engine.adminAddress }).resize(state.volumeId, sizeBytes)
-    if (state.attachMode === 'fuse') await refreshLoopCapacity(device)
+    const grown = await new AdminClient({ address: state.engine.adminAddress }).resize(state.volumeId, sizeBytes)
+    // The loop device is limited to the volume's size over an export that advertises more (volume-stager.ts).
+    if (state.attachMode === 'fuse') await setLoopSizeLimit(device, grown.sizeBytes)
     const now = await blockDeviceSizeBytes(device)
     if (now < sizeBytes) {
       throw new OnlineExpansionUnavailableError(
@@ -261,4 +268,20 @@ export function validateCapability(cap: VolumeCapability | undefined): { access:
 function requireDevice(state: VolumeState): string {
   if (state.device === null) throw new CsiFailedPreconditionError(`volume ${state.volumeId} has no block device on this node`)
   return state.device
+}
+
+/**
+ * Grows a mounted filesystem to its device. Online ext4 growth needs CAP_SYS_RESOURCE;
+ * a plugin without it (an unprivileged container, this test machine) gets
+ * OnlineExpansionUnavailableError, and the next NodeStage grows ext4 offline.
+ */
+async function growMountedFilesystem(device: string, mountPath: string, fsType: FsType): Promise<void> {
+  try {
+    await growFilesystem(device, mountPath, fsType)
+  } catch (err) {
+    if (fsType === 'ext4' && err instanceof CommandFailedError && /Permission denied|Operation not permitted/.test(err.stderr)) {
+      throw new OnlineExpansionUnavailableError(`${device} grew, but growing the mounted ext4 filesystem needs CAP_SYS_RESOURCE; it grows at the next NodeStage`, { cause: err })
+    }
+    throw err
+  }
 }

@@ -52,7 +52,7 @@ test('the runtime image carries what the CSI node plugin runs', async () => {
   const dockerfile = await readFile(join(root, 'Dockerfile'), 'utf8')
   const runtime = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '))
   assert.match(runtime, /^FROM node:24-bookworm-slim$/m)
-  for (const pkg of ['nbd-client', 'libnbd-bin', 'e2fsprogs', 'xfsprogs', 'util-linux', 'fuse3']) {
+  for (const pkg of ['nbd-client', 'libnbd-bin', 'e2fsprogs', 'xfsprogs', 'util-linux', 'fuse3', 'python3-minimal']) {
     assert.match(runtime, new RegExp(`\\b${pkg}\\b`), `runtime stage lacks ${pkg}`)
   }
   assert.match(runtime, /^USER node$/m)

@@ -4,13 +4,13 @@ import { engineConfigSchema, loadConfig, type EngineConfig } from '../../core/co
 import { createLogger, type Logger } from '../../core/logger.js'
 import { createRegistry, HealthServer, parseHostPort } from '../../core/health-server.js'
 import { LocalControlPlane } from '../../control-plane/local/local-control-plane.js'
-import { NbdServer, type ExportResolver, type NbdListenAddress } from '../../engine/nbd/index.js'
+import { growableExports, NbdServer, type ExportResolver, type NbdListenAddress } from '../../engine/nbd/index.js'
 import { EngineHost, mountAdminApi } from '../../engine/host/index.js'
 import { EngineRuntime } from '../../engine/host/runtime.js'
 
 export const command: Command = {
   summary:
-    'serve the volumes of a Local control plane over NBD: cairn engine --data-dir DIR [--listen 127.0.0.1:10809] [--socket PATH] [--metrics-listen ADDR] [--node-id ID] [--attach lazy|eager] [--volume NAME]',
+    'serve the volumes of a Local control plane over NBD: cairn engine --data-dir DIR [--listen 127.0.0.1:10809] [--socket PATH] [--metrics-listen ADDR] [--node-id ID] [--attach lazy|eager] [--volume NAME] [--export-size-ceiling-bytes N]',
   async run(argv) {
     const config = loadConfig(engineConfigSchema, argv)
     const logger = createLogger('engine', config.logLevel)
@@ -56,7 +56,8 @@ class EngineProcess {
     )
     const listen: NbdListenAddress[] = [parseHostPort(config.listen)]
     if (config.socket !== undefined) listen.push({ path: config.socket })
-    const exports = config.volume === undefined ? this.host : onlyVolume(this.host, config.volume)
+    const served = config.volume === undefined ? this.host : onlyVolume(this.host, config.volume)
+    const exports = config.exportSizeCeilingBytes === undefined ? served : growableExports(served, config.exportSizeCeilingBytes)
     this.nbd = new NbdServer({ listen }, { logger: logger.child({ component: 'nbd' }), registry: this.registry, exports })
     this.http = new HealthServer(
       {

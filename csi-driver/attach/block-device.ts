@@ -34,6 +34,12 @@ export interface AttachTarget {
   socketPath: string
   /** Per-volume directory: the FUSE mount point lives below it. */
   volumeDir: string
+  /**
+   * The volume's size, when the export advertises more (engine/nbd/growable.ts): the
+   * loop device is limited to it and raised by {@link setLoopSizeLimit} when the
+   * volume grows. @default the export's size
+   */
+  sizeLimitBytes?: number
 }
 
 /** The FUSE mount point of a volume and the file nbdfuse exposes in it. */
@@ -60,8 +66,9 @@ async function attachFuseLoop(target: AttachTarget): Promise<string> {
   const existing = await loopDevicesOf(paths.file)
   if (existing[0] !== undefined) return existing[0]
   if (!(await fuseServing(target.volumeDir))) await startNbdfuse(target)
+  const limit = target.sizeLimitBytes === undefined ? [] : ['--sizelimit', String(target.sizeLimitBytes)]
   // Direct I/O skips a second page cache over the FUSE file; a kernel that cannot do it falls back.
-  const out = await runCommand('losetup', ['--find', '--show', '--direct-io=on', paths.file]).catch(() => runCommand('losetup', ['--find', '--show', paths.file]))
+  const out = await runCommand('losetup', ['--find', '--show', '--direct-io=on', ...limit, paths.file]).catch(() => runCommand('losetup', ['--find', '--show', ...limit, paths.file]))
   return out.stdout.trim()
 }
 
@@ -121,6 +128,30 @@ async function detachFuseLoop(volumeDir: string): Promise<void> {
 /** Re-reads the backing file's size into the loop device (after the volume grew). */
 export async function refreshLoopCapacity(device: string): Promise<void> {
   await runCommand('losetup', ['--set-capacity', device])
+}
+
+/**
+ * Raises a loop device's size limit while it stays attached and mounted: the
+ * LOOP_SET_STATUS64 ioctl with a new lo_sizelimit, which the kernel applies at once
+ * (util-linux offers it only at setup, and Node has no ioctl, so python3 issues it).
+ * struct loop_info64 is 232 bytes; lo_sizelimit is the u64 at offset 32. EAGAIN
+ * (pages still cached on older kernels) is retried.
+ */
+export async function setLoopSizeLimit(device: string, sizeLimitBytes: number): Promise<void> {
+  const script = [
+    'import errno, fcntl, os, struct, sys, time',
+    'fd = os.open(sys.argv[1], os.O_RDWR)',
+    'info = bytearray(232)',
+    'fcntl.ioctl(fd, 0x4C05, info, True)',
+    "struct.pack_into('<Q', info, 32, int(sys.argv[2]))",
+    'for attempt in range(20):',
+    '    try:',
+    '        fcntl.ioctl(fd, 0x4C04, bytes(info)); break',
+    '    except OSError as e:',
+    '        if e.errno != errno.EAGAIN or attempt == 19: raise',
+    '        time.sleep(0.1)',
+  ].join('\n')
+  await runCommand('python3', ['-c', script, device, String(sizeLimitBytes)])
 }
 
 async function nbdConnected(device: string): Promise<boolean> {

@@ -37,6 +37,20 @@ export interface EngineLaunchInit {
   startTimeoutMs?: number
   /** How long stop waits after SIGTERM (final flush) before SIGKILL. @default 120000 */
   stopTimeoutMs?: number
+  /**
+   * The size the volume's export advertises when it is attached through nbdfuse, which
+   * fixes its file's size at connect; the loop device above it is limited to the
+   * volume's real size and raised online by NodeExpandVolume. @default 2^50 (1 PiB)
+   */
+  exportSizeCeilingBytes?: number
+}
+
+/** See {@link EngineLaunchInit.exportSizeCeilingBytes}. */
+export const DEFAULT_EXPORT_SIZE_CEILING_BYTES = 2 ** 50
+
+export interface EngineStartOptions {
+  /** Pass `--export-size-ceiling-bytes` (engine/nbd/growable.ts). @default none */
+  exportSizeCeilingBytes?: number
 }
 
 export interface RunningEngine {
@@ -46,7 +60,7 @@ export interface RunningEngine {
 }
 
 /** Starts the engine for one volume; `volumeDir` holds its socket and log. */
-export async function startEngine(init: EngineLaunchInit, volumeId: string, volumeDir: string): Promise<RunningEngine> {
+export async function startEngine(init: EngineLaunchInit, volumeId: string, volumeDir: string, options: EngineStartOptions = {}): Promise<RunningEngine> {
   const socketPath = join(volumeDir, 'engine.sock')
   // A socket file left by a killed engine would make the new one fail to listen.
   await rm(socketPath, { force: true })
@@ -64,6 +78,7 @@ export async function startEngine(init: EngineLaunchInit, volumeId: string, volu
     // Only this volume: no other export name can make this engine take (and fence) another volume.
     '--volume', volumeId,
     '--log-level', init.logLevel ?? 'info',
+    ...(options.exportSizeCeilingBytes === undefined ? [] : ['--export-size-ceiling-bytes', String(options.exportSizeCeilingBytes)]),
   ]
   const log = await open(join(volumeDir, 'engine.log'), 'a')
   try {

@@ -10,8 +10,9 @@ import { join } from 'node:path'
 import type { Logger } from '../../core/logger.js'
 import { formatIfBlank, growExt4Offline, growFilesystem, mountDevice, mountedAt, unmountAll, type FsType } from '../mounts/filesystem.js'
 import type { NodeStateStore, VolumeAccess, VolumeState } from '../state.js'
-import { attachBlockDevice, detachBlockDevice, type AttachMode } from './block-device.js'
-import { startEngine, stopEngine, type EngineLaunchInit } from './engine-process.js'
+import { AdminClient } from '../../engine/host/admin-client.js'
+import { AttachFailedError, attachBlockDevice, detachBlockDevice, type AttachMode } from './block-device.js'
+import { DEFAULT_EXPORT_SIZE_CEILING_BYTES, startEngine, stopEngine, type EngineLaunchInit } from './engine-process.js'
 
 /** Steps reported as they complete (logs, and the crash tests stop the plugin at one). */
 export type StageStep = 'engine-started' | 'attached' | 'formatted' | 'mounted' | 'staged'
@@ -37,11 +38,14 @@ export async function stageVolume(req: StageRequest, c: StagerComponents): Promi
   await c.store.write(state)
   try {
     const volumeDir = c.store.volumeDir(req.volumeId)
-    const engine = await ensureEngine(c, req.volumeId, volumeDir)
+    // nbdfuse fixes its file's size at connect: the export advertises a ceiling and the loop device is limited to the volume.
+    const growable = req.attachMode === 'fuse'
+    const engine = await ensureEngine(c, req.volumeId, volumeDir, growable)
     state = { ...state, engine }
     await c.store.write(state)
     await c.onStep?.(req.volumeId, 'engine-started')
-    const device = await attachBlockDevice(req.attachMode, { exportName: req.volumeId, socketPath: engine.socketPath, volumeDir })
+    const sizeLimitBytes = growable ? await engineVolumeSizeBytes(engine.adminAddress, req.volumeId) : undefined
+    const device = await attachBlockDevice(req.attachMode, { exportName: req.volumeId, socketPath: engine.socketPath, volumeDir, sizeLimitBytes })
     state = { ...state, device }
     await c.store.write(state)
     await c.onStep?.(req.volumeId, 'attached')
@@ -68,9 +72,17 @@ async function mountFilesystem(req: StageRequest, device: string, fsType: FsType
 }
 
 /** A fresh engine: one left on the socket by an earlier, interrupted run is stopped first (it flushes on SIGTERM). */
-async function ensureEngine(c: StagerComponents, volumeId: string, volumeDir: string): Promise<NonNullable<VolumeState['engine']>> {
+async function ensureEngine(c: StagerComponents, volumeId: string, volumeDir: string, growable: boolean): Promise<NonNullable<VolumeState['engine']>> {
   await stopEngine(join(volumeDir, 'engine.sock'), c.engine.stopTimeoutMs)
-  return startEngine(c.engine, volumeId, volumeDir)
+  const exportSizeCeilingBytes = growable ? (c.engine.exportSizeCeilingBytes ?? DEFAULT_EXPORT_SIZE_CEILING_BYTES) : undefined
+  return startEngine(c.engine, volumeId, volumeDir, { exportSizeCeilingBytes })
+}
+
+/** The volume's size as its engine holds it (the export may advertise more). */
+async function engineVolumeSizeBytes(adminAddress: string, volumeId: string): Promise<number> {
+  const volume = (await new AdminClient({ address: adminAddress }).listVolumes()).find((v) => v.name === volumeId)
+  if (volume === undefined) throw new AttachFailedError(`the engine at ${adminAddress} does not serve volume ${volumeId}`)
+  return volume.sizeBytes
 }
 
 /**

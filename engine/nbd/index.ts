@@ -12,4 +12,5 @@ export {
   type ZeroOptions,
 } from './backend.js'
 export { MemoryBackend, type MemoryBackendInit } from './memory-backend.js'
+export { growableBackend, growableExports, SIZE_CEILING_MAX_BYTES } from './growable.js'
 export { FastZeroUnsupportedError, NbdProtocolError, NbdRequestRejectedError, toNbdErrno } from './errors.js'
