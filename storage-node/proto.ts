@@ -84,6 +84,23 @@ export interface WireStatsResponse {
   scrub?: ScrubStats | null
   repair?: RepairStats | null
 }
+export interface WireBloomFilter {
+  version: number
+  salt: Buffer
+  hashCount: number
+  bits: Buffer
+}
+export interface WireSweepRequest {
+  marked: WireBloomFilter | null
+  olderThanUnixMs: number
+  dryRun: boolean
+}
+export interface WireSweepResponse {
+  scannedShards: number
+  deletedShards: number
+  freedBytes: number
+  youngShards: number
+}
 let cached: { service: ServiceDefinition; Client: ServiceClientConstructor } | undefined
 
 /** The ShardService definition for servers and its client constructor; loaded once. */

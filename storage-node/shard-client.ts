@@ -9,7 +9,8 @@ import { UnauthenticatedError } from './auth.js'
 import { CapacityExceededError } from './capacity.js'
 import { CairnError, InvalidArgumentError, ResourceExhaustedError, ShuttingDownError } from '../core/errors.js'
 import { decodeShard, ShardCorruptError, ShardFormatError, type Shard, type ShardAddress } from '../core/shard.js'
-import { loadShardService, type WireGetShardResponse, type WireGetShardsResponse, type WireGetShardsResult, type WireListShardsResponse, type WirePutShardsResponse, type WireStatsResponse } from './proto.js'
+import { SweepBusyError, SweepCutoffError, type SweepRequest, type SweepResult } from './sweep.js'
+import { loadShardService, type WireSweepResponse, type WireGetShardResponse, type WireGetShardsResponse, type WireGetShardsResult, type WireListShardsResponse, type WirePutShardsResponse, type WireStatsResponse } from './proto.js'
 import {
   DataDirError,
   DiskFullError,
@@ -41,6 +42,8 @@ export const SHARD_SERVICE_ERRORS: readonly CairnErrorClass[] = [
   InvalidArgumentError,
   CapacityExceededError,
   UnauthenticatedError,
+  SweepBusyError,
+  SweepCutoffError,
 ]
 
 export interface ShardClientInit {
@@ -152,6 +155,14 @@ export class ShardClient {
     })
     const shards = res.shards.map((s) => ({ ...s, address: { chunkCid: new Uint8Array(s.address.chunkCid), index: s.address.index } }))
     return res.nextPageToken === '' ? { shards } : { shards, nextPageToken: res.nextPageToken }
+  }
+
+  /** Garbage collection's sweep on this node (storage-node/sweep.ts); it may run long, hence its own deadline. */
+  async sweep(request: SweepRequest, options: { deadlineMs?: number } = {}): Promise<SweepResult> {
+    const { marked } = request
+    const wire = { marked: { version: marked.version, salt: marked.salt, hashCount: marked.hashCount, bits: marked.bits }, olderThanUnixMs: request.olderThanUnixMs, dryRun: request.dryRun }
+    const res = await callUnary<WireSweepResponse>(this.client, 'sweep', wire, options.deadlineMs ?? 600_000, SHARD_SERVICE_ERRORS)
+    return { scannedShards: res.scannedShards, deletedShards: res.deletedShards, freedBytes: res.freedBytes, youngShards: res.youngShards }
   }
 
   async stats(): Promise<StoreStats> {

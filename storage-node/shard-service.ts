@@ -24,7 +24,10 @@ import type {
   WirePutShardsRequest,
   WirePutShardsResponse,
   WireStatsResponse,
+  WireSweepRequest,
+  WireSweepResponse,
 } from './proto.js'
+import { sweepShards, SweepBusyError } from './sweep.js'
 
 export interface ShardServiceLimits {
   /** Most shards (or addresses) in one batch. @default 1024 */
@@ -69,6 +72,7 @@ export function createShardService(limits: ShardServiceLimits, components: Shard
   let inFlight = 0
   const putStreams = new Set<PutStreamState>()
   let draining = false
+  let sweeping = false
 
   /** Runs one request under the in-flight budget, timing it and logging why it was rejected. */
   async function serve<T>(method: string, work: () => Promise<T>): Promise<T> {
@@ -125,6 +129,15 @@ export function createShardService(limits: ShardServiceLimits, components: Shard
     }),
     listShards: unary('ListShards', (req: WireListShardsRequest) => listShards(req, store)),
     stats: unary('Stats', async (): Promise<WireStatsResponse> => ({ ...(await store.stats()) })),
+    sweep: unary('Sweep', async (req: WireSweepRequest): Promise<WireSweepResponse> => {
+      if (sweeping) throw new SweepBusyError('a sweep is already running on this node')
+      sweeping = true
+      try {
+        return await sweepShards(store, toSweepRequest(req), { pageShards: limits.maxBatchShards })
+      } finally {
+        sweeping = false
+      }
+    }),
   }
   return {
     handlers,
@@ -285,6 +298,12 @@ function drainOrCancel(call: ServerWritableStream<WireAddressesRequest, WireGetS
 
 function shardError(err: CairnError): WireGetShardsResult['error'] {
   return { code: grpcCodeForKind(err.kind), name: err.name, message: err.message }
+}
+
+function toSweepRequest(req: WireSweepRequest): Parameters<typeof sweepShards>[1] {
+  if (req.marked == null) throw new ShardFormatError('missing marked')
+  const { version, salt, hashCount, bits } = req.marked
+  return { marked: { version, salt: new Uint8Array(salt), hashCount, bits: new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength) }, olderThanUnixMs: req.olderThanUnixMs, dryRun: req.dryRun }
 }
 
 async function listShards(req: WireListShardsRequest, store: ShardStore): Promise<WireListShardsResponse> {
