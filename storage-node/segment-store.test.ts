@@ -348,3 +348,111 @@ test('recovery truncates a zero-filled tail (space allocated, data never written
     await rm(dir, { recursive: true, force: true })
   }
 })
+
+/** A gate a test opens by hand: holds a write until the test lets it finish (or fail). */
+function gate(): { wait: Promise<void>; open: () => void; fail: (err: Error) => void } {
+  let open!: () => void
+  let fail!: (err: Error) => void
+  const wait = new Promise<void>((resolve, reject) => {
+    open = resolve
+    fail = reject
+  })
+  // Failing the gate before the write reaches it is not an unhandled rejection: the write awaits it later.
+  wait.catch(() => undefined)
+  return { wait, open, fail }
+}
+
+/** Lets every queued callback and microtask run a few times over: long enough for a premature ack to show. */
+async function settleTurns(turns = 20): Promise<void> {
+  for (let i = 0; i < turns; i++) await new Promise((resolve) => setImmediate(resolve))
+}
+
+/** Holds the active segment's next durable write at a gate; resolves `started` when the write was issued. */
+function holdNextWrite(store: SegmentShardStore, until: Promise<void>): Promise<void> {
+  const segment = store.active
+  const original = segment.writeDurably.bind(segment)
+  return new Promise((started) => {
+    segment.writeDurably = async (buffers, position) => {
+      segment.writeDurably = original
+      started()
+      const written = await original(buffers, position)
+      await until
+      return written
+    }
+  })
+}
+
+test('a put is acknowledged, and its shards become visible, only after the durable write covering them, even while the index flushes', async () => {
+  await withStore({ indexFlushRecords: 4, indexFlushIntervalMs: 3_600_000 }, async (store) => {
+    const first = Array.from({ length: 4 }, (_, i) => fixtureShard(i, 0, 1024))
+    const second = Array.from({ length: 4 }, (_, i) => fixtureShard(100 + i, 0, 1024))
+    await store.putShards(first)
+    const slow = gate()
+    const started = holdNextWrite(store, slow.wait)
+    let acked = false
+    const put = store.putShards(second).then((r) => {
+      acked = true
+      return r
+    })
+    await started
+    await settleTurns()
+    assert.equal(acked, false, 'no ack before the write returns')
+    assert.ok(store.index.lookup(first[0]!.header), 'the first group was indexed during the slow write')
+    assert.deepEqual(await store.hasShards(second.map((s) => s.header)), [false, false, false, false])
+    await assert.rejects(store.getShard(second[0]!.header), { name: 'ShardNotFoundError' })
+    slow.open()
+    assert.deepEqual(await put, { writtenCount: 4, existingCount: 0 })
+    await assertReadsBack(store, [...first, ...second])
+  })
+})
+
+test('a durable write that fails late acknowledges nothing and the same shards can be put again', async () => {
+  await withStore({ indexFlushRecords: 4 }, async (store) => {
+    const before = [fixtureShard(1, 0), fixtureShard(2, 0)]
+    await store.putShards(before)
+    const size = (await store.stats()).segmentBytes
+    const failing = gate()
+    const started = holdNextWrite(store, failing.wait)
+    const doomed = [fixtureShard(3, 0), fixtureShard(4, 0)]
+    const put = store.putShards(doomed)
+    await started
+    failing.fail(Object.assign(new Error('injected EIO'), { code: 'EIO' }))
+    await assert.rejects(put, { code: 'EIO' })
+    assert.deepEqual(await store.hasShards(doomed.map((s) => s.header)), [false, false])
+    assert.equal((await stat(store.active.path)).size, size, 'the unacknowledged tail is cut off')
+    assert.deepEqual(await store.putShards(doomed), { writtenCount: 2, existingCount: 0 })
+    await assertReadsBack(store, [...before, ...doomed])
+  })
+})
+
+test('after a restart the address filter is rebuilt from the index: re-puts find every stored shard, before and after it is ready', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-store-'))
+  let clock = 1_000
+  try {
+    let store = await reopen(dir, { indexFlushRecords: 8, nowMs: () => clock })
+    const shards = Array.from({ length: 20 }, (_, i) => fixtureShard(i, i % 6, 512))
+    for (let i = 0; i < shards.length; i += 5) await store.putShards(shards.slice(i, i + 5))
+    await store.stop()
+    store = await reopen(dir, { nowMs: () => clock })
+    try {
+      const bytes = (await store.stats()).segmentBytes
+      clock = 2_000
+      // Straight after start the build may still run: these puts look the index up.
+      assert.deepEqual(await store.putShards(shards.slice(0, 10)), { writtenCount: 0, existingCount: 10 })
+      assert.equal(await store.addressFilterReady(), true)
+      clock = 3_000
+      assert.deepEqual(await store.putShards(shards), { writtenCount: 0, existingCount: 20 })
+      const fresh = fixtureShard(99, 0, 512)
+      assert.deepEqual(await store.putShards([fresh, fresh]), { writtenCount: 1, existingCount: 1 })
+      const stats = await store.stats()
+      assert.equal(stats.shardCount, 21)
+      assert.equal(stats.segmentBytes, bytes + fresh.bytes.length, 're-puts wrote nothing')
+      const listed = (await store.listShards()).shards
+      assert.ok(listed.every((s) => s.lastPutUnixMs === 3_000), 're-puts refreshed every last-put time')
+    } finally {
+      await store.stop()
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})

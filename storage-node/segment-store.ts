@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import type { Logger } from '../core/logger.js'
 import { CairnError, ResourceExhaustedError, ShuttingDownError, assert } from '../core/errors.js'
 import { decodeShard, formatAddress, shardKey, ShardCorruptError, validateAddress, type Shard, type ShardAddress } from '../core/shard.js'
-import { asBuffer, SegmentIndex, type NewRecord, type ShardRow } from './segment-index.js'
+import { AddressFilter, asBuffer, SegmentIndex, type NewRecord, type ShardRow } from './segment-index.js'
 import { listSegmentFiles, scanRecords, SegmentFile, segmentFileName, syncDirectory } from './segment-file.js'
 import { compactSegment, pickCompactionCandidate } from './compaction.js'
 import type { StoreMetrics } from './metrics.js'
@@ -78,6 +78,13 @@ interface UnindexedRecord extends NewRecord {
   lastPutMs: number
 }
 
+/** A shard a group will write: its map key is computed once, and whether the index had no row for it. */
+interface PlannedWrite {
+  shard: Shard
+  key: string
+  fresh: boolean
+}
+
 interface PendingPut {
   shards: readonly Shard[]
   bytes: number
@@ -120,6 +127,13 @@ export class SegmentShardStore implements ShardStore {
    */
   private readonly unindexed = new Map<string, UnindexedRecord>()
   private indexTimer: NodeJS.Timeout | undefined
+  /**
+   * Every address the index or `unindexed` holds (and some deleted ones). Trusted only
+   * once `filterReady`: it is filled from the index in the background after start.
+   */
+  private filter = new AddressFilter(0)
+  private filterReady = false
+  private filterBuild: Promise<void> | undefined
 
   constructor(
     readonly init: SegmentStoreInit,
@@ -157,7 +171,40 @@ export class SegmentShardStore implements ShardStore {
       throw err
     }
     this.state = 'running'
+    this.filterBuild = this.buildFilter()
     this.scheduleCompaction()
+  }
+
+  /** Resolves when the background filter build has ended: true if puts of new shards now skip the index lookup. */
+  async addressFilterReady(): Promise<boolean> {
+    await this.filterBuild
+    return this.filterReady
+  }
+
+  /**
+   * Adds every indexed address to a new filter, a page per event-loop turn so a large
+   * index does not delay start or block requests; puts meanwhile add their own
+   * addresses and look every shard up. Addresses only enter the index through puts (or
+   * roll-forward, which is over by now), so once the scan ends the filter is complete.
+   */
+  private async buildFilter(): Promise<void> {
+    this.filter = new AddressFilter(Math.max(1 << 20, 2 * this.counts.shards))
+    let after: ShardAddress | undefined
+    try {
+      for (;;) {
+        const keys = this.index.keysAfter(after, 4096)
+        for (const [cid, idx] of keys) this.filter.add(cid, idx)
+        const last = keys[keys.length - 1]
+        if (last === undefined) break
+        after = { chunkCid: last[0], index: last[1] }
+        await new Promise((resolve) => setImmediate(resolve))
+        if (this.state !== 'running') return
+      }
+      this.filterReady = true
+    } catch (err) {
+      // Without the filter every put looks its shards up: slower, never wrong.
+      this.components.logger.error({ err }, 'building the shard address filter failed')
+    }
   }
 
   async stop(): Promise<void> {
@@ -165,6 +212,7 @@ export class SegmentShardStore implements ShardStore {
     if (this.state !== 'running') return
     this.state = 'stopping'
     clearTimeout(this.compactTimer)
+    await this.filterBuild
     // Puts already accepted are committed (and fsynced) before the files close.
     while (this.writing !== undefined) await this.writing
     await this.compacting?.catch(() => undefined)
@@ -308,7 +356,7 @@ export class SegmentShardStore implements ShardStore {
   private async commitGroup(group: readonly PendingPut[]): Promise<void> {
     const nowMs = this.options.nowMs()
     const planned = new Set<string>()
-    const toWrite: Shard[] = []
+    const toWrite: PlannedWrite[] = []
     const touched: ShardAddress[] = []
     for (const put of group) {
       for (const shard of put.shards) {
@@ -318,9 +366,11 @@ export class SegmentShardStore implements ShardStore {
           continue
         }
         planned.add(key)
-        const row = this.findRow(shard.header, key)
+        // New data is the common case: the filter answers it without an index lookup.
+        const known = !this.filterReady || this.filter.mayContain(shard.header.chunkCid, shard.header.index)
+        const row = known ? this.findRow(shard.header, key) : undefined
         if (row === undefined || row.corrupt) {
-          toWrite.push(shard)
+          toWrite.push({ shard, key, fresh: row === undefined })
           put.result.writtenCount += 1
           continue
         }
@@ -340,19 +390,14 @@ export class SegmentShardStore implements ShardStore {
    * O_DSYNC writev). While it runs in the thread pool, earlier groups' records are indexed
    * (if enough wait): the index transaction costs the ack path no extra time.
    */
-  private async appendAndFsync(shards: readonly Shard[], nowMs: number): Promise<void> {
-    const totalBytes = shards.reduce((sum, s) => sum + s.bytes.length, 0)
+  private async appendAndFsync(writes: readonly PlannedWrite[], nowMs: number): Promise<void> {
+    let totalBytes = 0
+    for (const w of writes) totalBytes += w.shard.bytes.length
     if (this.activeSizeBytes > 0 && this.activeSizeBytes + totalBytes > this.options.segmentSizeBytes) await this.rollSegment()
     const start = this.activeSizeBytes
-    const records: UnindexedRecord[] = []
-    let offset = start
-    for (const s of shards) {
-      records.push({ cid: s.header.chunkCid, index: s.header.index, offsetBytes: offset, lengthBytes: s.bytes.length, lastPutMs: nowMs })
-      offset += s.bytes.length
-    }
     try {
       const stopTimer = this.components.metrics?.fsyncSeconds.startTimer()
-      const written = writeAll(this.active, shards.map((s) => s.bytes), start)
+      const written = writeAll(this.active, writes, start)
       // The durable write is the longest wait of a put: the main thread indexes earlier groups meanwhile.
       const flushError = this.flushIndexIfDue()
       await written
@@ -364,9 +409,15 @@ export class SegmentShardStore implements ShardStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw new DiskFullError('no space left for shard data', { cause: err })
       throw err
     }
-    records.forEach((r, i) => this.unindexed.set(shardKey((shards[i] as Shard).header), r))
+    let offset = start
+    for (const { shard, key, fresh } of writes) {
+      const { chunkCid, index } = shard.header
+      this.unindexed.set(key, { cid: chunkCid, index, offsetBytes: offset, lengthBytes: shard.bytes.length, lastPutMs: nowMs, fresh })
+      this.filter.add(chunkCid, index)
+      offset += shard.bytes.length
+    }
     this.activeSizeBytes = offset
-    this.counts.shards += records.length
+    this.counts.shards += writes.length
     this.counts.bytes += totalBytes
     this.updateGauges()
     this.scheduleIndexFlush()
@@ -627,12 +678,12 @@ export class SegmentShardStore implements ShardStore {
   }
 }
 
-/** Writes `buffers` durably at `positionBytes`: when this resolves they survive power loss. */
-async function writeAll(segment: SegmentFile, buffers: readonly Uint8Array[], positionBytes: number): Promise<void> {
+/** Writes the shards durably at `positionBytes`: when this resolves they survive power loss. */
+async function writeAll(segment: SegmentFile, writes: readonly PlannedWrite[], positionBytes: number): Promise<void> {
   // writev takes at most IOV_MAX (1024) buffers per call on Linux; each call is one sync.
   let position = positionBytes
-  for (let i = 0; i < buffers.length; i += 1024) {
-    const slice = buffers.slice(i, i + 1024)
+  for (let i = 0; i < writes.length; i += 1024) {
+    const slice = writes.slice(i, i + 1024).map((w) => w.shard.bytes)
     const expected = slice.reduce((sum, b) => sum + b.length, 0)
     const bytesWritten = await segment.writeDurably(slice, position)
     if (bytesWritten !== expected) throw new DataDirError(`short write to segment ${segment.id}: ${bytesWritten} of ${expected} bytes`)

@@ -1,0 +1,57 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { AddressFilter, SegmentIndex } from './segment-index.js'
+import { fixtureCid } from './fixtures.js'
+
+/** A 36-byte CID-shaped key from a seeded xorshift32 stream. */
+function seededCids(seed: number, count: number): Uint8Array[] {
+  let x = seed >>> 0 || 1
+  return Array.from({ length: count }, () => {
+    const cid = new Uint8Array(36)
+    cid.set([0x01, 0x55, 0x12, 0x20])
+    for (let i = 4; i < cid.length; i++) {
+      x ^= x << 13
+      x ^= x >>> 17
+      x ^= x << 5
+      cid[i] = x & 0xff
+    }
+    return cid
+  })
+}
+
+test('the address filter never forgets an address, across layers, and rarely claims an absent one', () => {
+  const seed = 0x5eed
+  const added = seededCids(seed, 5000)
+  const absent = seededCids(seed + 1, 20_000)
+  // 1024 addresses per first layer: 5000 need three more layers.
+  const filter = new AddressFilter(1024)
+  added.forEach((cid, i) => filter.add(cid, i % 32))
+  added.forEach((cid, i) => assert.ok(filter.mayContain(cid, i % 32), `seed ${seed}: address ${i} was added`))
+  // The same CID under another index is another address.
+  const otherIndex = added.filter((cid, i) => filter.mayContain(cid, (i % 32) + 100)).length
+  const falsePositives = absent.filter((cid) => filter.mayContain(cid, 0)).length
+  assert.ok(falsePositives < absent.length * 0.05, `seed ${seed}: ${falsePositives} false positives of ${absent.length}`)
+  assert.ok(otherIndex < added.length * 0.05, `seed ${seed}: ${otherIndex} false positives by index`)
+})
+
+test('commitWrites of a record believed fresh replaces a row that exists after all, keeping live bytes right', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-index-'))
+  const index = new SegmentIndex(join(dir, 'index.sqlite'))
+  try {
+    index.addSegment(1, 'active')
+    const cid = fixtureCid('fresh-conflict')
+    assert.deepEqual(index.commitWrites(1, 100, [{ cid, index: 2, offsetBytes: 0, lengthBytes: 100, lastPutMs: 1, fresh: true }]), { count: 0, bytes: 0, corrupt: 0 })
+    const again = index.commitWrites(1, 180, [{ cid, index: 2, offsetBytes: 100, lengthBytes: 80, lastPutMs: 2, fresh: true }])
+    assert.deepEqual(again, { count: 1, bytes: 100, corrupt: 0 })
+    const row = index.lookup({ chunkCid: cid, index: 2 })
+    assert.equal(row?.offset, 100)
+    assert.equal(row?.lastPutMs, 2)
+    assert.deepEqual(index.segments()[0], { id: 1, state: 'active', sizeBytes: 180, liveBytes: 80 })
+  } finally {
+    index.close()
+    await rm(dir, { recursive: true, force: true })
+  }
+})
