@@ -5,6 +5,7 @@
  * same disk; then random reads from the page cache.
  */
 import { execFile } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -35,14 +36,23 @@ export const shardStoreSuite: BenchSuite = async function* (options: BenchOption
   const batchBytes = writeData[0]!.reduce((sum, s) => sum + s.bytes.length, 0)
   const settings = { shardsPerBatch: SHARDS_PER_BATCH, shardPayloadBytes: PAYLOAD_BYTES, bytesPerFsync: batchBytes, batches, fsync: 'per batch', rounds }
   const fio: number[] = []
+  const fioCpu: number[] = []
   const store: number[] = []
+  const storeCpu: number[] = []
+  const storeMainCpu: number[] = []
   const reads: number[] = []
   for (let round = 0; round < rounds; round++) {
     // Alternate which side goes first so neither always inherits the other's writeback.
-    const fioRun = (): Promise<void> => fioWrite(options.workDir, batchBytes, batches).then((v) => void fio.push(v))
+    const fioRun = (): Promise<void> =>
+      fioWrite(options.workDir, batchBytes, batches).then((r) => {
+        fio.push(r.mbPerSecond)
+        fioCpu.push(r.cpuUsPerShard)
+      })
     const storeRun = (): Promise<void> =>
       storeWriteRead(join(options.workDir, 'store'), writeData).then((r) => {
         store.push(r.mbPerSecond)
+        storeCpu.push(r.cpuUsPerShard)
+        if (r.mainThreadCpuUsPerShard !== undefined) storeMainCpu.push(r.mainThreadCpuUsPerShard)
         reads.push(r.readShardsPerSecond)
       })
     if (round % 2 === 0) await fioRun().then(storeRun)
@@ -52,6 +62,10 @@ export const shardStoreSuite: BenchSuite = async function* (options: BenchOption
   yield summarize('shard-store.write.fio-reference', fio, 'MB/s', { ...settings, tool: `fio ${FIO_ARGS.slice(1, -1).join(' ')} --bs=${batchBytes}` })
   yield summarize('shard-store.write.store', store, 'MB/s', settings)
   yield summarize('shard-store.write.store-vs-fio', ratios, 'ratio', { ...settings, target: 0.7, pairing: 'per round' })
+  // CPU is what the shared machine's load distorts least: wall-clock ratios swing with other processes.
+  yield summarize('shard-store.write.fio-cpu', fioCpu, 'us/shard', { ...settings, what: 'fio usr+sys over its job runtime, per 16 KiB shard written' })
+  yield summarize('shard-store.write.store-cpu', storeCpu, 'us/shard', { ...settings, what: 'process user+sys (all threads) over the put loop, per shard' })
+  if (storeMainCpu.length > 0) yield summarize('shard-store.write.store-main-thread-cpu', storeMainCpu, 'us/shard', { ...settings, what: 'event-loop thread user+sys over the put loop, per shard (10 ms ticks)' })
   yield summarize('shard-store.read.store-random', reads, 'shards/s', { shardPayloadBytes: PAYLOAD_BYTES, api: 'getShards', batch: SHARDS_PER_BATCH, target: 50_000, source: 'page cache', rounds })
 
   const grpc = await grpcWriteRead(join(options.workDir, 'grpc'), makeBatches(batches, 1_000_000))
@@ -98,25 +112,54 @@ function makeBatches(count: number, seedBase: number): Shard[][] {
  * fio appending `batches` writes of exactly one encoded batch each (payloads and shard
  * headers), fsync after each: the store's bytes and fsync cadence, on the same file system.
  */
-async function fioWrite(workDir: string, batchBytes: number, batches: number): Promise<number> {
+async function fioWrite(workDir: string, batchBytes: number, batches: number): Promise<{ mbPerSecond: number; cpuUsPerShard: number }> {
   const dir = join(workDir, 'fio')
   await mkdir(dir, { recursive: true })
   try {
     const { stdout } = await run('fio', [...FIO_ARGS, `--bs=${batchBytes}`, `--size=${batchBytes * batches}`, `--directory=${dir}`], { maxBuffer: 16 * 1024 * 1024 })
-    const report = JSON.parse(stdout) as { jobs: Array<{ write: { bw_bytes: number } }> }
-    return (report.jobs[0]?.write.bw_bytes ?? NaN) / 1e6
+    const report = JSON.parse(stdout) as { jobs: Array<{ write: { bw_bytes: number }; job_runtime: number; usr_cpu: number; sys_cpu: number }> }
+    const job = report.jobs[0]
+    if (job === undefined) return { mbPerSecond: NaN, cpuUsPerShard: NaN }
+    // usr_cpu and sys_cpu are percentages of the job's runtime (ms).
+    const cpuUs = ((job.usr_cpu + job.sys_cpu) / 100) * job.job_runtime * 1000
+    return { mbPerSecond: job.write.bw_bytes / 1e6, cpuUsPerShard: cpuUs / (batches * SHARDS_PER_BATCH) }
   } finally {
     await rm(dir, { recursive: true, force: true })
   }
 }
 
-async function storeWriteRead(dataDir: string, data: Shard[][]): Promise<{ mbPerSecond: number; readShardsPerSecond: number }> {
+interface StoreRun {
+  mbPerSecond: number
+  cpuUsPerShard: number
+  mainThreadCpuUsPerShard: number | undefined
+  readShardsPerSecond: number
+}
+
+/**
+ * CPU time of the event-loop thread (user + system, µs) from /proc, in 10 ms ticks
+ * (USER_HZ 100); undefined where /proc is missing. process.cpuUsage counts every thread.
+ */
+function mainThreadCpuUs(): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) * 10_000
+  } catch {
+    return undefined
+  }
+}
+
+async function storeWriteRead(dataDir: string, data: Shard[][]): Promise<StoreRun> {
   const store = createSegmentShardStore({ dataDir, compactionIntervalMs: 0 }, { logger: silentLogger() })
   await store.start()
   try {
+    const mainBefore = mainThreadCpuUs()
+    const cpuBefore = process.cpuUsage()
     const started = process.hrtime.bigint()
     for (const batch of data) await store.putShards(batch)
     const seconds = Number(process.hrtime.bigint() - started) / 1e9
+    const cpu = process.cpuUsage(cpuBefore)
+    const mainAfter = mainThreadCpuUs()
     const all = data.flat()
     const reads = Math.max(20_000, all.length * 4)
     let x = 12345
@@ -129,7 +172,12 @@ async function storeWriteRead(dataDir: string, data: Shard[][]): Promise<{ mbPer
       for (const r of await store.getShards(addresses)) if (!r.ok) throw r.error
     }
     const readSeconds = Number(process.hrtime.bigint() - readStart) / 1e9
-    return { mbPerSecond: encodedBytes(data) / seconds / 1e6, readShardsPerSecond: reads / readSeconds }
+    return {
+      mbPerSecond: encodedBytes(data) / seconds / 1e6,
+      cpuUsPerShard: (cpu.user + cpu.system) / all.length,
+      mainThreadCpuUsPerShard: mainBefore === undefined || mainAfter === undefined ? undefined : (mainAfter - mainBefore) / all.length,
+      readShardsPerSecond: reads / readSeconds,
+    }
   } finally {
     await store.stop()
     await rm(dataDir, { recursive: true, force: true })
