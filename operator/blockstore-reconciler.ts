@@ -5,9 +5,26 @@
  * status with the cluster map. It writes only what differs, so running it
  * twice, or after a crash at any point, converges to the same state.
  */
-import { BLOCKSTORE_FINALIZER, BLOCKSTORE_LABEL, IN_USE_FINALIZER, CAPACITY_BYTES_ANNOTATION, SPEC_HASH_ANNOTATION, CONDITION, REASON, USED_BYTES_ANNOTATION, ownedNames, storageNodeLabel } from './constants.js'
+import {
+  BLOCKSTORE_FINALIZER,
+  BLOCKSTORE_LABEL,
+  CAPACITY_BYTES_ANNOTATION,
+  COMPONENT_LABEL,
+  CONDITION,
+  FIELD_MANAGER,
+  IN_USE_FINALIZER,
+  MANAGED_BY_LABEL,
+  NAME_LABEL,
+  REASON,
+  SPEC_HASH_ANNOTATION,
+  STORAGE_NODE_SERVICE_ACCOUNT,
+  USED_BYTES_ANNOTATION,
+  ownedNames,
+  storageNodeLabel,
+} from './constants.js'
 import type { ReconcilerContext } from './context.js'
-import { buildMembers, nextClusterMap, nodeEligibility } from './membership.js'
+import { buildMembers, durabilityOf, memberReadiness, nextClusterMap, nodeEligibility, type MemberInputs } from './membership.js'
+import { durabilityStatus } from './durability-status.js'
 import { releaseWhenUnused } from './in-use.js'
 import { ensureFinalizer, setCondition, updateStatus } from './status.js'
 import { desiredDaemonSet, desiredService, isOwnedBy, newSecret, specHash } from './storage-node-objects.js'
@@ -15,8 +32,11 @@ import { tryParseQuantity } from './quantity.js'
 import type { BlockStoreObject, BlockStoreStatus, CrdMember, DaemonSetObject, NodeObject } from './types.js'
 import type { UsageReport } from './usage-poller.js'
 
-/** Reconciles the BlockStore `name`. */
-export async function reconcileBlockStore(ctx: ReconcilerContext, name: string): Promise<void> {
+/**
+ * Reconciles the BlockStore `name`.
+ * @returns milliseconds after which to run again: when a not-ready member's down timeout runs out
+ */
+export async function reconcileBlockStore(ctx: ReconcilerContext, name: string): Promise<number | void> {
   let found = await ctx.kube.getCr<BlockStoreObject>('BlockStore', name)
   if (found?.metadata.deletionTimestamp !== undefined) found = await releaseWhenUnused(ctx, 'BlockStore', found, 'blockStore')
   // Still in use by volumes: keep serving them until the ControlPlane's protection lets go.
@@ -24,6 +44,7 @@ export async function reconcileBlockStore(ctx: ReconcilerContext, name: string):
   if (found === undefined || (found.metadata.deletionTimestamp !== undefined && !inUse)) {
     // Gone (or going): the labels are the one thing owner references cannot clean up.
     await syncNodeLabels(ctx, name, new Set())
+    ctx.notReady.forget(name)
     if (found !== undefined) await ensureFinalizer(ctx.kube, 'BlockStore', found, BLOCKSTORE_FINALIZER, false)
     return
   }
@@ -32,18 +53,67 @@ export async function reconcileBlockStore(ctx: ReconcilerContext, name: string):
   const eligible = nodes.filter((n) => nodeEligibility(bs.spec, n).eligible)
   await syncNodeLabels(ctx, name, new Set(eligible.map((n) => n.metadata.name)))
   await ensureSecret(ctx, bs)
+  await ensureServiceAccount(ctx)
   await ensureOwned(ctx, bs, 'Service', desiredService(bs, ctx.namespace))
   const ds = await ensureOwned(ctx, bs, 'DaemonSet', desiredDaemonSet(bs, ctx.namespace, ctx.image))
   const pods = ctx.caches.pods.list().filter((p) => p.metadata.labels?.[BLOCKSTORE_LABEL] === name)
   const reports = ctx.usage.reports(name)
-  const capacityByNode = new Map([...reports].map(([node, r]) => [node, r.capacityBytes]))
+  const nowMs = ctx.now()
+  const notReadySinceMs = ctx.notReady.observe(name, memberReadiness(eligible, pods), nowMs)
+  const downTimeoutMs = durabilityOf(bs.spec).memberDownTimeoutSeconds * 1000
+  const inputs: MemberInputs = {
+    capacityByNode: new Map([...reports].map(([node, r]) => [node, r.capacityBytes])),
+    peerIdByNode: new Map([...reports].flatMap(([node, r]) => (r.peerId === undefined ? [] : [[node, r.peerId] as const]))),
+    notReadySinceMs,
+    nowMs,
+    downTimeoutMs,
+  }
   const nodeByName = new Map(nodes.map((n) => [n.metadata.name, n]))
-  await updateStatus<BlockStoreObject>(ctx.kube, 'BlockStore', name, (fresh) => {
+  let before: readonly CrdMember[] = []
+  let after: readonly CrdMember[] = []
+  const written = await updateStatus<BlockStoreObject>(ctx.kube, 'BlockStore', name, (fresh) => {
     if (fresh.metadata.uid !== bs.metadata.uid) return undefined
     // Built from the fresh object: the weights and addresses a member keeps are the ones stored now.
-    const members = buildMembers(bs.spec, eligible, pods, { previous: fresh.status?.clusterMap?.members, capacityByNode })
+    before = fresh.status?.clusterMap?.members ?? []
+    const members = buildMembers(bs.spec, eligible, pods, { ...inputs, previous: before })
+    after = members
     return blockStoreStatus(fresh, members, ds as DaemonSetObject, { nodes: nodeByName, reports })
   })
+  if (written !== undefined) await recordMemberChanges(ctx, written, before, after)
+  return nextDownDeadlineMs(after, notReadySinceMs, nowMs, downTimeoutMs)
+}
+
+/** When the next Up member that is not ready runs out of time (ms from now), or undefined. */
+function nextDownDeadlineMs(members: readonly CrdMember[], notReadySinceMs: ReadonlyMap<string, number>, nowMs: number, downTimeoutMs: number): number | undefined {
+  let next: number | undefined
+  for (const m of members) {
+    const since = notReadySinceMs.get(m.id)
+    if (since === undefined || m.state === 'Down' || m.state === 'Joining') continue
+    const left = Math.max(1, since + downTimeoutMs - nowMs)
+    next = next === undefined ? left : Math.min(next, left)
+  }
+  return next
+}
+
+/** An Event when a member goes Down or comes back Up: the moments repair starts and stops caring. */
+async function recordMemberChanges(ctx: ReconcilerContext, bs: BlockStoreObject, before: readonly CrdMember[], after: readonly CrdMember[]): Promise<void> {
+  const old = new Map(before.map((m) => [m.id, m.state]))
+  for (const m of after) {
+    const was = old.get(m.id)
+    if (was === m.state || was === undefined) continue
+    if (m.state === 'Down') await ctx.events.record(bs, 'BlockStore', 'Warning', REASON.MemberDown, `member ${m.id} is Down: not ready for the member down timeout; its shards are rebuilt on the other members`)
+    else if (m.state === 'Up' && was === 'Down') await ctx.events.record(bs, 'BlockStore', 'Normal', REASON.MemberUp, `member ${m.id} is Up again`)
+  }
+}
+
+/** The storage nodes' ServiceAccount (one per namespace, not owned: every block store's pods share it). Its read access to BlockStores comes from the Helm chart's ClusterRoleBinding. */
+async function ensureServiceAccount(ctx: ReconcilerContext): Promise<void> {
+  const { kube, namespace } = ctx
+  const name = STORAGE_NODE_SERVICE_ACCOUNT
+  const existing = await kube.readOptional(`get serviceaccount ${name}`, () => kube.core.readNamespacedServiceAccount({ name, namespace }))
+  if (existing !== undefined) return
+  const body = { metadata: { name, namespace, labels: { [NAME_LABEL]: 'cairn', [COMPONENT_LABEL]: 'storage-node', [MANAGED_BY_LABEL]: FIELD_MANAGER } } }
+  await kube.write('ServiceAccount', `create serviceaccount ${name}`, () => kube.core.createNamespacedServiceAccount({ namespace, body }))
 }
 
 /** Sets the BlockStore's label on `eligible` nodes and removes it from every other node. */
@@ -121,6 +191,7 @@ function blockStoreStatus(fresh: BlockStoreObject, members: CrdMember[], ds: Dae
     capacityBytes,
     usedBytes,
     clusterMap: nextClusterMap(old.clusterMap, members),
+    ...durabilityStatus(observed.reports, old),
     conditions,
   }
 }

@@ -92,8 +92,18 @@ export const REASON = {
   SnapshotReady: 'SnapshotReady',
   SnapshotPending: 'SnapshotPending',
   Deleting: 'Deleting',
+  MemberDown: 'MemberDown',
+  MemberUp: 'MemberUp',
+  GarbageCollected: 'GarbageCollected',
+  GarbageCollectionFailed: 'GarbageCollectionFailed',
 } as const
 
 /** Storage-node ports, as `cairn storage-node` listens in the DaemonSet. */
 export const GRPC_PORT = 7700
 export const METRICS_PORT = 9700
+/** The storage nodes' libp2p mesh (repair and rebalance transfers, heartbeats). */
+export const MESH_PORT = 7800
+
+/** ServiceAccount of the storage-node pods, in the operator's namespace: it may read BlockStores (the cluster map). */
+export const STORAGE_NODE_SERVICE_ACCOUNT = 'cairn-storage-node'
+

@@ -3,6 +3,7 @@ import type { Logger } from '../core/logger.js'
 import type { EventRecorder } from './events.js'
 import type { Informer } from './informer.js'
 import type { KubeClient } from './kube.js'
+import type { NotReadyTracker } from './not-ready-tracker.js'
 import type { UsageReports } from './usage-poller.js'
 import type {
   BlockStoreObject,
@@ -33,6 +34,10 @@ export interface ReconcilerContext {
   namespace: string
   /** Storage-node image when a BlockStore names none: the operator's own. */
   image: string
-  /** What each storage node last reported of its allocation and usage. */
+  /** What each storage node last reported of its allocation, usage, peer id, scrub and repair. */
   usage: UsageReports
+  /** Since when members have been not ready (member down timeout). */
+  notReady: NotReadyTracker
+  /** The clock member timeouts and GC schedules are judged by (Unix ms); tests inject one. */
+  now: () => number
 }

@@ -18,7 +18,9 @@ import { reconcileStoragePolicy } from './policy-reconciler.js'
 import type { KubeObject } from './types.js'
 import { reconcileSnapshot, reconcileVolume } from './volume-reconciler.js'
 import { WorkQueue, type WorkQueueInit } from './work-queue.js'
-import { UsagePoller, type UsagePollerInit } from './usage-poller.js'
+import { UsagePoller, type StatsDialer, type UsagePollerInit } from './usage-poller.js'
+import { GcScheduler, type GcRunner, type GcSchedulerInit } from './gc-schedule.js'
+import { NotReadyTracker } from './not-ready-tracker.js'
 
 export interface ControllersInit {
   namespace: string
@@ -30,6 +32,8 @@ export interface ControllersInit {
   watchTimeoutSeconds: number
   /** Storage-node usage polling (operator/usage-poller.ts); namespace comes from above. */
   usage?: Omit<UsagePollerInit, 'namespace'>
+  /** Scheduled garbage collection; none without a runner. */
+  gc?: GcSchedulerInit & { runner: GcRunner }
 }
 
 export interface ControllersComponents {
@@ -38,9 +42,13 @@ export interface ControllersComponents {
   logger: Logger
   metrics: OperatorMetrics
   events: EventRecorder
+  /** Unix ms; member down timeouts and GC schedules are judged by it. */
+  now: () => number
+  /** @default a gRPC ShardClient */
+  statsDialer?: StatsDialer
 }
 
-const RECONCILERS: Record<CairnKind, (ctx: ReconcilerContext, name: string) => Promise<void>> = {
+const RECONCILERS: Record<CairnKind, (ctx: ReconcilerContext, name: string) => Promise<number | void>> = {
   BlockStore: reconcileBlockStore,
   StoragePolicy: reconcileStoragePolicy,
   Volume: reconcileVolume,
@@ -51,6 +59,9 @@ export class Controllers implements Startable {
   readonly caches: Caches
   readonly queues: Record<CairnKind, WorkQueue>
   readonly usage: UsagePoller
+  /** Present when the operator was given a GC runner. */
+  readonly gc: GcScheduler | undefined
+  private readonly notReady = new NotReadyTracker()
   private resyncTimer: NodeJS.Timeout | undefined
   private stopped = false
   private signalStop!: () => void
@@ -65,7 +76,12 @@ export class Controllers implements Startable {
     this.usage = new UsagePoller(
       { ...init.usage, namespace: init.namespace },
       { kube: components.kube, caches: this.caches, logger: components.logger, onChange: (blockStore) => this.queues.BlockStore.add(blockStore) },
+      components.statsDialer,
     )
+    const gc = init.gc
+    this.gc = gc === undefined
+      ? undefined
+      : new GcScheduler(gc, { runner: gc.runner, kube: components.kube, caches: this.caches, events: components.events, logger: components.logger, metrics: components.metrics, now: components.now })
   }
 
   private makeQueues(): Record<CairnKind, WorkQueue> {
@@ -90,7 +106,7 @@ export class Controllers implements Startable {
 
   private context(): ReconcilerContext {
     const { kube, logger, events } = this.components
-    return { kube, logger, events, caches: this.caches, namespace: this.init.namespace, image: this.init.image, usage: this.usage }
+    return { kube, logger, events, caches: this.caches, namespace: this.init.namespace, image: this.init.image, usage: this.usage, notReady: this.notReady, now: this.components.now }
   }
 
   private informer<T extends KubeObject>(init: Omit<InformerInit<T>, 'watchTimeoutSeconds'>): Informer<T> {
@@ -180,6 +196,7 @@ export class Controllers implements Startable {
     if (this.stopped) return
     for (const queue of Object.values(this.queues)) await queue.start()
     await this.usage.start()
+    await this.gc?.start()
     this.resync()
   }
 
@@ -199,6 +216,7 @@ export class Controllers implements Startable {
     this.stopped = true
     this.signalStop()
     clearTimeout(this.resyncTimer)
+    await this.gc?.stop()
     await this.usage.stop()
     await Promise.all(Object.values(this.queues).map((q) => q.stop()))
     await Promise.all((Object.values(this.caches) as Informer<KubeObject>[]).map((i) => i.stop()))

@@ -8,10 +8,11 @@ import {
   DISK_BYTES_LABEL,
   GRPC_PORT,
   HOSTNAME_LABEL,
+  MESH_PORT,
   PEER_ID_ANNOTATION,
 } from './constants.js'
 import { tryParseQuantity } from './quantity.js'
-import type { BlockStoreSpec, CrdClusterMap, CrdMember, LabelSelector, NodeObject, PodObject } from './types.js'
+import type { BlockStoreSpec, CrdClusterMap, DurabilitySpec, CrdMember, LabelSelector, NodeObject, PodObject } from './types.js'
 
 /** CRD defaults (crds/blockstore.yaml); repeated here because a status write may race the defaulting of an old object. */
 export const BLOCKSTORE_DEFAULTS = {
@@ -21,6 +22,22 @@ export const BLOCKSTORE_DEFAULTS = {
   fraction: 0.8,
   failureDomainKey: 'topology.kubernetes.io/zone',
 } as const
+
+/** CRD defaults of `spec.durability` (crds/blockstore.yaml). */
+export const DURABILITY_DEFAULTS = {
+  memberDownTimeoutSeconds: 600,
+  scrubBytesPerSecond: 8 * 2 ** 20,
+  scrubIntervalSeconds: 86_400,
+  repairBandwidthBytesPerSecond: 64 * 2 ** 20,
+  repairIntervalSeconds: 60,
+  gcIntervalSeconds: 3600,
+  gcGracePeriodSeconds: 3600,
+} as const
+
+/** The BlockStore's durability settings with the CRD defaults filled in. */
+export function durabilityOf(spec: BlockStoreSpec): Required<DurabilitySpec> {
+  return { ...DURABILITY_DEFAULTS, ...spec.durability }
+}
 
 /** Whether `labels` match a Kubernetes label selector; an empty selector matches everything. */
 export function matchesSelector(selector: LabelSelector | undefined, labels: Record<string, string> = {}): boolean {
@@ -106,10 +123,18 @@ export interface MemberInputs {
   previous?: readonly CrdMember[]
   /** Allocations the storage nodes reported, by node name (operator/usage-poller.ts). */
   capacityByNode?: ReadonlyMap<string, number>
+  /** Mesh peer ids the storage nodes reported in Stats, by node name. */
+  peerIdByNode?: ReadonlyMap<string, string>
+  /** Since when (Unix ms) each member has been seen not ready, by member id (operator/not-ready-tracker.ts). */
+  notReadySinceMs?: ReadonlyMap<string, number>
+  /** The clock reading the timeout is judged at. @default Date.now() */
+  nowMs?: number
+  /** How long an Up member may be not ready before it is Down. @default 0 (at once) */
+  downTimeoutMs?: number
 }
 
-function hostPort(ip: string): string {
-  return `${ip.includes(':') ? `[${ip}]` : ip}:${GRPC_PORT}`
+function hostPort(ip: string, port: number): string {
+  return `${ip.includes(':') ? `[${ip}]` : ip}:${port}`
 }
 
 /** The storage-node pod of each node: a ready one when there are several (a rollout), else any not being deleted. */
@@ -124,33 +149,63 @@ function podsByNode(pods: readonly PodObject[]): Map<string, PodObject> {
   return byNode
 }
 
+/** Whether each eligible node serves right now: the node is not NotReady and its storage-node pod is ready with an IP. By node name. */
+export function memberReadiness(eligible: readonly NodeObject[], pods: readonly PodObject[]): Map<string, boolean> {
+  const podByNode = podsByNode(pods)
+  return new Map(eligible.map((node) => {
+    const pod = podByNode.get(node.metadata.name)
+    return [node.metadata.name, isReady(node.status?.conditions) !== false && pod !== undefined && podIsReady(pod)]
+  }))
+}
+
 /**
- * One cluster-map member per eligible node, sorted by id. A member is Up only
- * when its node is not NotReady and its storage-node pod is ready with an IP;
- * its address is then that pod's IP and the gRPC port. Otherwise it is Down and
- * keeps the address it had (or, never having had a pod, the node name), which
- * nobody dials while it is Down. Weight: the allocation the node reported, else
- * the published weight (so an operator restart, which forgets reports, does not
- * move the epoch), else the estimate from the node's disk.
+ * The state of a member from its readiness and what was published. A member
+ * that never served is Joining (it holds nothing to rebuild). An Up member
+ * that stops being ready stays Up for the down timeout, so a pod restart or a
+ * rolling update never sends its shards to be rebuilt elsewhere; past the
+ * timeout it is Down, and it stays Down until it is ready again.
+ */
+export function memberState(ready: boolean, before: CrdMember | undefined, notReadySinceMs: number | undefined, nowMs: number, downTimeoutMs: number): CrdMember['state'] {
+  if (ready) return 'Up'
+  if (before === undefined || before.state === 'Joining') return 'Joining'
+  if (before.state === 'Down') return 'Down'
+  return nowMs - (notReadySinceMs ?? nowMs) >= downTimeoutMs ? 'Down' : before.state
+}
+
+/**
+ * One cluster-map member per eligible node, sorted by id; its state from
+ * {@link memberState}. Its address is its pod's IP with the gRPC port and its
+ * mesh address the same IP with the mesh port; without a pod IP it keeps what
+ * it had (or, never having had a pod, the node name and no mesh address),
+ * which nobody dials while it does not serve. Peer id: what the node itself
+ * reported in Stats, else the `cairn.dev/peer-id` annotation, else the
+ * published one (an operator restart forgets reports and must not drop it).
+ * Weight: the allocation the node reported, else the published weight, else
+ * the estimate from the node's disk.
  */
 export function buildMembers(spec: BlockStoreSpec, eligible: readonly NodeObject[], pods: readonly PodObject[], inputs: MemberInputs = {}): CrdMember[] {
   const podByNode = podsByNode(pods)
+  const readiness = memberReadiness(eligible, pods)
   const previous = new Map((inputs.previous ?? []).map((m) => [m.id, m]))
+  const nowMs = inputs.nowMs ?? Date.now()
   const members = eligible.map((node): CrdMember => {
     const name = node.metadata.name
-    const pod = podByNode.get(name)
     const before = previous.get(name)
-    const podIp = pod?.status?.podIP
-    const up = isReady(node.status?.conditions) !== false && pod !== undefined && podIsReady(pod)
+    const podIp = podByNode.get(name)?.status?.podIP
+    const hasIp = podIp !== undefined && podIp !== ''
+    const ready = readiness.get(name) === true
     const member: CrdMember = {
       id: name,
       node: name,
-      address: podIp !== undefined && podIp !== '' ? hostPort(podIp) : (before?.address ?? `${name}:${GRPC_PORT}`),
+      address: hasIp ? hostPort(podIp, GRPC_PORT) : (before?.address ?? `${name}:${GRPC_PORT}`),
       failureDomain: failureDomain(spec, node),
       weightBytes: inputs.capacityByNode?.get(name) ?? before?.weightBytes ?? allocationBytes(spec, nodeDiskBytes(node) ?? 0),
-      state: up ? 'Up' : 'Down',
+      state: memberState(ready, before, inputs.notReadySinceMs?.get(name), nowMs, inputs.downTimeoutMs ?? 0),
     }
-    const peerId = node.metadata.annotations?.[PEER_ID_ANNOTATION]
+    const meshAddress = hasIp ? hostPort(podIp, MESH_PORT) : before?.meshAddress
+    if (meshAddress !== undefined) member.meshAddress = meshAddress
+    const annotated = node.metadata.annotations?.[PEER_ID_ANNOTATION]
+    const peerId = inputs.peerIdByNode?.get(name) ?? (annotated !== undefined && annotated !== '' ? annotated : before?.peerId)
     if (peerId !== undefined && peerId !== '') member.peerId = peerId
     return member
   })
@@ -160,7 +215,7 @@ export function buildMembers(spec: BlockStoreSpec, eligible: readonly NodeObject
 /** A stable string of a member list: what "the membership changed" compares. */
 function membersKey(members: readonly CrdMember[]): string {
   const sorted = [...members].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-  return JSON.stringify(sorted.map((m) => [m.id, m.node, m.address, m.peerId ?? null, m.failureDomain, m.weightBytes, m.state]))
+  return JSON.stringify(sorted.map((m) => [m.id, m.node, m.address, m.peerId ?? null, m.meshAddress ?? null, m.failureDomain, m.weightBytes, m.state]))
 }
 
 /**
@@ -192,6 +247,7 @@ export function toCoreClusterMap(map: CrdClusterMap): ClusterMap {
       id: m.id,
       address: m.address,
       peerId: m.peerId ?? '',
+      ...(m.meshAddress === undefined ? {} : { meshAddress: m.meshAddress }),
       failureDomain: m.failureDomain,
       weight: m.weightBytes / 2 ** 30,
       state: CRD_TO_CORE_STATE[m.state],

@@ -6,6 +6,9 @@ export interface OperatorMetrics {
   reconcileErrors: Counter<'kind'>
   queueDepth: Gauge<'kind'>
   isLeader: Gauge
+  gcRuns: Counter<'outcome'>
+  gcFreedBytes: Counter
+  gcDuration: Histogram
 }
 
 export function createOperatorMetrics(registry: Registry): OperatorMetrics {
@@ -32,6 +35,23 @@ export function createOperatorMetrics(registry: Registry): OperatorMetrics {
     isLeader: new Gauge({
       name: 'cairn_operator_is_leader',
       help: '1 while this process holds the leader lease.',
+      registers: [registry],
+    }),
+    gcRuns: new Counter({
+      name: 'cairn_operator_gc_runs_total',
+      help: 'Scheduled garbage collections, by outcome (succeeded, failed).',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
+    gcFreedBytes: new Counter({
+      name: 'cairn_operator_gc_freed_bytes_total',
+      help: 'Bytes of shards scheduled garbage collections swept.',
+      registers: [registry],
+    }),
+    gcDuration: new Histogram({
+      name: 'cairn_operator_gc_duration_seconds',
+      help: 'Time one successful scheduled garbage collection took (mark and sweep).',
+      buckets: [1, 5, 30, 60, 300, 900, 3600],
       registers: [registry],
     }),
   }

@@ -149,18 +149,17 @@ describe('StoragePolicy', () => {
 })
 
 describe('Volume and Snapshot', () => {
-  it('get a finalizer, Ready from reported health, an Event per state change, and release on delete', async () => {
+  it('get a finalizer, health from the cluster map, an Event per state change, and release on delete', async () => {
     await createCr(c, 'Volume', 'vol1', { blockStore: 'six', storagePolicy: 'fits', sizeBytes: 1 << 20 })
     const ready = async () => (await getCr<VolumeObject>(c, 'Volume', 'vol1'))?.status?.conditions?.find((x) => x.type === 'Ready')
-    await waitFor('health unknown', async () => (await ready())?.reason === 'HealthUnknown')
-    assert.ok((await getCr<VolumeObject>(c, 'Volume', 'vol1'))?.metadata.finalizers?.includes(VOLUME_FINALIZER))
+    // No storage-node pod has ever been ready: six Joining members are more than the 2 lost shards 4+2 tolerates.
+    await waitFor('unavailable', async () => (await ready())?.reason === 'Unavailable')
     const vol = (await getCr<VolumeObject>(c, 'Volume', 'vol1')) as VolumeObject
-    await c.custom.replaceClusterCustomObjectStatus({ group: 'cairn.dev', version: 'v1alpha1', plural: 'volumes', name: 'vol1', body: { ...vol, status: { ...vol.status, health: 'Degraded' } } })
-    await waitFor('degraded', async () => (await ready())?.reason === 'Degraded')
+    assert.equal(vol.status?.health, 'Unavailable')
+    assert.ok(vol.metadata.finalizers?.includes(VOLUME_FINALIZER))
     const events = async (): Promise<string[]> =>
       (await c.core.listNamespacedEvent({ namespace: NAMESPACE })).items.filter((e) => e.involvedObject.name === 'vol1').map((e) => e.reason as string)
-    await waitFor('two events', async () => (await events()).length >= 2)
-    assert.deepEqual((await events()).sort(), ['Degraded', 'HealthUnknown'])
+    await waitFor('an Unavailable event', async () => (await events()).includes('Unavailable'))
     await createCr(c, 'Snapshot', 'snap1', { volume: 'vol1' })
     await waitFor('snapshot pending', async () => (await getCr<VolumeObject>(c, 'Snapshot', 'snap1'))?.status?.conditions?.[0]?.reason === 'SnapshotPending')
     await deleteCr(c, 'Volume', 'vol1')

@@ -12,6 +12,8 @@ import { Controllers } from './controllers.js'
 import { EventRecorder } from './events.js'
 import { KubeClient } from './kube.js'
 import { LeaderElector } from './leader-election.js'
+import type { GcRunner } from './gc-schedule.js'
+import type { StatsDialer } from './usage-poller.js'
 import { createOperatorMetrics, type OperatorMetrics } from './metrics.js'
 
 /** Options of an {@link Operator}. */
@@ -44,12 +46,20 @@ export interface OperatorInit {
   backoffMaxMs?: number
   /** Pause between rounds of asking storage nodes for their allocation and usage. @default 30000 */
   usagePollIntervalMs?: number
+  /** Runs garbage collection of a block store (engine/gc); without it the operator schedules none. @default none */
+  gc?: GcRunner
+  /** How often the leader looks for block stores due a garbage collection. @default 30000 */
+  gcCheckIntervalMs?: number
 }
 
 export interface OperatorComponents {
   kubeConfig: KubeConfig
   logger: Logger
   registry: Registry
+  /** Unix ms clock for member down timeouts and GC schedules; tests inject one. @default Date.now */
+  now?: () => number
+  /** How storage nodes are asked for Stats; tests substitute one. @default a gRPC ShardClient */
+  statsDialer?: StatsDialer
 }
 
 export class Operator implements Startable {
@@ -102,8 +112,17 @@ export class Operator implements Startable {
         watchTimeoutSeconds: this.init.watchTimeoutSeconds ?? 300,
         queue: { concurrency: this.init.concurrency, maxKeys: this.init.maxQueuedKeys, backoffBaseMs: this.init.backoffBaseMs, backoffMaxMs: this.init.backoffMaxMs },
         usage: { intervalMs: this.init.usagePollIntervalMs },
+        gc: this.init.gc === undefined ? undefined : { runner: this.init.gc, checkIntervalMs: this.init.gcCheckIntervalMs },
       },
-      { kube: this.kube, kubeConfig: this.components.kubeConfig, logger: this.components.logger, metrics: this.metrics, events: new EventRecorder(this.kube, this.init.namespace, this.init.identity) },
+      {
+        kube: this.kube,
+        kubeConfig: this.components.kubeConfig,
+        logger: this.components.logger,
+        metrics: this.metrics,
+        events: new EventRecorder(this.kube, this.init.namespace, this.init.identity),
+        now: this.components.now ?? Date.now,
+        statsDialer: this.components.statsDialer,
+      },
     )
     this.controllers = controllers
     // A term's start waits for the previous term's stop, so two never run at once.

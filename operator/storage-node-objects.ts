@@ -12,13 +12,15 @@ import {
   FIELD_MANAGER,
   GRPC_PORT,
   MANAGED_BY_LABEL,
+  MESH_PORT,
   METRICS_PORT,
   NAME_LABEL,
   SPEC_HASH_ANNOTATION,
+  STORAGE_NODE_SERVICE_ACCOUNT,
   ownedNames,
   storageNodeLabel,
 } from './constants.js'
-import { BLOCKSTORE_DEFAULTS } from './membership.js'
+import { BLOCKSTORE_DEFAULTS, durabilityOf } from './membership.js'
 import type { BlockStoreObject, OwnerReference } from './types.js'
 
 /** Where the hostPath is mounted in the storage-node container. */
@@ -61,6 +63,26 @@ function quantities(map: Record<string, string | number> | undefined): Record<st
   return map === undefined ? undefined : Object.fromEntries(Object.entries(map).map(([k, v]) => [k, String(v)]))
 }
 
+/**
+ * The durability flags of `cairn storage-node`: member id (the node name, the
+ * id the operator publishes), block store, mesh listener, the BlockStore CRDs
+ * as control plane (the cluster map), and scrub and repair pacing. Durations
+ * go as seconds with a unit, which core/config.ts parses.
+ */
+export function durabilityArgs(bs: BlockStoreObject): string[] {
+  const d = durabilityOf(bs.spec)
+  return [
+    '--member-id', '$(CAIRN_NODE_NAME)',
+    '--block-store', bs.metadata.name,
+    '--mesh-listen', `0.0.0.0:${MESH_PORT}`,
+    '--control-plane', 'kubernetes',
+    '--scrub-bytes-per-second', String(d.scrubBytesPerSecond),
+    '--scrub-interval', `${d.scrubIntervalSeconds}s`,
+    '--repair-bandwidth-bytes-per-second', String(d.repairBandwidthBytesPerSecond),
+    '--repair-interval', `${d.repairIntervalSeconds}s`,
+  ]
+}
+
 function container(bs: BlockStoreObject, image: string): Record<string, unknown> {
   const spec = bs.spec
   const names = ownedNames(bs.metadata.name)
@@ -73,7 +95,7 @@ function container(bs: BlockStoreObject, image: string): Record<string, unknown>
   return {
     name: 'storage-node',
     image,
-    args: ['storage-node', '--data-dir', `${DATA_MOUNT_PATH}/data`, '--listen', `0.0.0.0:${GRPC_PORT}`, '--metrics-listen', `0.0.0.0:${METRICS_PORT}`],
+    args: ['storage-node', '--data-dir', `${DATA_MOUNT_PATH}/data`, '--listen', `0.0.0.0:${GRPC_PORT}`, '--metrics-listen', `0.0.0.0:${METRICS_PORT}`, ...durabilityArgs(bs)],
     // The allocation depends on each node's free space, which only the pod can
     // measure: the rule travels, the storage node applies it at start.
     env: [
@@ -87,6 +109,7 @@ function container(bs: BlockStoreObject, image: string): Record<string, unknown>
     ],
     ports: [
       { name: 'grpc', containerPort: GRPC_PORT, protocol: 'TCP' },
+      { name: 'mesh', containerPort: MESH_PORT, protocol: 'TCP' },
       { name: 'metrics', containerPort: METRICS_PORT, protocol: 'TCP' },
     ],
     readinessProbe: probe('/readyz', 5, 3),
@@ -108,6 +131,8 @@ export function desiredDaemonSet(bs: BlockStoreObject, namespace: string, defaul
       metadata: { labels },
       spec: {
         nodeSelector: { [storageNodeLabel(name)]: 'true' },
+        // Reads the BlockStore (the cluster map) with this account; it may do nothing else.
+        serviceAccountName: STORAGE_NODE_SERVICE_ACCOUNT,
         tolerations: bs.spec.tolerations ?? [],
         terminationGracePeriodSeconds: 30,
         containers: [container(bs, bs.spec.image !== undefined && bs.spec.image !== '' ? bs.spec.image : defaultImage)],
@@ -126,6 +151,7 @@ export function desiredService(bs: BlockStoreObject, namespace: string): Record<
     selector: ownedLabels(bs.metadata.name),
     ports: [
       { name: 'grpc', port: GRPC_PORT, targetPort: 'grpc', protocol: 'TCP' },
+      { name: 'mesh', port: MESH_PORT, targetPort: 'mesh', protocol: 'TCP' },
       { name: 'metrics', port: METRICS_PORT, targetPort: 'metrics', protocol: 'TCP' },
     ],
   }

@@ -72,6 +72,19 @@ export interface BlockStoreSpec {
   image?: string
   resources?: { limits?: Record<string, string | number>; requests?: Record<string, string | number> }
   tolerations?: Record<string, unknown>[]
+  durability?: DurabilitySpec
+  pins?: { cid: string; note?: string }[]
+}
+
+/** BlockStore `spec.durability` (crds/blockstore.yaml); every field has a CRD default. */
+export interface DurabilitySpec {
+  memberDownTimeoutSeconds?: number
+  scrubBytesPerSecond?: number
+  scrubIntervalSeconds?: number
+  repairBandwidthBytesPerSecond?: number
+  repairIntervalSeconds?: number
+  gcIntervalSeconds?: number
+  gcGracePeriodSeconds?: number
 }
 
 /** A cluster map member as the BlockStore CRD publishes it (see crds/blockstore.yaml). */
@@ -80,6 +93,8 @@ export interface CrdMember {
   node: string
   address: string
   peerId?: string
+  /** libp2p mesh `host:port` (pod IP and mesh port). */
+  meshAddress?: string
   failureDomain: string
   weightBytes: number
   state: 'Joining' | 'Up' | 'Draining' | 'Down'
@@ -97,7 +112,35 @@ export interface BlockStoreStatus {
   capacityBytes?: number
   usedBytes?: number
   clusterMap?: CrdClusterMap
+  repair?: BlockStoreRepairStatus
+  scrub?: BlockStoreScrubStatus
+  gc?: BlockStoreGcStatus
   conditions?: Condition[]
+}
+
+/** Repair progress summed over the storage nodes' Stats. */
+export interface BlockStoreRepairStatus {
+  backlogShards: number
+  repairedShards: number
+  movedShards: number
+  movedBytes: number
+  /** When the slowest node last completed a pass; absent until every reporting node has. */
+  lastPassTime?: string
+}
+
+/** Scrub results summed over the storage nodes' Stats. */
+export interface BlockStoreScrubStatus {
+  scrubbedShards: number
+  badShards: number
+  /** When the slowest node last completed a pass; absent until every reporting node has. */
+  lastPassTime?: string
+}
+
+/** The last garbage collection the operator ran on this block store. */
+export interface BlockStoreGcStatus {
+  lastRunTime?: string
+  lastFreedBytes?: number
+  lastOutcome?: 'Succeeded' | 'Failed'
 }
 
 export interface BlockStoreObject extends KubeObject {

@@ -61,10 +61,10 @@ describe('cluster map epochs', () => {
     const pod = { metadata: { name: 'p' }, spec: { nodeName: 'a' }, status: { podIP: '10.0.0.1', conditions: [{ type: 'Ready', status: 'False' }] } }
     const m2 = nextClusterMap(m1, buildMembers(spec, nodes, [pod]))
     assert.equal(m2.epoch, 2)
-    assert.deepEqual(m2.members.find((m) => m.id === 'a'), { id: 'a', node: 'a', address: '10.0.0.1:7700', peerId: 'pa', failureDomain: 'z1', weightBytes: Math.floor(100 * GiB * 0.8), state: 'Down' })
+    assert.deepEqual(m2.members.find((m) => m.id === 'a'), { id: 'a', node: 'a', address: '10.0.0.1:7700', meshAddress: '10.0.0.1:7800', peerId: 'pa', failureDomain: 'z1', weightBytes: Math.floor(100 * GiB * 0.8), state: 'Joining' })
     const readyPod = { metadata: { name: 'q' }, spec: { nodeName: 'b' }, status: { podIP: 'fd00::2', conditions: [{ type: 'Ready', status: 'True' }] } }
     const m3 = nextClusterMap(m2, buildMembers(spec, nodes, [pod, readyPod], { previous: m2.members }))
-    assert.deepEqual(m3.members.map((m) => [m.id, m.address, m.state]), [['a', '10.0.0.1:7700', 'Down'], ['b', '[fd00::2]:7700', 'Up']])
+    assert.deepEqual(m3.members.map((m) => [m.id, m.address, m.meshAddress, m.state]), [['a', '10.0.0.1:7700', '10.0.0.1:7800', 'Joining'], ['b', '[fd00::2]:7700', '[fd00::2]:7800', 'Up']])
     const core = toCoreClusterMap(m2)
     assert.equal(core.members.find((m) => m.id === 'a')?.state, 'down')
     assert.equal(core.members.find((m) => m.id === 'b')?.weight, 80)
@@ -74,22 +74,24 @@ describe('cluster map epochs', () => {
 describe('cluster map members', () => {
   const spec = { failureDomainKey: 'zone' }
   const ready = (node: string, ip: string, ok = true): PodObject => ({ metadata: { name: `pod-${node}` }, spec: { nodeName: node }, status: { podIP: ip, conditions: [{ type: 'Ready', status: ok ? 'True' : 'False' }] } })
-  it('is Up only with a ready pod that has an IP, Down otherwise, keeping its last address', () => {
+  it('is Up only with a ready pod that has an IP, Joining until it first is, and keeps its last addresses', () => {
     const nodes = [node('a', {}), node('b', {}), node('c', {}), node('d', {})]
     const unready = ready('b', '10.0.0.2', false)
     const noIp: PodObject = { metadata: { name: 'pod-c' }, spec: { nodeName: 'c' }, status: { conditions: [{ type: 'Ready', status: 'True' }] } }
     const members = buildMembers(spec, nodes, [ready('a', '10.0.0.1'), unready, noIp])
     assert.deepEqual(members.map((m) => [m.id, m.address, m.state]), [
       ['a', '10.0.0.1:7700', 'Up'],
-      ['b', '10.0.0.2:7700', 'Down'],
-      ['c', 'c:7700', 'Down'],
-      ['d', 'd:7700', 'Down'],
+      ['b', '10.0.0.2:7700', 'Joining'],
+      ['c', 'c:7700', 'Joining'],
+      ['d', 'd:7700', 'Joining'],
     ])
+    // Without a timeout (the pure function's default) a member that stops serving is Down at once.
     const gone = buildMembers(spec, nodes, [], { previous: members })
     assert.equal(gone.find((m) => m.id === 'a')?.address, '10.0.0.1:7700', 'a member whose pod went keeps its address while Down')
+    assert.equal(gone.find((m) => m.id === 'a')?.meshAddress, '10.0.0.1:7800')
     assert.equal(gone.find((m) => m.id === 'a')?.state, 'Down')
     const notReadyNode = { ...nodes[0]!, status: { ...nodes[0]!.status, conditions: [{ type: 'Ready', status: 'False' }] } }
-    assert.equal(buildMembers(spec, [notReadyNode], [ready('a', '10.0.0.1')])[0]?.state, 'Down', 'a NotReady node is Down whatever its pod says')
+    assert.equal(buildMembers(spec, [notReadyNode], [ready('a', '10.0.0.1')], { previous: members })[0]?.state, 'Down', 'a NotReady node is Down whatever its pod says')
   })
   it('prefers the ready pod of a node during a rollout, and ignores pods being deleted', () => {
     const deleting = { ...ready('a', '10.0.0.9'), metadata: { name: 'old', deletionTimestamp: '2026-01-01T00:00:00Z' } }

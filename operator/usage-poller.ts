@@ -1,5 +1,6 @@
 /**
- * Asks every ready storage-node pod for its allocation and used bytes (the
+ * Asks every ready storage-node pod for its allocation, used bytes, mesh peer
+ * id and scrub and repair counters (the
  * ShardService Stats call, authenticated with the block store's cluster token)
  * and keeps the latest answer per node. The BlockStore reconciler weights
  * members and sums status capacity and usage from these reports; a changed
@@ -9,16 +10,23 @@
 import type { Logger } from '../core/logger.js'
 import type { Startable } from '../core/startable.js'
 import { ShardClient } from '../storage-node/shard-client.js'
+import type { RepairStats, ScrubStats } from '../storage-node/shard-store.js'
+import type { WireStatsResponse } from '../storage-node/proto.js'
 import { BLOCKSTORE_LABEL, GRPC_PORT, ownedNames } from './constants.js'
 import type { Caches } from './context.js'
 import type { KubeClient } from './kube.js'
 import { podIsReady } from './membership.js'
+import { jsonEqual } from './status.js'
 import type { PodObject } from './types.js'
 
 /** One storage node's answer. */
 export interface UsageReport {
   capacityBytes: number
   usedBytes: number
+  /** The node's libp2p peer id; absent when it runs no mesh. */
+  peerId?: string
+  scrub?: ScrubStats
+  repair?: RepairStats
 }
 
 /** What the reconciler reads: the latest report per node of a block store. */
@@ -52,11 +60,22 @@ export type StatsDialer = (address: string, token: string, deadlineMs: number) =
 async function dialStats(address: string, token: string, deadlineMs: number): Promise<UsageReport> {
   const client = new ShardClient({ address, token, deadlineMs, maxMessageBytes: 1024 * 1024 })
   try {
-    const stats = await client.stats()
-    return { capacityBytes: stats.capacityBytes ?? 0, usedBytes: stats.usedBytes ?? 0 }
+    return reportOf((await client.stats()) as WireStatsResponse)
   } finally {
     client.close()
   }
+}
+
+/**
+ * The operator's view of one Stats answer. The wire fills absent fields with
+ * defaults (an empty peer id, null messages): those mean "not running".
+ */
+export function reportOf(stats: WireStatsResponse): UsageReport {
+  const report: UsageReport = { capacityBytes: stats.capacityBytes ?? 0, usedBytes: stats.usedBytes ?? 0 }
+  if (typeof stats.peerId === 'string' && stats.peerId !== '') report.peerId = stats.peerId
+  if (stats.scrub !== undefined && stats.scrub !== null) report.scrub = { ...stats.scrub }
+  if (stats.repair !== undefined && stats.repair !== null) report.repair = { ...stats.repair }
+  return report
 }
 
 export class UsagePoller implements Startable, UsageReports {
@@ -126,7 +145,7 @@ export class UsagePoller implements Startable, UsageReports {
         const report = await this.ask(pod, token)
         const node = pod.spec?.nodeName as string
         const old = reports.get(node)
-        if (report === undefined || (old?.capacityBytes === report.capacityBytes && old.usedBytes === report.usedBytes)) continue
+        if (report === undefined || jsonEqual(old, report)) continue
         reports.set(node, report)
         changed = true
       }

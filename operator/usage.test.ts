@@ -32,6 +32,8 @@ let c: Cluster
 let operator: Operator
 let dataDir: string
 let token: string
+/** The operator's clock: member down timeouts are judged by it. */
+let clockMs = Date.now()
 const storageNodes: StorageNode[] = []
 
 async function members(): Promise<CrdMember[]> {
@@ -49,7 +51,7 @@ before(async () => {
   for (const n of NODES) await createNode(c, n.name, { labels: { 'cairn.dev/role': 'usage' } })
   operator = new Operator(
     { namespace: NAMESPACE, identity: 'usage-operator', image: 'cairn:test', leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 200, backoffBaseMs: 20, backoffMaxMs: 500, watchTimeoutSeconds: 5, usagePollIntervalMs: 100 },
-    { kubeConfig: c.kc, logger: silentLogger(), registry: new Registry() },
+    { kubeConfig: c.kc, logger: silentLogger(), registry: new Registry(), now: () => clockMs },
   )
   await operator.start()
   await createCr(c, 'BlockStore', BS, { nodeSelector: { matchLabels: { 'cairn.dev/role': 'usage' } } })
@@ -71,20 +73,31 @@ describe('storage-node membership and usage', () => {
     const ds = desiredDaemonSet(spec, NAMESPACE, 'cairn:test') as { spec: { template: { spec: { containers: Array<{ args: string[]; env: Array<{ name: string; value?: string }> }> } } } }
     const container = ds.spec.template.spec.containers[0]!
     // The kubelet resolves the Secret reference; here the token stands in for it.
-    const env = Object.fromEntries(container.env.map((e) => [e.name, e.value ?? (e.name === 'CAIRN_CLUSTER_TOKEN' ? token : 'x')]))
-    const config = loadConfig(storageNodeConfigSchema, container.args.slice(1), env)
+    const env = Object.fromEntries(container.env.map((e) => [e.name, e.value ?? (e.name === 'CAIRN_CLUSTER_TOKEN' ? token : e.name === 'CAIRN_NODE_NAME' ? 'u1' : 'x')]))
+    // The kubelet expands $(VAR) in args from the container's environment.
+    const args = container.args.slice(1).map((a) => a.replace(/\$\(([A-Z_]+)\)/g, (_m, name: string) => env[name] ?? ''))
+    const config = loadConfig(storageNodeConfigSchema, args, env)
     assert.equal(config.capacityFraction, 0.5)
     assert.equal(config.capacityMinBytes, 10 * MiB)
     assert.equal(config.capacityMaxBytes, 900 * MiB)
     assert.equal(config.clusterToken, token)
     assert.equal(config.listen, '0.0.0.0:7700')
+    // The durability services: member id = node name (the id the operator publishes), pacing from spec.durability defaults.
+    assert.equal(config.memberId, 'u1')
+    assert.equal(config.blockStore, BS)
+    assert.equal(config.meshListen, '0.0.0.0:7800')
+    assert.equal(config.controlPlane, 'kubernetes')
+    assert.equal(config.scrubBytesPerSecond, 8 * MiB)
+    assert.equal(config.scrubInterval, '86400s')
+    assert.equal(config.repairBandwidthBytesPerSecond, 64 * MiB)
+    assert.equal(config.repairInterval, '60s')
   })
 
   it('publishes pod IPs as addresses, Up only for ready pods, and each node reported allocation and usage', async () => {
-    // No pods yet: every member is Down.
-    await waitFor('three Down members', async () => {
+    // No pods yet: every member is Joining (it never served, so it holds nothing to rebuild).
+    await waitFor('three Joining members', async () => {
       const m = await members()
-      return m.length === 3 && m.every((x) => x.state === 'Down')
+      return m.length === 3 && m.every((x) => x.state === 'Joining')
     })
     for (const n of NODES) {
       const node = new StorageNode(
@@ -122,10 +135,22 @@ describe('storage-node membership and usage', () => {
     assert.equal(status.capacityBytes, 600 * MiB)
   })
 
-  it('marks a member Down when its pod turns unready or goes, keeping its address, and Up again once ready', async () => {
+  it('marks a member Down only after the down timeout when its pod turns unready or goes, keeping its address, and Up again once ready', async () => {
     const epochBefore = (await getCr<BlockStoreObject>(c, 'BlockStore', BS))?.status?.clusterMap?.epoch ?? 0
     await setPodStatus('storage-u1', '127.77.0.1', false)
     await c.core.deleteNamespacedPod({ name: 'storage-u3', namespace: NAMESPACE })
+    // Once the operator has seen both pods out and reconciled, they are still Up: a restart is not a loss.
+    const controllers = operator.current!
+    await waitFor('pods seen out', async () => {
+      const pods = controllers.caches.pods.list()
+      return !pods.some((p) => p.metadata.name === 'storage-u3') && pods.some((p) => p.metadata.name === 'storage-u1' && p.status?.conditions?.[0]?.status === 'False')
+    })
+    controllers.queues.BlockStore.add(BS)
+    await controllers.queues.BlockStore.idle()
+    assert.deepEqual((await members()).map((m) => m.state), ['Up', 'Up', 'Up'], 'within the timeout nothing is Down')
+    assert.equal((await getCr<BlockStoreObject>(c, 'BlockStore', BS))?.status?.clusterMap?.epoch, epochBefore, 'and the map did not move')
+    clockMs += 600_000 // the default memberDownTimeoutSeconds
+    controllers.queues.BlockStore.add(BS)
     const down = await waitFor('u1 and u3 Down', async () => {
       const m = await members()
       return m.find((x) => x.id === 'u1')?.state === 'Down' && m.find((x) => x.id === 'u3')?.state === 'Down' ? m : undefined
