@@ -6,11 +6,13 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { OPTIONAL_APIS, describe, render, type Manifest } from './helm.js'
 import { can, grants, roles, rulesFor, rulesOf } from './rbac.js'
+import { STORAGE_NODE_SERVICE_ACCOUNT } from '../../operator/constants.js'
 
 const NS = 'cairn-system'
 const operator = { name: 'cairn-operator', namespace: NS }
 const controller = { name: 'cairn-csi-controller', namespace: NS }
 const node = { name: 'cairn-csi-node', namespace: NS }
+const storageNode = { name: STORAGE_NODE_SERVICE_ACCOUNT, namespace: NS }
 
 const scenarios: Manifest[][] = [
   render({}),
@@ -35,9 +37,10 @@ test('no role grants a wildcard verb, resource or API group, nor non-resource UR
 
 test('each component runs as its own ServiceAccount, bound only to its own roles', () => {
   const accounts = all.filter((m) => m.kind === 'ServiceAccount').map((m) => m.metadata.name).sort()
-  assert.deepEqual(accounts, ['cairn-csi-controller', 'cairn-csi-node', 'cairn-operator'])
+  assert.deepEqual(accounts, ['cairn-csi-controller', 'cairn-csi-node', 'cairn-operator', STORAGE_NODE_SERVICE_ACCOUNT])
   const workloads = all.filter((m) => m.kind === 'Deployment' || m.kind === 'DaemonSet')
-  const used = workloads.map((w) => (w.spec as { template: { spec: { serviceAccountName: string } } }).template.spec.serviceAccountName).sort()
+  // The storage-node DaemonSets are the operator's (operator/storage-node-objects.ts), not the chart's.
+  const used = [...workloads.map((w) => (w.spec as { template: { spec: { serviceAccountName: string } } }).template.spec.serviceAccountName), STORAGE_NODE_SERVICE_ACCOUNT].sort()
   assert.deepEqual(used, accounts)
   for (const binding of all.filter((m) => m.kind.endsWith('Binding'))) {
     const subjects = binding.subjects as Array<{ kind: string; name: string; namespace: string }>
@@ -107,6 +110,15 @@ test('the node plugin holds exactly the grants NodeStage needs', () => {
     ])
     // Cluster credentials: read-only, and only in the release namespace.
     assert.deepEqual(grants(rulesFor(manifests, node, NS)).filter((g) => !g.startsWith('cairn.dev/')), ['/secrets:get'])
+  }
+})
+
+test('the storage nodes may only read BlockStores (their cluster map); the operator may create their account', () => {
+  for (const manifests of scenarios) {
+    assert.deepEqual(grants(rulesFor(manifests, storageNode)), ['cairn.dev/blockstores:get', 'cairn.dev/blockstores:list', 'cairn.dev/blockstores:watch'])
+    assert.deepEqual(grants(rulesFor(manifests, storageNode, NS)), ['cairn.dev/blockstores:get', 'cairn.dev/blockstores:list', 'cairn.dev/blockstores:watch'])
+    assert.ok(can(manifests, operator, { group: '', resource: 'serviceaccounts', verb: 'create', namespace: NS }))
+    assert.ok(!can(manifests, operator, { group: '', resource: 'serviceaccounts', verb: 'create', namespace: 'kube-system' }))
   }
 })
 
