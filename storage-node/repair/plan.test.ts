@@ -65,3 +65,12 @@ test('when every slot is missing nobody is responsible', () => {
   assert.equal(plan.responsibleSlot, undefined)
   assert.deepEqual(plan.rebuilds, [])
 })
+
+test('a missing slot whose copy still sits where an earlier epoch put it is left to that holder to move, not rebuilt', () => {
+  const base = input('a', ['a', 'b', 'c'], [copy(0)], { 1: 'missing', 2: 'missing' })
+  const plan = planChunk({ ...base, elsewhere: (slot) => slot === 1 })
+  assert.deepEqual(plan.rebuilds, [{ index: 2, target: 'c' }])
+  const ownMisplaced = planChunk(input('a', ['a', 'b', 'c'], [copy(0), copy(1)], { 1: 'missing', 2: 'healthy' }))
+  assert.deepEqual(ownMisplaced.rebuilds, [], 'this node moves its own misplaced copy instead of rebuilding it')
+  assert.deepEqual(ownMisplaced.moves, [{ index: 1, target: 'b' }])
+})

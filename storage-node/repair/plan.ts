@@ -26,6 +26,12 @@ export interface PlanInput {
   remote: (slot: number) => RemoteSlot
   /** Copies put at or after this time are left alone this pass (writes and map changes in flight). */
   settledBeforeUnixMs: number
+  /**
+   * Whether a live member outside the placement confirmed a healthy copy of the
+   * slot (where an earlier epoch placed it): its holder moves it, so a rebuild
+   * would only repeat the work at k times the traffic. @default none known
+   */
+  elsewhere?: (slot: number) => boolean
 }
 
 export interface ChunkPlan {
@@ -70,11 +76,19 @@ export function planChunk(input: PlanInput): ChunkPlan {
   const own = local.get(responsible) as LocalCopy
   status.forEach((s, slot) => {
     if (s === 'healthy') return
+    if (s === 'missing' && movingIn(input, slot)) return
     if (s === 'unknown') plan.deferred.push({ index: slot, reason: 'target-down' })
     else if (own.lastPutUnixMs >= input.settledBeforeUnixMs) plan.deferred.push({ index: slot, reason: 'unsettled' })
     else plan.rebuilds.push({ index: slot, target: targets[slot] as string })
   })
   return plan
+}
+
+/** A healthy copy of the slot exists off its placement (here or on a live member): its holder will move it. */
+function movingIn(input: PlanInput, slot: number): boolean {
+  const own = input.local.get(slot)
+  if (own !== undefined && !own.corrupt && input.targets[slot] !== input.selfId && own.lastPutUnixMs < input.settledBeforeUnixMs) return true
+  return input.elsewhere?.(slot) === true
 }
 
 function planMisplaced(plan: ChunkPlan, copy: LocalCopy, target: string, slot: RemoteSlot, settledBeforeUnixMs: number): void {

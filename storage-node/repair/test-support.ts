@@ -97,12 +97,17 @@ export function testMember(id: string): ClusterMember {
 
 /** A mutable provider: tests publish a new map by assigning `map`. */
 export class TestMaps implements ClusterMapProvider {
+  readonly older: ClusterMap[] = []
   constructor(public map: ClusterMap) {}
   current(): ClusterMap {
     return this.map
   }
-  /** Publishes the next epoch with these members. */
+  history(): readonly ClusterMap[] {
+    return this.older
+  }
+  /** Publishes the next epoch with these members; the current map joins the history. */
   publish(members: readonly ClusterMember[]): ClusterMap {
+    this.older.push(this.map)
     this.map = { epoch: this.map.epoch + 1, members }
     return this.map
   }

@@ -1,0 +1,325 @@
+/**
+ * The repairer: one placement-reconcile pass at a time over this node's own
+ * shards, in (chunk CID, index) order, a batch of chunks at a time (batch.ts).
+ * Misplaced shards move to their target (rebalance), missing and corrupt ones
+ * are rebuilt by the holder of the chunk's lowest healthy slot (repair). The
+ * pass is paced by the cluster-wide cap divided among the active members, and
+ * resumable: the cursor (last completed chunk) and the counters are saved
+ * atomically after every batch, so a restarted node continues where it was.
+ * docs/adr/0020 records the design.
+ */
+import { join } from 'node:path'
+import type { Registry } from 'prom-client'
+import type { ClusterMapProvider } from '../../core/cluster-map.js'
+import { InvalidArgumentError } from '../../core/errors.js'
+import type { Logger } from '../../core/logger.js'
+import type { Startable } from '../../core/startable.js'
+import type { CodecPool } from '../../core/workers/pool.js'
+import type { PeerLiveness, PeerShards } from '../mesh/types.js'
+import { PageTokenError, type ListPage, type RepairStats, type ShardStore } from '../shard-store.js'
+import { PassAbortedError, systemClock, throwIfAborted, TokenBucket, type PaceClock } from '../scrub/pacing.js'
+import { readStateFile, StateFileError, writeStateFile } from '../scrub/state-file.js'
+import { RepairBatch, type BatchTally, type ChunkGroup } from './batch.js'
+import { createRebuildCodec, type RebuildCodec } from './codec.js'
+import { repairMetrics, type RepairFailureReason, type RepairMetrics } from './metrics.js'
+import { checkRepairState, emptyPassCounters, freshRepairState, type PassCounters, type RepairState } from './state.js'
+
+export interface RepairerInit {
+  /** Cluster-wide cap on repair and rebalance traffic; each node takes cap / active members. Infinity for unpaced. */
+  bandwidthBytesPerSecond: number
+  /** Pause between the end of one pass and the start of the next; 0 runs no background passes (runPass only). */
+  intervalMs: number
+  /** Where `repair-state.json` (cursor and counters) lives. */
+  stateDir: string
+  /** Chunks per batch: one `has` per peer and one checkpoint per batch. @default 16 */
+  batchChunks?: number
+  /** Rows per page of the local listing. @default 256 */
+  listPageSize?: number
+  /**
+   * Shards put less than this long ago are neither moved nor taken as a reason
+   * to rebuild: writes in flight and map changes still propagating settle first.
+   * @default 60000
+   */
+  settleMs?: number
+  /** Most addresses per `has` call. @default 1024 */
+  hasBatchMax?: number
+  /** Chunks rebuilt concurrently within a batch. @default 4 */
+  rebuildConcurrency?: number
+}
+
+export interface RepairerComponents {
+  /** This node's id in the cluster map. */
+  memberId: string
+  maps: ClusterMapProvider
+  store: ShardStore
+  peers: PeerShards
+  liveness: PeerLiveness
+  logger: Logger
+  registry: Registry
+  /** The core worker pool for decode and encode. @default a codec on this thread */
+  pool?: CodecPool
+  /** @default the system clock */
+  clock?: PaceClock
+}
+
+/** What one pass did. A resumed pass reports the whole pass, the part before the restart included. */
+export interface RepairPassReport extends PassCounters {
+  /** Shards skipped or failed this pass, by reason (they are retried next pass). */
+  failures: Partial<Record<RepairFailureReason, number>>
+  /** Chunks examined by this call (a resumed pass skips those before the cursor). */
+  chunksExaminedThisRun: number
+  resumed: boolean
+  /** False when the pass was aborted; the next one continues from its cursor. */
+  completed: boolean
+}
+
+export class Repairer implements Startable {
+  readonly #c: RepairerComponents
+  readonly #cap: number
+  readonly #intervalMs: number
+  readonly #statePath: string
+  readonly #batchChunks: number
+  readonly #listPageSize: number
+  readonly #settleMs: number
+  readonly #hasBatchMax: number
+  readonly #rebuildConcurrency: number
+  readonly #clock: PaceClock
+  readonly #bucket: TokenBucket
+  readonly #metrics: RepairMetrics
+  #state: RepairState = freshRepairState()
+  #loaded = false
+  #codec: RebuildCodec | undefined
+  #running: Promise<unknown> = Promise.resolve()
+  #loop: Promise<void> | undefined
+  #stopper: AbortController | undefined
+
+  constructor(init: RepairerInit, components: RepairerComponents) {
+    this.#c = components
+    this.#cap = init.bandwidthBytesPerSecond
+    this.#intervalMs = init.intervalMs
+    this.#batchChunks = init.batchChunks ?? 16
+    this.#listPageSize = init.listPageSize ?? 256
+    this.#settleMs = init.settleMs ?? 60_000
+    this.#hasBatchMax = init.hasBatchMax ?? 1024
+    this.#rebuildConcurrency = init.rebuildConcurrency ?? 4
+    for (const [name, v, min] of [
+      ['intervalMs', this.#intervalMs, 0],
+      ['batchChunks', this.#batchChunks, 1],
+      ['listPageSize', this.#listPageSize, 1],
+      ['settleMs', this.#settleMs, 0],
+      ['hasBatchMax', this.#hasBatchMax, 1],
+      ['rebuildConcurrency', this.#rebuildConcurrency, 1],
+    ] as const) {
+      if (!Number.isSafeInteger(v) || v < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got ${v}`)
+    }
+    if (typeof init.stateDir !== 'string' || init.stateDir === '') throw new InvalidArgumentError('stateDir must be a directory path')
+    this.#clock = components.clock ?? systemClock
+    // Validates the cap; the per-node share is set at the start of each batch.
+    this.#bucket = new TokenBucket({ bytesPerSecond: this.#cap }, this.#clock)
+    this.#statePath = join(init.stateDir, 'repair-state.json')
+    this.#metrics = repairMetrics(components.registry)
+  }
+
+  async start(): Promise<void> {
+    if (this.#stopper !== undefined) return
+    await this.#load()
+    this.#codec ??= await createRebuildCodec(this.#c.pool)
+    this.#stopper = new AbortController()
+    if (this.#intervalMs > 0) this.#loop = this.#background(this.#stopper.signal)
+  }
+
+  /** Aborts the pass in progress (its cursor is saved) and waits for it. */
+  async stop(): Promise<void> {
+    this.#stopper?.abort()
+    await this.#loop
+    await this.#running.catch(() => undefined)
+  }
+
+  stats(): RepairStats {
+    const t = this.#state.totals
+    return { ...t, backlogShards: this.#backlog() }
+  }
+
+  /** Runs one pass now, after any pass in progress: from the saved cursor if a pass was cut short. */
+  runPass(signal?: AbortSignal): Promise<RepairPassReport> {
+    const run = this.#running.catch(() => undefined).then(() => this.#pass(signal))
+    this.#running = run
+    return run
+  }
+
+  /** Known work not done: the last completed pass's leftovers, or this pass's if it already found more. */
+  #backlog(): number {
+    const pass = this.#state.pass
+    return Math.max(this.#state.totals.backlogShards, pass.deferredShards + pass.failedShards)
+  }
+
+  async #background(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      try {
+        await this.runPass(signal)
+        await this.#clock.sleep(this.#intervalMs, signal)
+      } catch (err) {
+        if (err instanceof PassAbortedError) return
+        this.#c.logger.error({ err }, 'repair pass failed; retrying after the interval')
+        await this.#clock.sleep(this.#intervalMs, signal).catch(() => undefined)
+      }
+    }
+  }
+
+  async #load(): Promise<void> {
+    if (this.#loaded) return
+    this.#loaded = true
+    try {
+      this.#state = (await readStateFile(this.#statePath, checkRepairState)) ?? freshRepairState()
+    } catch (err) {
+      if (!(err instanceof StateFileError)) throw err
+      // A lost cursor costs one pass from the start, never data.
+      this.#c.logger.warn({ err, path: this.#statePath }, 'repair state unreadable; starting a new pass')
+      this.#state = freshRepairState()
+    }
+    this.#metrics.backlog.set(this.#backlog())
+  }
+
+  async #pass(signal: AbortSignal | undefined): Promise<RepairPassReport> {
+    await this.#load()
+    this.#codec ??= await createRebuildCodec(this.#c.pool)
+    const signals = [signal, this.#stopper?.signal].filter((s): s is AbortSignal => s !== undefined)
+    const combined = signals.length > 0 ? AbortSignal.any(signals) : undefined
+    const resumed = this.#state.cursor !== null
+    let examined = 0
+    try {
+      let batch: { group: ChunkGroup; startToken: string | null }[] = []
+      for await (const item of this.#groups()) {
+        batch.push(item)
+        if (batch.length < this.#batchChunks) continue
+        examined += await this.#runBatch(batch, combined)
+        batch = []
+      }
+      if (batch.length > 0) examined += await this.#runBatch(batch, combined)
+    } catch (err) {
+      if (!(err instanceof PassAbortedError)) throw err
+      await writeStateFile(this.#statePath, this.#state)
+      return this.#report(resumed, examined, false)
+    }
+    return this.#finishPass(resumed, examined)
+  }
+
+  /** Processes one batch and moves the cursor past it, durably. */
+  async #runBatch(items: { group: ChunkGroup; startToken: string | null }[], signal: AbortSignal | undefined): Promise<number> {
+    throwIfAborted(signal)
+    const map = this.#c.maps.current()
+    const active = map.members.filter((m) => m.state === 'active').length
+    this.#bucket.setRate(this.#cap / Math.max(1, active))
+    const deps = {
+      selfId: this.#c.memberId,
+      store: this.#c.store,
+      peers: this.#c.peers,
+      liveness: this.#c.liveness,
+      codec: this.#codec as RebuildCodec,
+      bucket: this.#bucket,
+      logger: this.#c.logger,
+      hasBatchMax: this.#hasBatchMax,
+      rebuildConcurrency: this.#rebuildConcurrency,
+    }
+    const settledBefore = this.#clock.nowMs() - this.#settleMs
+    const history = (this.#c.maps.history?.() ?? []).filter((m) => m.epoch < map.epoch).sort((a, b) => b.epoch - a.epoch)
+    const tally = await new RepairBatch(deps, map, history, settledBefore, signal).run(items.map((i) => i.group))
+    this.#account(tally)
+    const last = items[items.length - 1] as { group: ChunkGroup; startToken: string | null }
+    this.#state.cursor = { cidHex: Buffer.from(last.group.cid).toString('hex'), resumeToken: last.startToken }
+    await writeStateFile(this.#statePath, this.#state)
+    return items.length
+  }
+
+  #account(t: BatchTally): void {
+    const pass = this.#state.pass
+    const totals = this.#state.totals
+    pass.chunksExamined += t.chunksExamined
+    pass.movedShards += t.movedShards
+    pass.movedBytes += t.movedBytes
+    pass.repairedShards += t.repairedShards
+    pass.repairedBytes += t.repairedBytes
+    pass.fetchedBytes += t.fetchedBytes
+    pass.deletedShards += t.deletedShards
+    totals.movedShards += t.movedShards
+    totals.movedBytes += t.movedBytes
+    totals.repairedShards += t.repairedShards
+    totals.repairedBytes += t.repairedBytes
+    for (const [reason, n] of t.failures) {
+      pass.failures[reason] = (pass.failures[reason] ?? 0) + n
+      if (reason === 'target-down' || reason === 'unsettled') pass.deferredShards += n
+      else pass.failedShards += n
+      this.#metrics.failures.inc({ reason }, n)
+    }
+    this.#metrics.chunks.inc(t.chunksExamined)
+    this.#metrics.shards.inc({ action: 'moved' }, t.movedShards)
+    this.#metrics.shards.inc({ action: 'rebuilt' }, t.repairedShards)
+    this.#metrics.bytes.inc({ action: 'moved' }, t.movedBytes)
+    this.#metrics.bytes.inc({ action: 'rebuilt' }, t.repairedBytes)
+    this.#metrics.bytes.inc({ action: 'fetched' }, t.fetchedBytes)
+    this.#metrics.deleted.inc(t.deletedShards)
+    this.#metrics.backlog.set(this.#backlog())
+  }
+
+  /**
+   * The local listing grouped by chunk, from the saved cursor on: listing
+   * resumes at the page where the cursor chunk started, and rows up to the
+   * cursor are skipped. Each group carries the token of the page its first
+   * row came from, which is where a later resume after it must list from.
+   */
+  async *#groups(): AsyncGenerator<{ group: ChunkGroup; startToken: string | null }> {
+    const cursor = this.#state.cursor
+    const after = cursor === null ? undefined : Buffer.from(cursor.cidHex, 'hex')
+    let token = cursor?.resumeToken ?? null
+    let current: { group: ChunkGroup; startToken: string | null } | undefined
+    for (;;) {
+      const page = await this.#list(token)
+      for (const info of page.shards) {
+        const cid = info.address.chunkCid
+        if (after !== undefined && Buffer.compare(cid, after) <= 0) continue
+        const copy = { index: info.address.index, corrupt: info.corrupt, sizeBytes: info.sizeBytes, lastPutUnixMs: info.lastPutUnixMs }
+        if (current !== undefined && Buffer.compare(current.group.cid, cid) === 0) {
+          current.group.copies.push(copy)
+          continue
+        }
+        if (current !== undefined) yield current
+        current = { group: { cid, copies: [copy] }, startToken: token }
+      }
+      if (page.nextPageToken === undefined) break
+      token = page.nextPageToken
+    }
+    if (current !== undefined) yield current
+  }
+
+  async #list(token: string | null): Promise<ListPage> {
+    try {
+      return await this.#c.store.listShards({ pageSize: this.#listPageSize, ...(token === null ? {} : { pageToken: token }) })
+    } catch (err) {
+      if (!(err instanceof PageTokenError) || token === null) throw err
+      // The cursor's chunk id still skips what was done; only the listing starts over.
+      this.#c.logger.warn({ err }, 'saved repair page token refused by the store; listing from the start')
+      return this.#c.store.listShards({ pageSize: this.#listPageSize })
+    }
+  }
+
+  async #finishPass(resumed: boolean, examined: number): Promise<RepairPassReport> {
+    const report = this.#report(resumed, examined, true)
+    const nowMs = this.#clock.nowMs()
+    const totals = this.#state.totals
+    totals.passesCompleted += 1
+    totals.lastPassCompletedUnixMs = nowMs
+    totals.backlogShards = this.#state.pass.deferredShards + this.#state.pass.failedShards
+    this.#state.cursor = null
+    this.#state.pass = emptyPassCounters()
+    await writeStateFile(this.#statePath, this.#state)
+    this.#metrics.lastPass.set(nowMs / 1000)
+    this.#metrics.backlog.set(this.#backlog())
+    this.#c.logger.info(report, 'repair pass completed')
+    return report
+  }
+
+  #report(resumed: boolean, examined: number, completed: boolean): RepairPassReport {
+    const { failures, ...counters } = this.#state.pass
+    return { ...counters, failures: { ...failures }, chunksExaminedThisRun: examined, resumed, completed }
+  }
+}
