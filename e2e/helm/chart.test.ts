@@ -180,7 +180,7 @@ test('every option on renders the ServiceMonitor, the dashboard ConfigMap and th
     panels: Array<{ type: string; title: string; targets?: Array<{ expr: string }> }>
   }
   const rows = json.panels.filter((p) => p.type === 'row').map((p) => p.title)
-  assert.deepEqual(rows, ['Volume I/O', 'Flush latency', 'Repair backlog', 'Capacity'])
+  assert.deepEqual(rows, ['Volume I/O', 'Flush latency', 'Repair backlog', 'Capacity', 'Garbage collection'])
   const exprs = json.panels.flatMap((p) => p.targets ?? []).map((t) => t.expr)
   assert.ok(exprs.length >= 10)
   for (const expr of exprs) {
@@ -188,6 +188,7 @@ test('every option on renders the ServiceMonitor, the dashboard ConfigMap and th
     assert.ok(metrics.length > 0, `panel query names no cairn_ metric: ${expr}`)
   }
   assert.ok(exprs.some((e) => e.includes('command="flush"')), 'no flush latency query')
+  assert.ok(exprs.some((e) => e.includes('cairn_operator_gc_runs_total{outcome="failed"}')), 'no failed-GC query')
 })
 
 test('the defaults off render only the operator and the CSI driver', () => {
