@@ -3,6 +3,10 @@
  * health/metrics server, wired and started in order and stopped in reverse.
  * Every gRPC call passes the cluster-token check (storage-node/auth.ts) and every
  * put the capacity allocation (storage-node/capacity.ts).
+ *
+ * With a durability section (and a cluster-map provider) the node also runs the
+ * libp2p storage mesh, the scrubber and the repairer: started after the store,
+ * stopped before it, reported in Stats.
  */
 import { Server, ServerCredentials } from '@grpc/grpc-js'
 import { Counter, type Registry } from 'prom-client'
@@ -11,16 +15,21 @@ import type { Startable } from '../core/startable.js'
 import type { StorageNodeConfig } from '../core/config.js'
 import { join } from 'node:path'
 import { HealthServer } from '../core/health-server.js'
-import { assert } from '../core/errors.js'
+import { assert, ConfigError } from '../core/errors.js'
 import { createStorageNodeMetrics } from './metrics.js'
 import { loadShardService } from './proto.js'
 import { createShardService, defaultShardServiceLimits, type ShardServiceHandle, type ShardServiceLimits } from './shard-service.js'
 import { createSegmentShardStore, type SegmentShardStore } from './segment-store.js'
+import type { NodeStats, StoreStats } from './shard-store.js'
 import { JournalStore } from './journal/journal-store.js'
 import { createJournalService, defaultJournalServiceLimits, type JournalServiceHandle } from './journal/journal-service.js'
 import { loadJournalService } from './journal/proto.js'
 import { assertTokenOrLoopback, clusterTokenInterceptor, loadClusterToken, tokenVerifier, type TokenVerifier } from './auth.js'
 import { allocationBytes, CapacityGuard, freeBytes, registerCapacityMetrics } from './capacity.js'
+import type { ClusterMap, ClusterMapProvider } from '../core/cluster-map.js'
+import { StorageMesh, type PeerLiveness } from './mesh/index.js'
+import { Scrubber } from './scrub/index.js'
+import { Repairer } from './repair/index.js'
 
 export type StorageNodeInit = Pick<
   StorageNodeConfig,
@@ -38,11 +47,41 @@ export type StorageNodeInit = Pick<
   | 'shutdownGraceMs'
 > &
   Partial<Pick<StorageNodeConfig, 'journalSegmentSizeBytes' | 'journalMaxRecordBytes' | 'journalMaxInFlightBytesPerStream' | 'journalMaxOpenVolumes'>> &
-  Partial<Pick<StorageNodeConfig, 'capacityFraction' | 'capacityMinBytes' | 'capacityMaxBytes' | 'clusterToken' | 'clusterTokenFile'>>
+  Partial<Pick<StorageNodeConfig, 'capacityFraction' | 'capacityMinBytes' | 'capacityMaxBytes' | 'clusterToken' | 'clusterTokenFile'>> & {
+    /** Mesh, scrub and repair; without it the node is a plain shard server. @default none */
+    durability?: StorageNodeDurabilityInit
+  }
+
+/** The durability services of one node (issue 6): who it is in the cluster map and how hard it may work. */
+export interface StorageNodeDurabilityInit {
+  /** This node's id in the cluster map. */
+  memberId: string
+  /** libp2p TCP listen address, `host:port` (port 0: any). */
+  meshListen: string
+  /** @default 2000 */
+  heartbeatIntervalMs?: number
+  /** Local shard bytes re-read and verified per second. */
+  scrubBytesPerSecond: number
+  /** Pause between scrub passes. */
+  scrubIntervalMs: number
+  /** Repair and rebalance cap for the whole cluster; each node takes its share. */
+  repairBandwidthBytesPerSecond: number
+  /** Pause between repair passes. */
+  repairIntervalMs: number
+}
 
 export interface StorageNodeComponents {
   logger: Logger
   registry: Registry
+  /** The cluster maps (needed with `init.durability`). @default none */
+  maps?: ClusterMapProvider
+}
+
+/** The running durability services. */
+interface Durability {
+  mesh: StorageMesh
+  scrubber: Scrubber
+  repairer: Repairer
 }
 
 export class StorageNode implements Startable {
@@ -59,6 +98,7 @@ export class StorageNode implements Startable {
   private readonly service: ShardServiceHandle
   readonly journalStore: JournalStore
   private readonly journalService: JournalServiceHandle
+  private readonly durability: Durability | undefined
 
   constructor(
     private readonly init: StorageNodeInit,
@@ -95,7 +135,8 @@ export class StorageNode implements Startable {
       // Installed now, armed at start once the token is read.
       interceptors: [clusterTokenInterceptor(() => this.verifier, components.logger.child({ component: 'auth' }), () => unauthenticated.inc())],
     })
-    this.service = createShardService(this.limits, { store: this.capacity, logger: components.logger, metrics })
+    this.durability = this.createDurability()
+    this.service = createShardService(this.limits, { store: this.capacity, logger: components.logger, metrics, nodeStats: () => this.nodeStats() })
     this.grpc.addService(loadShardService().service, this.service.handlers)
     this.journalStore = new JournalStore(
       { dir: join(init.dataDir, 'journal'), segmentSizeBytes: init.journalSegmentSizeBytes, maxOpenVolumes: init.journalMaxOpenVolumes },
@@ -114,6 +155,36 @@ export class StorageNode implements Startable {
       { listen: init.metricsListen, readiness: () => (this.serving ? undefined : 'starting or stopping') },
       { logger: components.logger, registry: components.registry },
     )
+  }
+
+  private createDurability(): Durability | undefined {
+    const init = this.init.durability
+    if (init === undefined) return undefined
+    const maps = this.components.maps
+    if (maps === undefined) throw new ConfigError('the durability services need a cluster-map provider')
+    const { logger, registry } = this.components
+    const memberId = init.memberId
+    const mesh = new StorageMesh(
+      { dataDir: this.init.dataDir, listen: init.meshListen, ...(init.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: init.heartbeatIntervalMs }) },
+      // The capacity guard, not the raw store: shards pushed by peers count against this node's allocation.
+      { memberId, maps, store: this.capacity, logger: logger.child({ component: 'mesh' }), registry },
+    )
+    const scrubber = new Scrubber(
+      { bytesPerSecond: init.scrubBytesPerSecond, intervalMs: init.scrubIntervalMs },
+      { store: this.store, logger: logger.child({ component: 'scrub' }), registry },
+    )
+    const repairer = new Repairer(
+      { bandwidthBytesPerSecond: init.repairBandwidthBytesPerSecond, intervalMs: init.repairIntervalMs, stateDir: join(this.init.dataDir, 'repair') },
+      { memberId, maps: withoutDownMembers(maps), store: this.capacity, peers: mesh, liveness: mesh, logger: logger.child({ component: 'repair' }), registry },
+    )
+    return { mesh, scrubber, repairer }
+  }
+
+  /** Stats beyond the store: empty for a plain shard server. */
+  private nodeStats(): Omit<NodeStats, keyof StoreStats> {
+    const d = this.durability
+    if (d === undefined || !this.serving) return {}
+    return { peerId: d.mesh.peerId(), scrub: d.scrubber.stats(), repair: d.repairer.stats() }
   }
 
   /** Computes the allocation from the filesystem's free space plus the segment bytes already stored (a restart must not shrink it). */
@@ -135,17 +206,24 @@ export class StorageNode implements Startable {
     await this.store.start()
     await this.allocate()
     await this.journalStore.start()
+    await this.durability?.mesh.start()
     this.grpcPort = await new Promise<number>((resolve, reject) => {
       // Plaintext with a cluster token between pods (ADR 0015); mTLS is a later step.
       this.grpc.bindAsync(this.init.listen, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)))
     })
+    // Scrub and repair read and write the store in the background: only once the node serves.
+    await this.durability?.scrubber.start()
+    await this.durability?.repairer.start()
     this.serving = true
-    this.components.logger.info({ grpcAddress: this.grpcAddress(), metricsAddress: this.health.address(), authenticated: token !== undefined }, 'storage node serving')
+    const mesh = this.durability === undefined ? {} : { peerId: this.durability.mesh.peerId(), meshAddress: this.durability.mesh.listenAddress() }
+    this.components.logger.info({ grpcAddress: this.grpcAddress(), metricsAddress: this.health.address(), authenticated: token !== undefined, ...mesh }, 'storage node serving')
   }
 
   /** Drains in-flight requests (bounded by shutdownGraceMs), then commits and closes the store. */
   async stop(): Promise<void> {
     this.serving = false
+    await this.durability?.repairer.stop()
+    await this.durability?.scrubber.stop()
     if (this.grpcPort !== undefined) {
       this.grpcPort = undefined
       await new Promise<void>((resolve) => {
@@ -162,6 +240,7 @@ export class StorageNode implements Startable {
         this.journalService.drain()
       })
     }
+    await this.durability?.mesh.stop()
     await this.journalStore.stop()
     await this.store.stop()
     await this.health.stop()
@@ -176,5 +255,40 @@ export class StorageNode implements Startable {
 
   metricsAddress(): string {
     return this.health.address()
+  }
+
+  /** `host:port` the mesh listens on once started; undefined without durability services. */
+  meshAddress(): string | undefined {
+    return this.serving ? this.durability?.mesh.listenAddress() : undefined
+  }
+
+  /** Each member's liveness as this node's mesh sees it; undefined without durability services. */
+  liveness(): PeerLiveness | undefined {
+    return this.durability?.mesh
+  }
+}
+
+/**
+ * The maps as the repairer places by: members marked `down` (dead longer than the
+ * member-down timeout, per the operator or `cairn dev`) hold no placement slot, so
+ * every node computes the same new targets for their shards and rebuilds them there;
+ * when the member is `active` again its slots come back and rebalance moves shards
+ * back. The mesh keeps the full map: a down member that returns must still be let in.
+ * Same epoch as the source map: this is a view of it, not a new map.
+ */
+export function withoutDownMembers(maps: ClusterMapProvider): ClusterMapProvider {
+  let source: ClusterMap | undefined
+  let view: ClusterMap | undefined
+  const filter = (map: ClusterMap): ClusterMap => {
+    if (map !== source) {
+      source = map
+      // The same object while the map is unchanged: placement caches its work per map object.
+      view = map.members.some((m) => m.state === 'down') ? { epoch: map.epoch, members: map.members.filter((m) => m.state !== 'down') } : map
+    }
+    return view as ClusterMap
+  }
+  return {
+    current: () => filter(maps.current()),
+    ...(maps.history === undefined ? {} : { history: () => (maps.history as () => readonly ClusterMap[])() }),
   }
 }

@@ -10,7 +10,7 @@ import { CairnError, ResourceExhaustedError, ShuttingDownError, errorKind } from
 import { grpcCodeForKind, toGrpcStatus } from '../core/grpc.js'
 import { decodeShard, ShardCorruptError, ShardFormatError, validateAddress, type Shard, type ShardAddress } from '../core/shard.js'
 import type { StorageNodeMetrics } from './metrics.js'
-import { ShardLimitError, ShardRangeError, type ShardStore } from './shard-store.js'
+import { ShardLimitError, ShardRangeError, type NodeStats, type ShardStore, type StoreStats } from './shard-store.js'
 import type {
   WireAddress,
   WireAddressesRequest,
@@ -54,6 +54,8 @@ export interface ShardServiceComponents {
   store: ShardStore
   logger: Logger
   metrics?: StorageNodeMetrics
+  /** What the node reports beyond its store in Stats (mesh peer id, scrub and repair counters). @default nothing */
+  nodeStats?: () => Omit<NodeStats, keyof StoreStats>
 }
 
 export interface ShardServiceHandle {
@@ -128,7 +130,7 @@ export function createShardService(limits: ShardServiceLimits, components: Shard
       return { deletedCount: await store.deleteShards(addresses, options) }
     }),
     listShards: unary('ListShards', (req: WireListShardsRequest) => listShards(req, store)),
-    stats: unary('Stats', async (): Promise<WireStatsResponse> => ({ ...(await store.stats()) })),
+    stats: unary('Stats', async (): Promise<WireStatsResponse> => ({ ...(await store.stats()), ...components.nodeStats?.() })),
     sweep: unary('Sweep', async (req: WireSweepRequest): Promise<WireSweepResponse> => {
       if (sweeping) throw new SweepBusyError('a sweep is already running on this node')
       sweeping = true

@@ -1,25 +1,49 @@
 import type { Command } from '../main.js'
-import { loadConfig, storageNodeConfigSchema } from '../../core/config.js'
+import { loadConfig, storageNodeConfigSchema, storageNodeDurability } from '../../core/config.js'
 import { createLogger } from '../../core/logger.js'
 import { createRegistry } from '../../core/health-server.js'
 import { StorageNode } from '../../storage-node/daemon.js'
+import { openClusterMaps } from './storage-node-maps.js'
 
 export const command: Command = {
   summary:
-    'run a storage node: cairn storage-node --data-dir DIR --listen ADDR [--metrics-listen ADDR] [--cluster-token-file FILE] [--capacity-fraction F --capacity-min-bytes N --capacity-max-bytes N]',
+    'run a storage node: cairn storage-node --data-dir DIR --listen ADDR [--metrics-listen ADDR] [--cluster-token-file FILE] [--capacity-fraction F --capacity-min-bytes N --capacity-max-bytes N] ' +
+    '[--member-id ID --block-store NAME --mesh-listen ADDR --control-plane local|kubernetes [--control-plane-path FILE] --scrub-bytes-per-second N --scrub-interval 24h --repair-bandwidth-bytes-per-second N --repair-interval 1m]',
   async run(argv) {
     const config = loadConfig(storageNodeConfigSchema, argv)
+    const durability = storageNodeDurability(config)
     const logger = createLogger('storage-node', config.logLevel)
-    const node = new StorageNode(config, { logger, registry: createRegistry({ component: 'storage-node' }) })
+    const maps = durability === undefined ? undefined : await openClusterMaps(durability, logger)
+    const node = new StorageNode(
+      {
+        ...config,
+        ...(durability === undefined
+          ? {}
+          : {
+              durability: {
+                memberId: durability.memberId,
+                meshListen: durability.meshListen,
+                heartbeatIntervalMs: durability.heartbeatIntervalMs,
+                scrubBytesPerSecond: durability.scrubBytesPerSecond,
+                scrubIntervalMs: durability.scrubIntervalMs,
+                repairBandwidthBytesPerSecond: durability.repairBandwidthBytesPerSecond,
+                repairIntervalMs: durability.repairIntervalMs,
+              },
+            }),
+      },
+      { logger, registry: createRegistry({ component: 'storage-node' }), ...(maps === undefined ? {} : { maps }) },
+    )
     // Listen before starting: a SIGTERM during startup still gets a clean stop.
     const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
       process.once('SIGTERM', () => resolve('SIGTERM'))
       process.once('SIGINT', () => resolve('SIGINT'))
     })
+    await maps?.start()
     await node.start()
     const signal = await stopSignal
     logger.info({ signal }, 'shutting down')
     await node.stop()
+    await maps?.stop()
     logger.info('stopped cleanly')
     logger.flush()
     return 0
