@@ -144,3 +144,60 @@ test('open with no reachable replica fails with JournalUnavailableError', async 
   await assert.rejects(j.open(), { name: 'JournalUnavailableError' })
   await assert.rejects(j.append({ kind: 'resize', sizeBytes: 1 }), { name: 'JournalUnavailableError' })
 })
+
+/** A connect() whose Append streams count messages and can hold acknowledgements back. */
+function gatedConnect(): { connect: (m: JournalMember) => JournalClient; sent: Map<string, number[]>; hold: boolean; release(): void } {
+  const sent = new Map<string, number[]>()
+  const held: Array<() => void> = []
+  const gate = {
+    sent,
+    hold: false,
+    release(): void {
+      gate.hold = false
+      for (const deliver of held.splice(0)) deliver()
+    },
+    connect: (m: JournalMember): JournalClient => {
+      const client = new JournalClient({ address: m.address })
+      const open = client.openAppendStream.bind(client)
+      client.openAppendStream = (uid, epoch, handlers) => {
+        const stream = open(uid, epoch, {
+          onAck: (seq) => (gate.hold ? held.push(() => handlers.onAck(seq)) : handlers.onAck(seq)),
+          onError: handlers.onError,
+        })
+        const send = stream.send.bind(stream)
+        stream.send = (records) => {
+          sent.set(m.id, [...(sent.get(m.id) ?? []), records.length])
+          send(records)
+        }
+        return stream
+      }
+      return client
+    },
+  }
+  return gate
+}
+
+test('records appended while a message is unacknowledged leave together in the next message, and all become durable', async () => {
+  const gate = gatedConnect()
+  const j = new ReplicatedJournal(
+    { volumeUid: 'vol-coalesce', epoch: 1, replicas: members, replaceTimeoutMs: 5000 },
+    { pickReplacement: () => undefined, onReplicasChanged: () => undefined, connect: gate.connect },
+  )
+  await j.open()
+  gate.hold = true
+  const first = await j.append({ kind: 'write', offsetBytes: 0, data: seededBytes(4096, 1) })
+  const later = []
+  // One record per turn of the event loop, as NBD requests arrive.
+  for (let i = 1; i <= 50; i++) {
+    await new Promise((resolve) => setImmediate(resolve))
+    later.push(await j.append({ kind: 'write', offsetBytes: i * 4096, data: seededBytes(4096, i + 1) }))
+  }
+  for (const m of members) assert.deepEqual(gate.sent.get(m.id), [1], `replica ${m.id}: only the first message is out while it is unacknowledged`)
+  gate.release()
+  await j.sync()
+  await Promise.all([first, ...later].map((a) => a.durable))
+  for (const m of members) assert.deepEqual(gate.sent.get(m.id), [1, 50], `replica ${m.id}: the 50 waiting records went as one message`)
+  await j.close()
+  const recovered = await journal('vol-coalesce', 2).open()
+  assert.deepEqual(recovered.records.map((r) => r.seq), Array.from({ length: 51 }, (_, i) => i + 1))
+})

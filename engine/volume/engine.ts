@@ -204,8 +204,17 @@ export class VolumeEngine implements NbdBackend, Startable {
     await this.submit({ kind: 'write', offsetBytes, data }, options.fua)
   }
 
+  /**
+   * NBD FLUSH: waits only for the journal to hold every acknowledged write durably on
+   * its replicas, never for the flusher, so a stuck or failing flusher (chunk puts,
+   * manifest, head) delays no FLUSH (ADR 0008, 2026-11-22).
+   */
   async flush(): Promise<void> {
-    this.checkWritable()
+    this.checkReadable()
+    if (this.state === 'failed' && this.failureReason === 'journal') {
+      throw new VolumeFailedError(`volume ${this.s.volumeName} is failed`, { cause: this.failure })
+    }
+    if (this.state !== 'serving' && this.state !== 'failed') throw new ShuttingDownError(`volume ${this.s.volumeName} is not serving (${this.state})`)
     try {
       await this.s.journal.sync()
     } catch (err) {

@@ -77,6 +77,7 @@ export class MemoryJournal implements VolumeJournal {
   private pending: Pending[] = []
   private windowWaiters: (() => void)[] = []
   private commitScheduled = false
+  private commitTimer: NodeJS.Timeout | undefined
   private dead: Error | undefined
   /** Failures to inject into the next appends. */
   failAppends = 0
@@ -139,6 +140,8 @@ export class MemoryJournal implements VolumeJournal {
   /** Makes every accepted record durable (group commit); fenced clients lose them. */
   commit(): void {
     if (this.dead !== undefined) return
+    // This commit covers what the scheduled one would have: cancel it, so no timer outlives its records.
+    this.cancelScheduledCommit()
     const batch = this.pending
     this.pending = []
     for (const w of this.windowWaiters.splice(0)) w()
@@ -166,8 +169,15 @@ export class MemoryJournal implements VolumeJournal {
 
   private kill(err: Error): void {
     this.dead = err
+    this.cancelScheduledCommit()
     for (const p of this.pending.splice(0)) p.reject(err)
     for (const w of this.windowWaiters.splice(0)) w()
+  }
+
+  private cancelScheduledCommit(): void {
+    clearTimeout(this.commitTimer)
+    this.commitTimer = undefined
+    this.commitScheduled = false
   }
 
   private scheduleCommit(): void {
@@ -179,7 +189,7 @@ export class MemoryJournal implements VolumeJournal {
     }
     const delayMs = this.options.commitDelayMs ?? 0
     if (delayMs === 0) setImmediate(run)
-    else setTimeout(run, delayMs)
+    else this.commitTimer = setTimeout(run, delayMs)
   }
 
   private check(): void {
