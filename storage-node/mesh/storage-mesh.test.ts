@@ -4,7 +4,10 @@ import type { Shard } from '../../core/shard.js'
 import { createSegmentShardStore } from '../segment-store.js'
 import { silentLogger } from '../../core/logger.js'
 import { fixtureShard } from '../fixtures.js'
+import { writeFile } from 'node:fs/promises'
+import { Registry } from 'prom-client'
 import { StorageMesh } from './storage-mesh.js'
+import { identityPath } from './identity.js'
 import { metricValue, startTestMeshCluster, startTestMeshNode, stopTestMeshNodes, waitFor } from './test-cluster.js'
 
 test('has, get and put round-trip between two members, batches larger than one request included', async () => {
@@ -65,7 +68,7 @@ test('the peer id survives a restart of the mesh on the same data dir', async ()
     const first = node.mesh.peerId()
     await node.mesh.stop()
     const again = new StorageMesh({ dataDir: node.dir, listen: '127.0.0.1:0' }, {
-      memberId: 'a', maps: node.maps, store: node.store, logger: silentLogger(), registry: new (await import('prom-client')).Registry(),
+      memberId: 'a', maps: node.maps, store: node.store, logger: silentLogger(), registry: new Registry(),
     })
     await again.start()
     try {
@@ -74,6 +77,12 @@ test('the peer id survives a restart of the mesh on the same data dir', async ()
     } finally {
       await again.stop()
     }
+    await writeFile(identityPath(node.dir), Buffer.from('corrupt'))
+    const broken = new StorageMesh({ dataDir: node.dir, listen: '127.0.0.1:0' }, {
+      memberId: 'a', maps: node.maps, store: node.store, logger: silentLogger(), registry: new Registry(),
+    })
+    await assert.rejects(broken.start(), { name: 'PeerIdentityError' }, 'a corrupt identity stops the mesh from starting')
+    await broken.stop()
   } finally {
     await stopTestMeshNodes([node])
   }
