@@ -110,6 +110,20 @@ export const engineConfigSchema = z.object({
    * (engine/nbd/growable.ts). Multiple of 4096, at most 2^52. @default the volume's size
    */
   exportSizeCeilingBytes: z.number().int().positive().max(2 ** 52).multipleOf(4096).optional(),
+  /** `local`: the Local control plane in --data-dir; `kubernetes`: the CRDs (in a cluster: the CSI node plugin's engines). */
+  controlPlane: z.enum(['local', 'kubernetes']).default('local'),
+  /** Kubeconfig file for the Kubernetes control plane; unset means in-cluster config. */
+  kubeconfig: z.string().min(1).optional(),
+  /** Cluster token sent to storage nodes (CAIRN_CLUSTER_TOKEN); required when they listen beyond loopback. */
+  clusterToken: z.string().min(1).optional(),
+  /** File holding the cluster token (a mounted Secret); exclusive with --cluster-token. */
+  clusterTokenFile: z.string().min(1).optional(),
+  /**
+   * With the Kubernetes control plane and no token given: the namespace whose
+   * `cairn-storage-<block store>-token` Secret holds it (CAIRN_NAMESPACE, set from
+   * the pod's namespace). @default no token
+   */
+  namespace: z.string().min(1).optional(),
   logLevel: logLevel.default('info'),
 })
 export type EngineConfig = z.infer<typeof engineConfigSchema>
@@ -144,6 +158,10 @@ export const devConfigSchema = z.object({
   repairBandwidthBytesPerSecond: z.number().int().min(1).default(64 * 1024 * 1024),
   /** Pause between repair passes on each storage node. */
   repairInterval: duration.default('30s'),
+  /** Time between garbage collections of the dev block store. */
+  gcInterval: duration.default('1h'),
+  /** Shards put after a collection's mark start minus this are never swept (covers flushes in flight). */
+  gcGrace: duration.default('1h'),
   logLevel: logLevel.default('info'),
 })
 export type DevConfig = z.infer<typeof devConfigSchema>

@@ -172,7 +172,15 @@ export class CsiDriverProcess implements Startable {
     const node = factory({
       nodeId,
       stateDir: this.stateDirFor(nodeId),
-      engine: { argsPrefix: [fileURLToPath(new URL('../main.js', import.meta.url))], dataDir: resolvePath(this.config.dataDir), blockStore: this.defaults().blockStore, logLevel: this.config.logLevel },
+      engine: {
+        argsPrefix: [fileURLToPath(new URL('../main.js', import.meta.url))],
+        dataDir: resolvePath(this.config.dataDir),
+        blockStore: this.defaults().blockStore,
+        logLevel: this.config.logLevel,
+        // The node's engines use the driver's control plane: in a cluster, the CRDs.
+        controlPlane: this.local ? 'local' : 'kubernetes',
+        ...(this.config.kubeconfig === undefined ? {} : { kubeconfig: resolvePath(this.config.kubeconfig) }),
+      },
       maxVolumesPerNode: this.config.maxVolumesPerNode,
       logger: this.logger.child({ component: 'csi-node' }),
     })

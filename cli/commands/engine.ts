@@ -1,16 +1,23 @@
 import { join } from 'node:path'
 import type { Command } from '../main.js'
 import { engineConfigSchema, loadConfig, type EngineConfig } from '../../core/config.js'
+import { ConfigError } from '../../core/errors.js'
 import { createLogger, type Logger } from '../../core/logger.js'
 import { createRegistry, HealthServer, parseHostPort } from '../../core/health-server.js'
 import { LocalControlPlane } from '../../control-plane/local/local-control-plane.js'
+import { CoreV1Api } from '@kubernetes/client-node'
+import { createKubernetesControlPlane, loadKubeConfig } from '../../control-plane/kubernetes/kubernetes-control-plane.js'
+import { clusterTokenSecretName } from '../../control-plane/kubernetes/constants.js'
+import type { ControlPlane } from '../../control-plane/types.js'
+import type { Startable } from '../../core/startable.js'
+import { loadClusterToken } from '../../storage-node/auth.js'
 import { growableExports, NbdServer, type ExportResolver, type NbdListenAddress } from '../../engine/nbd/index.js'
 import { EngineHost, mountAdminApi } from '../../engine/host/index.js'
 import { EngineRuntime } from '../../engine/host/runtime.js'
 
 export const command: Command = {
   summary:
-    'serve the volumes of a Local control plane over NBD: cairn engine --data-dir DIR [--listen 127.0.0.1:10809] [--socket PATH] [--metrics-listen ADDR] [--node-id ID] [--attach lazy|eager] [--volume NAME] [--export-size-ceiling-bytes N]',
+    'serve the volumes of a Local control plane over NBD: cairn engine --data-dir DIR [--listen 127.0.0.1:10809] [--socket PATH] [--metrics-listen ADDR] [--node-id ID] [--attach lazy|eager] [--volume NAME] [--export-size-ceiling-bytes N] [--control-plane local|kubernetes] [--kubeconfig FILE] [--cluster-token-file FILE] [--namespace NS]',
   async run(argv) {
     const config = loadConfig(engineConfigSchema, argv)
     const logger = createLogger('engine', config.logLevel)
@@ -21,7 +28,7 @@ export const command: Command = {
       process.once('SIGINT', () => resolve('SIGINT'))
       process.once('disconnect', () => resolve('parent disconnected'))
     })
-    const engine = new EngineProcess(config, logger)
+    const engine = new EngineProcess(config, await engineClusterToken(config), logger)
     try {
       await engine.start()
       process.send?.({ type: 'ready', nbdAddress: engine.nbdAddress(), adminAddress: engine.adminAddress() })
@@ -40,16 +47,20 @@ export const command: Command = {
 /** The wiring of one engine process; start order control plane → runtime → host → NBD → HTTP, stop in reverse. */
 class EngineProcess {
   private readonly registry = createRegistry({ component: 'engine' })
-  private readonly cp: LocalControlPlane
+  private readonly cp: ControlPlane & Startable
   private readonly runtime: EngineRuntime
   private readonly host: EngineHost
   private readonly nbd: NbdServer
   private readonly http: HealthServer
   private started: Array<{ stop(): Promise<void> }> = []
 
-  constructor(config: EngineConfig, logger: Logger) {
-    this.cp = new LocalControlPlane({ path: join(config.dataDir, 'control-plane.sqlite') }, { logger: logger.child({ component: 'control-plane' }) })
-    this.runtime = new EngineRuntime({ blockStore: config.blockStore, nodeId: config.nodeId }, { controlPlane: this.cp, logger, registry: this.registry })
+  constructor(config: EngineConfig, clusterToken: string | undefined, logger: Logger) {
+    const cpLogger = logger.child({ component: 'control-plane' })
+    this.cp =
+      config.controlPlane === 'kubernetes'
+        ? createKubernetesControlPlane({ kubeConfig: loadKubeConfig(config.kubeconfig === undefined ? { inCluster: true } : { path: config.kubeconfig }) }, { logger: cpLogger })
+        : new LocalControlPlane({ path: join(config.dataDir, 'control-plane.sqlite') }, { logger: cpLogger })
+    this.runtime = new EngineRuntime({ blockStore: config.blockStore, nodeId: config.nodeId, clusterToken }, { controlPlane: this.cp, logger, registry: this.registry })
     this.host = new EngineHost(
       { blockStore: config.blockStore, attach: config.attach },
       { controlPlane: this.cp, attachVolume: this.runtime.attachVolume, logger, registry: this.registry },
@@ -98,5 +109,25 @@ function onlyVolume(host: EngineHost, volume: string): ExportResolver {
   return {
     resolve: (name) => (name === volume ? host.resolve(name) : undefined),
     list: () => [volume],
+  }
+}
+
+/**
+ * The token the engine sends to storage nodes: given (flag, env or file), else with the
+ * Kubernetes control plane and a namespace, read from the block store's Secret.
+ */
+async function engineClusterToken(config: EngineConfig): Promise<string | undefined> {
+  const given = await loadClusterToken(config)
+  if (given !== undefined || config.controlPlane !== 'kubernetes' || config.namespace === undefined) return given
+  const kubeConfig = loadKubeConfig(config.kubeconfig === undefined ? { inCluster: true } : { path: config.kubeconfig })
+  const name = clusterTokenSecretName(config.blockStore)
+  try {
+    const secret = await kubeConfig.makeApiClient(CoreV1Api).readNamespacedSecret({ name, namespace: config.namespace })
+    const token = secret.data?.token
+    if (token === undefined) throw new ConfigError(`Secret ${config.namespace}/${name} has no key "token"`)
+    return await loadClusterToken({ clusterToken: Buffer.from(token, 'base64').toString('utf8') })
+  } catch (err) {
+    if (err instanceof ConfigError) throw err
+    throw new ConfigError(`cannot read the cluster token from Secret ${config.namespace}/${name}: ${(err as Error).message}`, { cause: err })
   }
 }

@@ -69,3 +69,14 @@ export function labelValueFor(name: string): string {
   if (name.length <= LABEL_VALUE_LENGTH_MAX) return name
   return `sha256-${createHash('sha256').update(name).digest('hex').slice(0, 56)}`
 }
+
+// ---------------------------------------------------------------- credentials
+
+/**
+ * The Secret (in the operator's namespace, key `token`) holding a block store's
+ * cluster token: the operator creates it (operator/constants.ts `ownedNames`), storage
+ * nodes require it, and engines in a cluster send it.
+ */
+export function clusterTokenSecretName(blockStore: string): string {
+  return `cairn-storage-${blockStore}-token`
+}

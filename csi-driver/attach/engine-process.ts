@@ -29,6 +29,13 @@ export interface EngineLaunchInit {
   dataDir: string
   /** Recorded as the attachment (epoch holder). */
   nodeId: string
+  /**
+   * The control plane the engine attaches through: the Local one in `dataDir`, or the
+   * Kubernetes CRDs (in-cluster config unless `kubeconfig`; the cluster token then comes
+   * from the block store's Secret in CAIRN_NAMESPACE, which the engine inherits). @default 'local'
+   */
+  controlPlane?: 'local' | 'kubernetes'
+  kubeconfig?: string
   /** @default 'local' */
   blockStore?: string
   /** @default 'info' */
@@ -78,6 +85,8 @@ export async function startEngine(init: EngineLaunchInit, volumeId: string, volu
     // Only this volume: no other export name can make this engine take (and fence) another volume.
     '--volume', volumeId,
     '--log-level', init.logLevel ?? 'info',
+    '--control-plane', init.controlPlane ?? 'local',
+    ...(init.kubeconfig === undefined ? [] : ['--kubeconfig', init.kubeconfig]),
     ...(options.exportSizeCeilingBytes === undefined ? [] : ['--export-size-ceiling-bytes', String(options.exportSizeCeilingBytes)]),
   ]
   const log = await open(join(volumeDir, 'engine.log'), 'a')

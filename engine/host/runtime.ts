@@ -13,6 +13,7 @@ import type { ControlPlane, StoragePolicy } from '../../control-plane/types.js'
 import { ErasureChunkStore, type ChunkStoreInit } from '../chunks/chunk-store.js'
 import { MerkleManifest } from '../chunks/manifest.js'
 import { ReplicatedJournal, type JournalMember } from '../journal/replicated-journal.js'
+import { JournalClient } from '../../storage-node/journal/journal-client.js'
 import { attachVolume, type JournalFactoryInit, type VolumeEngine, type VolumeEngineOptions } from '../volume/index.js'
 import { ControlPlaneMaps, EmptyClusterMapError } from './cluster-maps.js'
 import type { HostedVolume, VolumeAttacher } from './types.js'
@@ -27,6 +28,8 @@ export interface EngineRuntimeInit {
   volume?: VolumeEngineOptions
   /** @default 2000 */
   mapRefreshIntervalMs?: number
+  /** Sent as `authorization: Bearer …` to storage nodes (shards and journals); required by nodes that listen beyond loopback. @default none */
+  clusterToken?: string
 }
 
 export interface EngineRuntimeComponents {
@@ -103,6 +106,7 @@ export class EngineRuntime implements Startable {
     const chunks = new ErasureChunkStore(
       {
         ...this.init.chunkStore,
+        clients: { ...this.init.chunkStore?.clients, token: this.init.clusterToken ?? this.init.chunkStore?.clients?.token },
         policy: { dataShards: policy.dataShards, parityShards: policy.parityShards, hash: policy.hash, chunkSizeBytes: policy.chunkSizeBytes },
       },
       { maps: this.maps, codec: this.codec, registry: this.components.registry, logger: this.components.logger.child({ component: 'chunks', policy: policyName }) },
@@ -130,6 +134,7 @@ export class EngineRuntime implements Startable {
           return next === undefined ? undefined : member(next)
         },
         onReplicasChanged: (ids) => this.recordReplicas(init.volumeName, init.epoch, ids),
+        connect: (m) => new JournalClient({ address: m.address, token: this.init.clusterToken }),
         logger: this.components.logger.child({ volume: init.volumeName, component: 'journal' }),
       },
     )
