@@ -89,7 +89,7 @@ test('the peer id survives a restart of the mesh on the same data dir', async ()
 })
 
 test('liveness: members see each other alive through heartbeats, and a stopped member goes silent', async () => {
-  const nodes = await startTestMeshCluster(['a', 'b'], { heartbeatIntervalMs: 100, aliveWindowMs: 1000 })
+  const nodes = await startTestMeshCluster(['a', 'b'], { heartbeatIntervalMs: 100, aliveWindowMs: 1500 })
   try {
     const [a, b] = nodes as [typeof nodes[0], typeof nodes[0]]
     assert.equal(a.mesh.isAlive('a'), true, 'a node is always alive to itself')
@@ -100,7 +100,7 @@ test('liveness: members see each other alive through heartbeats, and a stopped m
     assert.ok((await metricValue(a.registry, 'cairn_mesh_heartbeat_rtt_seconds_count')) >= 1)
     await b.mesh.stop()
     await waitFor('a to see b silent', () => !a.mesh.isAlive('b'))
-    assert.ok((a.mesh.silentForMs('b') ?? 0) > 1000, 'silent for longer than the alive window')
+    assert.ok((a.mesh.silentForMs('b') ?? 0) > 1500, 'silent for longer than the alive window')
     await waitFor('peer_up to drop', async () => (await metricValue(a.registry, 'cairn_mesh_peer_up', { member: 'b' })) === 0)
     assert.equal(a.mesh.isAlive('nobody'), false, 'a member not in the map is never alive')
     assert.equal(a.mesh.silentForMs('nobody'), undefined)
@@ -151,4 +151,17 @@ test('a shard larger than maxMessageBytes is refused before it is sent', async (
   } finally {
     await stopTestMeshNodes(nodes)
   }
+})
+
+test('stop releases every socket: no TCP handle outlives the meshes', async () => {
+  const tcpHandles = (): number => process.getActiveResourcesInfo().filter((r) => r.startsWith('TCP')).length
+  const before = tcpHandles()
+  const nodes = await startTestMeshCluster(['a', 'b', 'c'])
+  const [a] = nodes as [typeof nodes[0]]
+  await a.mesh.put('b', [fixtureShard(1)])
+  await waitFor('heartbeats between all members', () => nodes.every((n) => nodes.every((m) => n.mesh.isAlive(m.id))))
+  assert.ok(tcpHandles() > before, 'the meshes hold sockets while running')
+  await stopTestMeshNodes(nodes)
+  await waitFor('every mesh socket to close', () => tcpHandles() <= before)
+  await assert.rejects(a.mesh.has('b', [fixtureShard(1).header]), { name: 'ShuttingDownError' }, 'a stopped mesh refuses calls')
 })

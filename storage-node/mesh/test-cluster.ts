@@ -44,7 +44,7 @@ export async function startTestMeshNode(id: string, init: Partial<StorageMeshIni
   const maps = new MutableClusterMaps()
   const registry = new Registry()
   const mesh = new StorageMesh(
-    { dataDir, listen: '127.0.0.1:0', heartbeatIntervalMs: 100, callTimeoutMs: 10_000, ...init },
+    { dataDir, listen: '127.0.0.1:0', heartbeatIntervalMs: 100, aliveWindowMs: 3000, callTimeoutMs: 10_000, ...init },
     { memberId: id, maps, store, logger: silentLogger(), registry },
   )
   try {
