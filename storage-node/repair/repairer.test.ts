@@ -34,7 +34,7 @@ async function withCluster(members: number, fn: (cluster: TestCluster) => Promis
 
 function repairerFor(cluster: TestCluster, member: string, init: Partial<RepairerInit> = {}, components: Partial<RepairerComponents> = {}): Repairer {
   return new Repairer(
-    { bandwidthBytesPerSecond: Infinity, intervalMs: 0, stateDir: join(cluster.dir, `state-${member}`), settleMs: 0, ...init },
+    { bandwidthBytesPerSecond: Infinity, intervalMs: 0, stateDir: join(cluster.dir, `state-${member}`), settleMs: 0, checkpointIntervalMs: 0, ...init },
     {
       memberId: member,
       maps: cluster.maps,

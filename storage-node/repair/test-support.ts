@@ -126,8 +126,9 @@ export interface TestCluster {
   stop(): Promise<void>
 }
 
-export async function createTestCluster(memberCount: number): Promise<TestCluster> {
-  const dir = await mkdtemp(join(tmpdir(), 'cairn-repair-'))
+/** Members n0..n{count-1}, one failure domain each, weight 1; stores under a new directory in `parentDir`. */
+export async function createTestCluster(memberCount: number, parentDir: string = tmpdir()): Promise<TestCluster> {
+  const dir = await mkdtemp(join(parentDir, 'cairn-repair-'))
   const stores = new Map<string, SegmentShardStore>()
   const registries = new Map<string, Registry>()
   const addStore = async (member: string): Promise<SegmentShardStore> => {
