@@ -22,6 +22,8 @@ const commands: Record<string, () => Promise<Command>> = {
   snapshot: async () => (await import('./commands/snapshot.js')).command,
   operator: async () => (await import('./commands/operator.js')).command,
   csi: async () => (await import('./commands/csi.js')).command,
+  gc: async () => (await import('./commands/gc.js')).command,
+  pin: async () => (await import('./commands/pin.js')).command,
 }
 
 async function main(argv: string[]): Promise<number> {

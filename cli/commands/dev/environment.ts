@@ -16,6 +16,7 @@ import { createRegistry, HealthServer } from '../../../core/health-server.js'
 import { parseSizeBytes, type DevConfig } from '../../../core/config.js'
 import { bootstrap, devMembers, publishMembers, DEV_BLOCK_STORE } from './bootstrap.js'
 import { readyMessage, readyz, Supervisor } from './supervisor.js'
+import { startDevGcSchedule, type DevGcSchedule } from './gc-schedule.js'
 import { devPaths, isAlive, nodePorts, readDevStateFile, removeDevState, writeDevState, type DevState } from './state.js'
 import { mountFaultApi, renderStatusPage, statusJson } from './status-page.js'
 
@@ -47,6 +48,7 @@ export class DevEnvironment implements Startable {
   private nodes: NodeHandle[] = []
   private engine: Supervisor<EngineReady> | undefined
   private status: HealthServer | undefined
+  private gc: DevGcSchedule | undefined
   private startedAt = new Date().toISOString()
   private stateWrites: Promise<void> = Promise.resolve()
   private started = false
@@ -74,6 +76,7 @@ export class DevEnvironment implements Startable {
       await this.startNodes(policy.dataShards + policy.parityShards)
       await publishMembers(cp, devMembers(this.nodes.map((n) => n.address)), this.components.logger)
       await this.startEngine()
+      this.gc = await startDevGcSchedule(cp, this.config, this.components.logger)
       await this.startStatusPage()
       this.started = true
       await this.saveState()
@@ -85,6 +88,7 @@ export class DevEnvironment implements Startable {
 
   async stop(): Promise<void> {
     this.started = false
+    await this.gc?.stop()
     // The engine first: its final flush needs the storage nodes.
     await this.engine?.stop()
     await Promise.all(this.nodes.map((n) => n.supervisor.stop()))
