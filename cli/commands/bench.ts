@@ -12,7 +12,6 @@ const suites: Record<string, () => Promise<BenchSuite>> = {
   placement: async () => (await import('../../bench/placement.js')).placementSuite,
   'shard-store': async () => (await import('../../bench/shard-store.js')).shardStoreSuite,
   nbd: async () => (await import('../../bench/nbd.js')).nbdSuite,
-  gc: async () => (await import('../../bench/gc.js')).gcSuite,
   repair: async () => (await import('../../bench/repair.js')).repairSuite,
   gc: async () => (await import('../../bench/gc.js')).gcSuite,
 }
