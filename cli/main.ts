@@ -24,6 +24,7 @@ const commands: Record<string, () => Promise<Command>> = {
   csi: async () => (await import('./commands/csi.js')).command,
   gc: async () => (await import('./commands/gc.js')).command,
   pin: async () => (await import('./commands/pin.js')).command,
+  node: async () => (await import('./commands/node.js')).command,
 }
 
 async function main(argv: string[]): Promise<number> {

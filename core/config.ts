@@ -156,8 +156,8 @@ export const devConfigSchema = z.object({
   scrubInterval: duration.default('1h'),
   /** Repair and rebalance bandwidth cap of the whole dev cluster, bytes per second. */
   repairBandwidthBytesPerSecond: z.number().int().min(1).default(64 * 1024 * 1024),
-  /** Pause between repair passes on each storage node. */
-  repairInterval: duration.default('30s'),
+  /** Pause between repair passes on each storage node (a pass reads every local shard and asks peers about it: minutes, not seconds, on a laptop). */
+  repairInterval: duration.default('2m'),
   /** Time between garbage collections of the dev block store. */
   gcInterval: duration.default('1h'),
   /** Shards put after a collection's mark start minus this are never swept (covers flushes in flight). */

@@ -5,7 +5,8 @@
  */
 import type { Logger } from '../../../core/logger.js'
 import type { ClusterMap, ClusterMember, ControlPlane, StoragePolicy } from '../../../control-plane/types.js'
-import { AlreadyExistsError, NotFoundError } from '../../../control-plane/types.js'
+import { AlreadyExistsError, ConflictError, NotFoundError } from '../../../control-plane/types.js'
+import { CairnError } from '../../../core/errors.js'
 
 export const DEV_BLOCK_STORE = 'local'
 export const DEV_POLICY = 'local'
@@ -55,26 +56,75 @@ export async function bootstrap(cp: ControlPlane, input: BootstrapInput, logger:
   return policy
 }
 
-/** The dev cluster map's members: node N on its own failure domain, equal weights (one disk). */
-export function devMembers(addresses: readonly string[]): ClusterMember[] {
-  return addresses.map((address, i) => ({
-    id: `node-${i}`,
-    address,
-    // No libp2p mesh runs in dev yet; the id is unique and stable, as the map requires.
-    peerId: `dev-node-${i}`,
-    failureDomain: `node-${i}`,
+/** One dev storage node as the cluster map names it. */
+export interface DevMemberInput {
+  /** `node-N` */
+  id: string
+  /** gRPC `host:port` */
+  address: string
+  /** Its libp2p peer id (from the identity in its data directory). */
+  peerId: string
+  /** Its mesh `host:port`. */
+  meshAddress: string
+}
+
+/**
+ * The dev cluster map's members: each node on its own failure domain, equal weights
+ * (one disk). A member the supervisor has marked `down` stays down until it is healthy
+ * again: restarting `cairn dev` does not forget an outage.
+ */
+export function devMembers(nodes: readonly DevMemberInput[], previous: readonly ClusterMember[] = []): ClusterMember[] {
+  return nodes.map((n) => ({
+    id: n.id,
+    address: n.address,
+    peerId: n.peerId,
+    meshAddress: n.meshAddress,
+    failureDomain: n.id,
     weight: 1,
-    state: 'active' as const,
+    state: previous.find((p) => p.id === n.id)?.state ?? ('active' as const),
   }))
+}
+
+/** A cluster-map update kept losing the race against other writers. */
+export class ClusterMapContentionError extends CairnError {
+  override readonly name = 'ClusterMapContentionError'
+  readonly kind = 'aborted'
+}
+
+/**
+ * Read-modify-write of the dev map's members: `change` gets the current members and
+ * returns the new ones, or undefined for no change. Another writer (the supervisor's
+ * health monitor, `cairn node remove`, a restarted node's new identity) may publish in
+ * between: the epoch check turns that into a conflict, and the change is recomputed
+ * on the newer map (bounded retries).
+ */
+export async function updateMembers(
+  cp: ControlPlane,
+  change: (members: readonly ClusterMember[]) => readonly ClusterMember[] | undefined,
+  logger: Logger,
+  attemptsMax = 8,
+): Promise<ClusterMap> {
+  for (let attempt = 1; ; attempt++) {
+    const current = await cp.getClusterMap(DEV_BLOCK_STORE)
+    const members = change(current.members)
+    if (members === undefined || memberKey(members) === memberKey(current.members)) return current
+    try {
+      const next = await cp.publishClusterMap(DEV_BLOCK_STORE, { epoch: current.epoch + 1, members })
+      logger.info({ epoch: next.epoch, members: members.map((m) => `${m.id}@${m.address}:${m.state}`) }, 'cluster map published')
+      return next
+    } catch (err) {
+      if (!(err instanceof ConflictError)) throw err
+      if (attempt >= attemptsMax) throw new ClusterMapContentionError(`cluster map of ${DEV_BLOCK_STORE} changed under ${attempt} attempts to update it`, { cause: err })
+    }
+  }
 }
 
 /** Publishes `members` unless the stored map already has exactly them; returns the map in force. */
 export async function publishMembers(cp: ControlPlane, members: readonly ClusterMember[], logger: Logger): Promise<ClusterMap> {
-  const current = await cp.getClusterMap(DEV_BLOCK_STORE)
-  const key = (ms: readonly ClusterMember[]): string =>
-    JSON.stringify([...ms].sort((a, b) => a.id.localeCompare(b.id)).map((m) => [m.id, m.address, m.peerId, m.failureDomain, m.weight, m.state]))
-  if (key(current.members) === key(members)) return current
-  const next = await cp.publishClusterMap(DEV_BLOCK_STORE, { epoch: current.epoch + 1, members })
-  logger.info({ epoch: next.epoch, members: members.map((m) => `${m.id}@${m.address}`) }, 'cluster map published')
-  return next
+  return updateMembers(cp, () => members, logger)
+}
+
+/** Order-independent identity of a member list: any difference is a new epoch. */
+function memberKey(members: readonly ClusterMember[]): string {
+  return JSON.stringify([...members].sort((a, b) => a.id.localeCompare(b.id)).map((m) => [m.id, m.address, m.peerId, m.meshAddress ?? null, m.failureDomain, m.weight, m.state]))
 }

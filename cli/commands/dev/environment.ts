@@ -1,20 +1,29 @@
 /**
  * DevEnvironment: everything `cairn dev` runs. The Local control plane lives in this
- * process; the k+m storage nodes and the engine are supervised child processes (so a
- * test can SIGKILL any of them and see it come back); the status page is served here.
- * Start order is control plane, storage nodes, cluster map, engine, status page; stop
- * is the reverse, so the engine's final flush still finds its storage nodes.
+ * process; the storage nodes (k+m by default) and the engine are supervised child
+ * processes (so a test can SIGKILL any of them and see it come back); the status page
+ * is served here. Start order is control plane, cluster map (each node's peer id is
+ * read from its data directory first), storage nodes, member health monitor, engine,
+ * status page; stop is the reverse, so the engine's final flush still finds its nodes.
+ *
+ * Each storage node runs the durability services (mesh, scrub, repair) and reads the
+ * cluster map from this control plane. A node dead or unhealthy for
+ * `--member-down-timeout` is marked down (member-health.ts); `cairn node remove`
+ * takes one out of the map for good, and this process then stops it.
  */
-import { mkdir, readFile } from 'node:fs/promises'
+import { access, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Logger } from '../../../core/logger.js'
 import type { Startable } from '../../../core/startable.js'
-import { FailedPreconditionError } from '../../../control-plane/types.js'
+import { FailedPreconditionError, type ClusterMap } from '../../../control-plane/types.js'
 import { LocalControlPlane } from '../../../control-plane/local/local-control-plane.js'
 import { createRegistry, HealthServer } from '../../../core/health-server.js'
-import { parseSizeBytes, type DevConfig } from '../../../core/config.js'
-import { bootstrap, devMembers, publishMembers, DEV_BLOCK_STORE } from './bootstrap.js'
+import { parseDurationMs, parseSizeBytes, type DevConfig } from '../../../core/config.js'
+import { ConfigError } from '../../../core/errors.js'
+import { loadOrCreatePeerIdentity } from '../../../storage-node/mesh/index.js'
+import { bootstrap, devMembers, publishMembers, updateMembers, DEV_BLOCK_STORE } from './bootstrap.js'
+import { MemberHealthMonitor } from './member-health.js'
 import { readyMessage, readyz, Supervisor } from './supervisor.js'
 import { startDevGcSchedule, type DevGcSchedule } from './gc-schedule.js'
 import { devPaths, isAlive, nodePorts, readDevStateFile, removeDevState, writeDevState, type DevState } from './state.js'
@@ -34,10 +43,14 @@ export interface EngineReady {
 }
 
 interface NodeHandle {
+  index: number
   id: string
   address: string
   metricsAddress: string
+  meshAddress: string
   dataDir: string
+  /** As published in the map; re-read before every spawn (a wiped data directory gets a new identity). */
+  peerId: string
   supervisor: Supervisor<void>
 }
 
@@ -47,6 +60,7 @@ export class DevEnvironment implements Startable {
   private cp: LocalControlPlane | undefined
   private nodes: NodeHandle[] = []
   private engine: Supervisor<EngineReady> | undefined
+  private health: MemberHealthMonitor | undefined
   private status: HealthServer | undefined
   private gc: DevGcSchedule | undefined
   private startedAt = new Date().toISOString()
@@ -73,8 +87,15 @@ export class DevEnvironment implements Startable {
         { ...this.config, nodesDir: this.paths.nodesDir, volumeSizeBytes: parseSizeBytes(this.config.size) },
         this.components.logger,
       )
-      await this.startNodes(policy.dataShards + policy.parityShards)
-      await publishMembers(cp, devMembers(this.nodes.map((n) => n.address)), this.components.logger)
+      await this.prepareNodes(policy.dataShards + policy.parityShards)
+      const previous = await cp.getClusterMap(DEV_BLOCK_STORE)
+      await publishMembers(cp, devMembers(this.nodes, previous.members), this.components.logger)
+      await Promise.all(this.nodes.map((n) => n.supervisor.start()))
+      this.health = new MemberHealthMonitor(
+        { downTimeoutMs: parseDurationMs(this.config.memberDownTimeout) },
+        { cp, probe: (id) => this.probe(id), logger: this.components.logger.child({ component: 'member-health' }), onMap: (map) => this.followMap(map) },
+      )
+      await this.health.start()
       await this.startEngine()
       this.gc = await startDevGcSchedule(cp, this.config, this.components.logger)
       await this.startStatusPage()
@@ -91,6 +112,7 @@ export class DevEnvironment implements Startable {
     await this.gc?.stop()
     // The engine first: its final flush needs the storage nodes.
     await this.engine?.stop()
+    await this.health?.stop()
     await Promise.all(this.nodes.map((n) => n.supervisor.stop()))
     await this.status?.stop()
     await this.stateWrites
@@ -121,6 +143,8 @@ export class DevEnvironment implements Startable {
         address: n.address,
         metricsAddress: n.metricsAddress,
         dataDir: n.dataDir,
+        meshAddress: n.meshAddress,
+        peerId: n.peerId,
         pid: n.supervisor.pid ?? null,
         state: n.supervisor.state,
         restarts: n.supervisor.restarts,
@@ -146,21 +170,86 @@ export class DevEnvironment implements Startable {
     }
   }
 
-  private async startNodes(count: number): Promise<void> {
+  /**
+   * Ports, identity and supervisor of every storage node not removed by `cairn node remove`.
+   * @throws ConfigError when --storage-nodes is below k+m
+   * @throws FailedPreconditionError when removals left fewer than k+m nodes
+   */
+  private async prepareNodes(shardsPerChunk: number): Promise<void> {
+    const count = this.config.storageNodes ?? shardsPerChunk
+    if (count < shardsPerChunk) throw new ConfigError(`--storage-nodes ${count} is below k+m = ${shardsPerChunk}: a chunk's shards need that many nodes`)
     const taken = new Set<number>()
     for (let i = 0; i < count; i++) {
-      const ports = await nodePorts(this.dataDir, i, LOOPBACK, taken)
-      const address = `${LOOPBACK}:${ports.grpcPort}`
-      const metricsAddress = `${LOOPBACK}:${ports.metricsPort}`
-      const dataDir = this.paths.node(i)
-      const args = ['storage-node', '--data-dir', dataDir, '--listen', address, '--metrics-listen', metricsAddress, '--log-level', this.config.logLevel]
-      const supervisor = new Supervisor<void>(
-        { name: `node-${i}`, command: process.execPath, args: () => [CLI_MAIN, ...args], ready: (_child, signal) => readyz(metricsAddress, signal) },
-        { logger: this.components.logger, onChange: () => this.stateChanged() },
-      )
-      this.nodes.push({ id: `node-${i}`, address, metricsAddress, dataDir, supervisor })
+      if (await exists(this.paths.nodeRemoved(i))) {
+        this.components.logger.info({ node: `node-${i}` }, 'node was removed from the cluster (cairn node remove); not starting it')
+        continue
+      }
+      this.nodes.push(await this.prepareNode(i, taken))
     }
-    await Promise.all(this.nodes.map((n) => n.supervisor.start()))
+    if (this.nodes.length < shardsPerChunk) {
+      throw new FailedPreconditionError(`only ${this.nodes.length} storage nodes remain after removals; k+m = ${shardsPerChunk} are needed (raise --storage-nodes)`)
+    }
+  }
+
+  private async prepareNode(i: number, taken: Set<number>): Promise<NodeHandle> {
+    const ports = await nodePorts(this.dataDir, i, LOOPBACK, taken)
+    const id = `node-${i}`
+    const address = `${LOOPBACK}:${ports.grpcPort}`
+    const metricsAddress = `${LOOPBACK}:${ports.metricsPort}`
+    const meshAddress = `${LOOPBACK}:${ports.meshPort}`
+    const dataDir = this.paths.node(i)
+    // Read (or made) before the node starts, so the map names it before it dials anyone.
+    const { peerId } = await loadOrCreatePeerIdentity(dataDir)
+    const args = [
+      'storage-node', '--data-dir', dataDir, '--listen', address, '--metrics-listen', metricsAddress, '--log-level', this.config.logLevel,
+      '--member-id', id, '--block-store', DEV_BLOCK_STORE, '--mesh-listen', meshAddress,
+      '--control-plane', 'local', '--control-plane-path', this.paths.controlPlane, '--cluster-map-refresh-interval', '1s',
+      '--scrub-bytes-per-second', String(this.config.scrubBytesPerSecond), '--scrub-interval', this.config.scrubInterval,
+      '--repair-bandwidth-bytes-per-second', String(this.config.repairBandwidthBytesPerSecond), '--repair-interval', this.config.repairInterval,
+    ]
+    const handle: NodeHandle = { index: i, id, address, metricsAddress, meshAddress, dataDir, peerId, supervisor: undefined as unknown as Supervisor<void> }
+    handle.supervisor = new Supervisor<void>(
+      {
+        name: id,
+        command: process.execPath,
+        args: () => [CLI_MAIN, ...args],
+        beforeSpawn: () => this.refreshIdentity(handle),
+        ready: (_child, signal) => readyz(metricsAddress, signal),
+      },
+      { logger: this.components.logger, onChange: () => this.stateChanged() },
+    )
+    return handle
+  }
+
+  /** A node whose data directory was wiped gets a new identity: publish it before the node runs. */
+  private async refreshIdentity(node: NodeHandle): Promise<void> {
+    const { peerId } = await loadOrCreatePeerIdentity(node.dataDir)
+    if (peerId === node.peerId || this.cp === undefined) return
+    this.components.logger.warn({ node: node.id, from: node.peerId, to: peerId }, 'node has a new mesh identity (data directory replaced); publishing it')
+    node.peerId = peerId
+    await updateMembers(this.cp, (ms) => ms.map((m) => (m.id === node.id ? { ...m, peerId } : m)), this.components.logger)
+  }
+
+  /** Healthy: its process is up and its /readyz answers now. */
+  private async probe(id: string): Promise<boolean> {
+    const node = this.nodes.find((n) => n.id === id)
+    if (node === undefined || node.supervisor.state !== 'up') return false
+    const res = await fetch(`http://${node.metricsAddress}/readyz`, { signal: AbortSignal.timeout(2000) })
+    return res.ok
+  }
+
+  /** Stops the nodes `cairn node remove` took out of the map: they must not come back on their own. */
+  private async followMap(map: ClusterMap): Promise<void> {
+    const removed = this.nodes.filter((n) => !map.members.some((m) => m.id === n.id))
+    if (removed.length === 0) return
+    this.nodes = this.nodes.filter((n) => !removed.includes(n))
+    for (const n of removed) {
+      this.components.logger.warn({ node: n.id }, 'node left the cluster map; stopping it')
+      // `cairn node remove` writes it first; written here too so a restart never brings the node back.
+      await writeFile(this.paths.nodeRemoved(n.index), `${JSON.stringify({ removedAt: new Date().toISOString() })}\n`).catch(() => undefined)
+    }
+    await Promise.all(removed.map((n) => n.supervisor.stop()))
+    this.stateChanged()
   }
 
   private async startEngine(): Promise<void> {
@@ -221,4 +310,11 @@ export class DevEnvironment implements Startable {
       .catch((err: unknown) => this.components.logger.error({ err }, 'cannot write dev.json'))
     return this.stateWrites
   }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  )
 }

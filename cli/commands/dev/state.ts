@@ -18,6 +18,8 @@ export function devPaths(dataDir: string) {
     nodesDir: join(dataDir, 'nodes'),
     node: (index: number) => join(dataDir, 'nodes', `node-${index}`),
     nodePorts: (index: number) => join(dataDir, 'nodes', `node-${index}`, 'ports.json'),
+    /** Written by `cairn node remove`: the node left the cluster map and is not started again. */
+    nodeRemoved: (index: number) => join(dataDir, 'nodes', `node-${index}`, 'removed.json'),
   }
 }
 
@@ -42,7 +44,17 @@ export const devStateSchema = z.object({
   nbd: z.object({ address: z.string(), uri: z.string() }),
   statusUrl: z.string(),
   engine: childSchema.extend({ adminAddress: z.string().nullable(), nodeId: z.string() }),
-  nodes: z.array(childSchema.extend({ id: z.string(), address: z.string(), metricsAddress: z.string(), dataDir: z.string() })),
+  nodes: z.array(
+    childSchema.extend({
+      id: z.string(),
+      address: z.string(),
+      metricsAddress: z.string(),
+      dataDir: z.string(),
+      /** Mesh address and peer id (absent in files written before the mesh). */
+      meshAddress: z.string().optional(),
+      peerId: z.string().optional(),
+    }),
+  ),
 })
 export type DevState = z.infer<typeof devStateSchema>
 
@@ -91,8 +103,10 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-const portsSchema = z.object({ grpcPort: z.number().int().min(1).max(65535), metricsPort: z.number().int().min(1).max(65535) })
-export type NodePorts = z.infer<typeof portsSchema>
+const port = z.number().int().min(1).max(65535)
+// meshPort is optional so that ports.json files written before the mesh still load (and keep their other ports).
+const portsSchema = z.object({ grpcPort: port, metricsPort: port, meshPort: port.optional() })
+export type NodePorts = Required<z.infer<typeof portsSchema>>
 
 /**
  * The node's ports: the persisted ones while they are still free, else new free ones
@@ -105,15 +119,22 @@ export async function nodePorts(dataDir: string, index: number, host: string, ta
     (text) => portsSchema.safeParse(JSON.parse(text)).data,
     () => undefined,
   )
-  const usable = async (port: number): Promise<boolean> => !taken.has(port) && (await isPortFree(host, port))
+  const usable = async (p: number): Promise<boolean> => !taken.has(p) && (await isPortFree(host, p))
+  let ports: NodePorts | undefined
   if (saved !== undefined && saved.grpcPort !== saved.metricsPort && (await usable(saved.grpcPort)) && (await usable(saved.metricsPort))) {
     taken.add(saved.grpcPort).add(saved.metricsPort)
-    return saved
+    const meshOk = saved.meshPort !== undefined && saved.meshPort !== saved.grpcPort && saved.meshPort !== saved.metricsPort && (await usable(saved.meshPort))
+    if (meshOk) {
+      taken.add(saved.meshPort as number)
+      return saved as NodePorts
+    }
+    ports = { grpcPort: saved.grpcPort, metricsPort: saved.metricsPort, meshPort: await freePort(host, taken) }
+  } else {
+    ports = { grpcPort: await freePort(host, taken), metricsPort: await freePort(host, taken), meshPort: await freePort(host, taken) }
   }
-  const fresh = { grpcPort: await freePort(host, taken), metricsPort: await freePort(host, taken) }
   await mkdir(devPaths(dataDir).node(index), { recursive: true })
-  await writeFile(path, `${JSON.stringify(fresh)}\n`)
-  return fresh
+  await writeFile(path, `${JSON.stringify(ports)}\n`)
+  return ports
 }
 
 /** A port the kernel just handed out on `host` (bound and released), not in `taken`; added to it. */

@@ -27,6 +27,8 @@ export interface SupervisorInit<R> {
   args: () => readonly string[]
   /** Open an IPC channel to the child (it reports readiness and notices when this process dies). @default false */
   ipc?: boolean
+  /** Runs before every spawn (first start, restart, resume), e.g. to publish the child's identity; a failure is logged and the spawn goes ahead. @default none */
+  beforeSpawn?: () => Promise<void>
   /** Resolves with what the child reports once it serves; called once per spawn. */
   ready: (child: ChildProcess, signal: AbortSignal) => Promise<R>
   /** @default 60000 */
@@ -74,7 +76,7 @@ export class Supervisor<R> implements Startable {
   async start(): Promise<void> {
     this.stopping = false
     const first = this.nextReady()
-    this.spawnChild()
+    this.launch()
     await first
   }
 
@@ -125,8 +127,19 @@ export class Supervisor<R> implements Startable {
     this.held = false
     const ready = this.nextReady()
     this.restarts++
-    this.spawnChild()
+    this.launch()
     await ready
+  }
+
+  /** Spawns after the beforeSpawn hook, unless a stop or kill came in meanwhile. */
+  private launch(): void {
+    const hook = this.init.beforeSpawn
+    if (hook === undefined) return this.spawnChild()
+    void hook()
+      .catch((err: unknown) => this.components.logger.warn({ child: this.init.name, err }, 'pre-spawn step failed; starting the child anyway'))
+      .then(() => {
+        if (!this.stopping && !this.held) this.spawnChild()
+      })
   }
 
   private spawnChild(): void {
@@ -173,7 +186,7 @@ export class Supervisor<R> implements Startable {
     this.backoffTimer = setTimeout(() => {
       if (this.stopping) return
       this.restarts++
-      this.spawnChild()
+      this.launch()
     }, delayMs)
   }
 

@@ -1,0 +1,118 @@
+/**
+ * `cairn node list|remove` against the control plane in --data-dir (a `cairn dev`).
+ * Remove takes a member out of the cluster map for good: placement no longer names
+ * it, so the other nodes' repairers rebuild its shards on the remaining members, and
+ * the running `cairn dev` stops its process and never starts it again.
+ */
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join, resolve as resolvePath } from 'node:path'
+import type { Command } from '../main.js'
+import type { ClusterMember } from '../../control-plane/types.js'
+import { FailedPreconditionError } from '../../control-plane/types.js'
+import { CairnError } from '../../core/errors.js'
+import { silentLogger } from '../../core/logger.js'
+import { DEV_BLOCK_STORE, DEV_POLICY, updateMembers } from './dev/bootstrap.js'
+import { formatFromArgv, openContext, outputFormat, parseCli, printTable, runCli, type CliContext, type OutputFormat } from './dev/client.js'
+import { devPaths, readDevState, type DevState } from './dev/state.js'
+
+/** The cluster map has no member with that id. */
+export class UnknownMemberError extends CairnError {
+  override readonly name = 'UnknownMemberError'
+  readonly kind = 'not-found'
+}
+
+const USAGE = {
+  list: 'cairn node list',
+  remove: 'cairn node remove ID',
+} as const
+type Sub = keyof typeof USAGE
+
+const COMMON = '[--data-dir .cairn] [--output table|json]'
+
+export const command: Command = {
+  summary: `manage storage nodes of a cairn dev: cairn node ${Object.keys(USAGE).join('|')} ... ${COMMON}`,
+  async run(argv) {
+    const [sub, ...rest] = argv
+    if (sub === undefined || !(sub in USAGE)) {
+      console.error(`usage:\n${Object.values(USAGE).map((u) => `  ${u} ${COMMON}`).join('\n')}`)
+      return 2
+    }
+    return runCli(`node ${sub}`, formatFromArgv(rest), () => runSub(sub as Sub, rest))
+  },
+}
+
+/** One member as listed: the map's view joined with the dev's process view. */
+export interface NodeRow {
+  id: string
+  state: ClusterMember['state']
+  address: string
+  meshAddress: string | null
+  peerId: string
+  /** The process state in the running dev (`up`, `killed`, ...), or null when no dev runs. */
+  process: string | null
+}
+
+async function runSub(sub: Sub, argv: readonly string[]): Promise<void> {
+  const { values, positionals } = parseCli(argv, {}, sub === 'list' ? 0 : 1, USAGE[sub])
+  const format = outputFormat(values.output)
+  const dataDir = resolvePath(values['data-dir'] as string)
+  const ctx = await openContext(dataDir, values.engine)
+  try {
+    if (sub === 'list') return printRows(format, await listNodes(ctx, await readDevState(dataDir)))
+    const removed = await removeNode(ctx, dataDir, positionals[0] as string)
+    if (format === 'json') console.log(JSON.stringify(removed))
+    else console.log(`node ${removed.removed} left the cluster map (epoch ${removed.epoch}); its shards are rebuilt on the remaining nodes`)
+  } finally {
+    await ctx.close()
+  }
+}
+
+async function listNodes(ctx: CliContext, dev: DevState | undefined): Promise<{ epoch: number; nodes: NodeRow[] }> {
+  const map = await ctx.cp.getClusterMap(DEV_BLOCK_STORE)
+  const nodes = [...map.members]
+    .sort((a, b) => a.id.localeCompare(b.id, 'en', { numeric: true }))
+    .map((m) => ({
+      id: m.id,
+      state: m.state,
+      address: m.address,
+      meshAddress: m.meshAddress ?? null,
+      peerId: m.peerId,
+      process: dev?.nodes.find((n) => n.id === m.id)?.state ?? null,
+    }))
+  return { epoch: map.epoch, nodes }
+}
+
+function printRows(format: OutputFormat, result: { epoch: number; nodes: NodeRow[] }): void {
+  if (format === 'json') return void console.log(JSON.stringify(result))
+  printTable(
+    ['ID', 'STATE', 'PROCESS', 'ADDRESS', 'MESH', 'PEER ID'],
+    result.nodes.map((n) => [n.id, n.state, n.process ?? '-', n.address, n.meshAddress ?? '-', n.peerId]),
+  )
+  console.log(`cluster map epoch ${result.epoch}`)
+}
+
+/**
+ * Takes `id` out of the map. Refused when the members left could not hold a chunk's
+ * k+m shards on distinct nodes: that would make every write fail.
+ * @throws UnknownMemberError when the map has no such member
+ * @throws FailedPreconditionError when fewer than k+m members would remain
+ */
+async function removeNode(ctx: CliContext, dataDir: string, id: string): Promise<{ removed: string; epoch: number }> {
+  const before = await ctx.cp.getClusterMap(DEV_BLOCK_STORE)
+  if (!before.members.some((m) => m.id === id)) throw new UnknownMemberError(`no member ${JSON.stringify(id)} in the cluster map of ${DEV_BLOCK_STORE} (epoch ${before.epoch})`)
+  const policy = await ctx.cp.getStoragePolicy(DEV_POLICY)
+  const needed = policy.dataShards + policy.parityShards
+  const remaining = before.members.filter((m) => m.id !== id && m.state !== 'down').length
+  if (remaining < needed) {
+    throw new FailedPreconditionError(`removing ${id} leaves ${remaining} serving nodes; the ${DEV_POLICY} policy needs k+m = ${needed} (start cairn dev with a larger --storage-nodes first)`)
+  }
+  // The marker first: should the dev restart before it sees the new map, it still does not bring the node back.
+  const match = /^node-(\d+)$/.exec(id)
+  if (match !== null) {
+    const path = devPaths(dataDir).nodeRemoved(Number(match[1]))
+    await mkdir(join(path, '..'), { recursive: true })
+    await writeFile(path, `${JSON.stringify({ removedAt: new Date().toISOString() })}\n`)
+  }
+  const map = await updateMembers(ctx.cp, (ms) => ms.filter((m) => m.id !== id), silentLogger())
+  return { removed: id, epoch: map.epoch }
+}
