@@ -354,10 +354,19 @@ export class AddressFilter {
   }
 
   add(cid: Uint8Array, index: number): void {
+    this.addHash(addressHash(cid, index))
+  }
+
+  /** False only if `add` was never called with this address. */
+  mayContain(cid: Uint8Array, index: number): boolean {
+    return this.mayContainHash(addressHash(cid, index))
+  }
+
+  /** `add` with the address's `addressHash` computed beforehand (off the caller's critical path). */
+  addHash(h1: number): void {
     let layer = this.layers[this.layers.length - 1] as FilterLayer
     if (layer.count >= layer.capacity) layer = this.addLayer(layer.capacity * 2)
     layer.count += 1
-    const h1 = addressHash(cid, index)
     const h2 = mix32(h1) | 1
     for (let i = 0, h = h1; i < FILTER_PROBES; i++, h = (h + h2) | 0) {
       const bit = h & layer.mask
@@ -365,9 +374,8 @@ export class AddressFilter {
     }
   }
 
-  /** False only if `add` was never called with this address. */
-  mayContain(cid: Uint8Array, index: number): boolean {
-    const h1 = addressHash(cid, index)
+  /** `mayContain` for an address's `addressHash`. */
+  mayContainHash(h1: number): boolean {
     const h2 = mix32(h1) | 1
     for (const layer of this.layers) {
       let all = true
@@ -390,7 +398,7 @@ export class AddressFilter {
 }
 
 /** FNV-1a over the CID bytes and the index: CIDs may be chosen by a client, so every byte counts. */
-function addressHash(cid: Uint8Array, index: number): number {
+export function addressHash(cid: Uint8Array, index: number): number {
   let h = 0x811c9dc5
   for (let i = 0; i < cid.length; i++) h = Math.imul(h ^ (cid[i] as number), 0x01000193)
   return mix32(Math.imul(h ^ index, 0x01000193))

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import type { Logger } from '../core/logger.js'
 import { CairnError, ResourceExhaustedError, ShuttingDownError, assert } from '../core/errors.js'
 import { decodeShard, formatAddress, shardKey, ShardCorruptError, validateAddress, type Shard, type ShardAddress } from '../core/shard.js'
-import { AddressFilter, asBuffer, SegmentIndex, type NewRecord, type ShardRow } from './segment-index.js'
+import { AddressFilter, addressHash, asBuffer, SegmentIndex, type NewRecord, type ShardRow } from './segment-index.js'
 import { listSegmentFiles, scanRecords, SegmentFile, segmentFileName, syncDirectory } from './segment-file.js'
 import { compactSegment, pickCompactionCandidate } from './compaction.js'
 import type { StoreMetrics } from './metrics.js'
@@ -78,10 +78,14 @@ interface UnindexedRecord extends NewRecord {
   lastPutMs: number
 }
 
-/** A shard a group will write: its map key is computed once, and whether the index had no row for it. */
+/**
+ * A shard a group will write: its address hash, its map key if the dedupe needed it
+ * (else it is computed while the write is in flight), and whether the index had no row.
+ */
 interface PlannedWrite {
   shard: Shard
-  key: string
+  hash: number
+  key: string | undefined
   fresh: boolean
 }
 
@@ -355,27 +359,28 @@ export class SegmentShardStore implements ShardStore {
   /** Writes the group's new shards and fsyncs them; they wait for the index in memory. */
   private async commitGroup(group: readonly PendingPut[]): Promise<void> {
     const nowMs = this.options.nowMs()
-    const planned = new Set<string>()
+    // By address hash: building the string keys waits for the write (appendAndFsync).
+    const planned = new Map<number, Shard[]>()
     const toWrite: PlannedWrite[] = []
     const touched: ShardAddress[] = []
     for (const put of group) {
       for (const shard of put.shards) {
-        const key = shardKey(shard.header)
-        if (planned.has(key)) {
+        const hash = addressHash(shard.header.chunkCid, shard.header.index)
+        if (plannedBefore(planned, hash, shard)) {
           put.result.existingCount += 1
           continue
         }
-        planned.add(key)
         // New data is the common case: the filter answers it without an index lookup.
-        const known = !this.filterReady || this.filter.mayContain(shard.header.chunkCid, shard.header.index)
-        const row = known ? this.findRow(shard.header, key) : undefined
+        const known = !this.filterReady || this.filter.mayContainHash(hash)
+        const key = known ? shardKey(shard.header) : undefined
+        const row = key !== undefined ? this.findRow(shard.header, key) : undefined
         if (row === undefined || row.corrupt) {
-          toWrite.push({ shard, key, fresh: row === undefined })
+          toWrite.push({ shard, hash, key, fresh: row === undefined })
           put.result.writtenCount += 1
           continue
         }
         // Already stored and fsynced: a re-put only refreshes GC's clock.
-        const waiting = this.unindexed.get(key)
+        const waiting = key !== undefined ? this.unindexed.get(key) : undefined
         if (waiting !== undefined) waiting.lastPutMs = Math.max(waiting.lastPutMs, nowMs)
         else touched.push(shard.header)
         put.result.existingCount += 1
@@ -387,19 +392,23 @@ export class SegmentShardStore implements ShardStore {
 
   /**
    * Appends the shards at the committed end of the active segment and fsyncs them (one
-   * O_DSYNC writev). While it runs in the thread pool, earlier groups' records are indexed
-   * (if enough wait): the index transaction costs the ack path no extra time.
+   * O_DSYNC writev). While it runs in the thread pool the main thread indexes earlier
+   * groups (if enough wait) and builds this group's records, so neither costs the ack path
+   * time; after it, making the records visible is a map insert each.
    */
   private async appendAndFsync(writes: readonly PlannedWrite[], nowMs: number): Promise<void> {
     let totalBytes = 0
     for (const w of writes) totalBytes += w.shard.bytes.length
     if (this.activeSizeBytes > 0 && this.activeSizeBytes + totalBytes > this.options.segmentSizeBytes) await this.rollSegment()
     const start = this.activeSizeBytes
+    let records: Array<[string, UnindexedRecord]>
     try {
       const stopTimer = this.components.metrics?.fsyncSeconds.startTimer()
       const written = writeAll(this.active, writes, start)
-      // The durable write is the longest wait of a put: the main thread indexes earlier groups meanwhile.
       const flushError = this.flushIndexIfDue()
+      records = buildRecords(writes, start, nowMs)
+      // Early, but only ever a false positive (a lookup) if the write fails: the filter may over-approximate.
+      for (const w of writes) this.filter.addHash(w.hash)
       await written
       stopTimer?.()
       if (flushError !== undefined) throw flushError
@@ -409,14 +418,8 @@ export class SegmentShardStore implements ShardStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw new DiskFullError('no space left for shard data', { cause: err })
       throw err
     }
-    let offset = start
-    for (const { shard, key, fresh } of writes) {
-      const { chunkCid, index } = shard.header
-      this.unindexed.set(key, { cid: chunkCid, index, offsetBytes: offset, lengthBytes: shard.bytes.length, lastPutMs: nowMs, fresh })
-      this.filter.add(chunkCid, index)
-      offset += shard.bytes.length
-    }
-    this.activeSizeBytes = offset
+    for (const [key, record] of records) this.unindexed.set(key, record)
+    this.activeSizeBytes = start + totalBytes
     this.counts.shards += writes.length
     this.counts.bytes += totalBytes
     this.updateGauges()
@@ -676,6 +679,30 @@ export class SegmentShardStore implements ShardStore {
     }, this.options.compactionIntervalMs)
     this.compactTimer.unref()
   }
+}
+
+/** Whether a shard with the same address is already in `planned` (by hash, then bytes); adds it if not. */
+function plannedBefore(planned: Map<number, Shard[]>, hash: number, shard: Shard): boolean {
+  const same = planned.get(hash)
+  if (same === undefined) {
+    planned.set(hash, [shard])
+    return false
+  }
+  const { chunkCid, index } = shard.header
+  if (same.some((s) => s.header.index === index && Buffer.compare(s.header.chunkCid, chunkCid) === 0)) return true
+  same.push(shard)
+  return false
+}
+
+/** The waiting-index records of shards written back to back from `startBytes`, with their map keys. */
+function buildRecords(writes: readonly PlannedWrite[], startBytes: number, nowMs: number): Array<[string, UnindexedRecord]> {
+  let offset = startBytes
+  return writes.map(({ shard, key, fresh }) => {
+    const { chunkCid, index } = shard.header
+    const record: UnindexedRecord = { cid: chunkCid, index, offsetBytes: offset, lengthBytes: shard.bytes.length, lastPutMs: nowMs, fresh }
+    offset += shard.bytes.length
+    return [key ?? shardKey(shard.header), record]
+  })
 }
 
 /** Writes the shards durably at `positionBytes`: when this resolves they survive power loss. */
