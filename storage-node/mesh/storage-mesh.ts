@@ -8,7 +8,7 @@ import type { Libp2p } from 'libp2p'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import type { Registry } from 'prom-client'
 import type { ClusterMapProvider, ClusterMember } from '../../core/cluster-map.js'
-import { CairnError, InvalidArgumentError, ShuttingDownError, errorKind } from '../../core/errors.js'
+import { CairnError, InvalidArgumentError, ResourceExhaustedError, ShuttingDownError, errorKind } from '../../core/errors.js'
 import type { Logger } from '../../core/logger.js'
 import type { Shard, ShardAddress } from '../../core/shard.js'
 import type { Startable } from '../../core/startable.js'
@@ -25,7 +25,6 @@ import { createMeshNode } from './node.js'
 import { callGet, callHas, callPut, type ShardCallContext } from './shard-client.js'
 import { serveShardStream } from './shard-server.js'
 import { Slots } from './slots.js'
-import { ResourceExhaustedError } from '../../core/errors.js'
 
 export interface StorageMeshInit {
   /** The identity lives in `<dataDir>/mesh/identity.key` (mode 0600), created once, reused forever. */
@@ -265,7 +264,8 @@ export class StorageMesh implements Startable, PeerShards, PeerLiveness {
     let connection: Connection
     try {
       // The /p2p/ part makes Noise check the remote key against the member's peer id.
-      connection = await node.dial(toMultiaddr(member.meshAddress, member.peerId), { signal })
+      const address = toMultiaddr(member.meshAddress, member.peerId)
+      connection = await node.dial(address, { signal })
     } catch (err) {
       if (isIdentityMismatch(err)) this.metrics.refusedConnections.inc({ direction: 'outbound' })
       throw new MeshUnavailableError(`cannot reach member ${memberId} at ${member.meshAddress}`, { cause: err })
@@ -309,7 +309,9 @@ export class StorageMesh implements Startable, PeerShards, PeerLiveness {
     } finally {
       signal.removeEventListener('abort', onAbort)
       release?.()
-      if (stream !== undefined && stream.status === 'open') await stream.close().catch(() => undefined)
+      if (stream !== undefined && stream.status === 'open') {
+        await stream.close({ signal: AbortSignal.timeout(this.limits.callTimeoutMs) }).catch(() => stream?.abort(new MeshUnavailableError('close timed out')))
+      }
     }
   }
 
@@ -364,6 +366,16 @@ export class StorageMesh implements Startable, PeerShards, PeerLiveness {
 
   private heartbeatTick(): void {
     if (this.stopping) return
+    try {
+      this.checkMembers()
+    } catch (err) {
+      // A map provider that fails must not take the node down; the next tick tries again.
+      this.components.logger.error({ err }, 'storage mesh heartbeat tick failed')
+    }
+  }
+
+  /** Forgets members gone from the map, cuts their connections, updates peer_up and sends heartbeats. */
+  private checkMembers(): void {
     const map = this.components.maps.current()
     const ids = new Set(map.members.map((m) => m.id))
     this.liveness.retain(ids)
