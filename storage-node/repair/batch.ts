@@ -105,8 +105,15 @@ export class RepairBatch {
     return this.#tally
   }
 
+  /** False when this node's own slot is above m: it could never be the lowest healthy slot of a rebuildable chunk. */
+  #mayRebuild(p: Prepared): boolean {
+    const own = p.targets.indexOf(this.deps.selfId)
+    return own < 0 || own <= p.header.m
+  }
+
   #plan(p: Prepared): void {
     p.plan = planChunk({
+      mayRebuild: this.#mayRebuild(p),
       selfId: this.deps.selfId,
       targets: p.targets,
       local: p.copies,
@@ -187,10 +194,17 @@ export class RepairBatch {
     return undefined
   }
 
-  /** One `has` per live target member for the whole batch; a member that fails leaves its slots unknown. */
+  /**
+   * One `has` per live target member for the whole batch; a member that fails
+   * leaves its slots unknown. A holder that can never be responsible for
+   * rebuilds (see `mayRebuild`) asks only about its misplaced copies.
+   */
   async #askTargets(prepared: Prepared[]): Promise<void> {
     const asks: Asks = new Map()
-    for (const p of prepared) p.targets.forEach((target, slot) => this.#addAsk(asks, target, p, slot))
+    for (const p of prepared) {
+      if (this.#mayRebuild(p)) p.targets.forEach((target, slot) => this.#addAsk(asks, target, p, slot))
+      else for (const index of p.copies.keys()) this.#addAsk(asks, p.targets[index] ?? this.deps.selfId, p, index)
+    }
     await this.#ask(asks, (p, slot, has) => p.remote.set(slot, has ? 'healthy' : 'missing'))
   }
 

@@ -74,3 +74,9 @@ test('a missing slot whose copy still sits where an earlier epoch put it is left
   assert.deepEqual(ownMisplaced.rebuilds, [], 'this node moves its own misplaced copy instead of rebuilding it')
   assert.deepEqual(ownMisplaced.moves, [{ index: 1, target: 'b' }])
 })
+
+test('a holder of a slot above m is never responsible, so it plans no rebuild (and asks nobody)', () => {
+  const plan = planChunk({ ...input('c', ['a', 'b', 'c'], [copy(2)], { 0: 'missing', 1: 'missing' }), mayRebuild: false })
+  assert.deepEqual(plan.rebuilds, [])
+  assert.deepEqual(plan.deferred, [])
+})

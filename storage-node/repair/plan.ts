@@ -32,6 +32,13 @@ export interface PlanInput {
    * would only repeat the work at k times the traffic. @default none known
    */
   elsewhere?: (slot: number) => boolean
+  /**
+   * False when this node holds a slot above m: if it were the lowest healthy
+   * slot, more than m slots would be lost and fewer than k shards left, so it
+   * can never be responsible and asks nobody about the chunk's other slots.
+   * @default true
+   */
+  mayRebuild?: boolean
 }
 
 export interface ChunkPlan {
@@ -69,6 +76,7 @@ export function planChunk(input: PlanInput): ChunkPlan {
     if (target === undefined || target === selfId) continue
     planMisplaced(plan, copy, target, status[copy.index] as RemoteSlot, input.settledBeforeUnixMs)
   }
+  if (input.mayRebuild === false) return plan
   const responsible = status.indexOf('healthy')
   if (responsible < 0 || targets[responsible] !== selfId) return plan
   plan.responsibleSlot = responsible
