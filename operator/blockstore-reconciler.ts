@@ -180,8 +180,11 @@ function blockStoreStatus(fresh: BlockStoreObject, members: CrdMember[], ds: Dae
   if (eligible === 0) set(CONDITION.Ready, false, REASON.NoEligibleNodes, 'no node matches the selector and eligibility rules')
   else if (readyNodes >= eligible && down === 0) set(CONDITION.Ready, true, REASON.AllNodesReady, `${readyNodes} of ${eligible} storage nodes ready`)
   else set(CONDITION.Ready, false, REASON.NodesNotReady, `${readyNodes} of ${eligible} storage nodes ready, ${down} down`)
-  const degraded = eligible > 0 && (down > 0 || (readyNodes > 0 && readyNodes < eligible))
-  set(CONDITION.Degraded, degraded, degraded ? REASON.NodesNotReady : REASON.AllNodesReady, `${down} members down, ${readyNodes} of ${eligible} ready`)
+  const durability = durabilityStatus(observed.reports, old)
+  const backlog = durability.repair?.backlogShards ?? 0
+  const nodesDegraded = eligible > 0 && (down > 0 || (readyNodes > 0 && readyNodes < eligible))
+  const degradedReason = nodesDegraded ? REASON.NodesNotReady : backlog > 0 ? REASON.RepairBacklog : REASON.AllNodesReady
+  set(CONDITION.Degraded, nodesDegraded || backlog > 0, degradedReason, `${down} members down, ${readyNodes} of ${eligible} ready, ${backlog} shards awaiting repair`)
   set(CONDITION.Progressing, rolling, rolling ? REASON.RolloutInProgress : REASON.RolloutComplete, rolling ? 'storage-node pods are being scheduled or updated' : 'storage-node DaemonSet is up to date')
   return {
     ...old,
@@ -191,7 +194,7 @@ function blockStoreStatus(fresh: BlockStoreObject, members: CrdMember[], ds: Dae
     capacityBytes,
     usedBytes,
     clusterMap: nextClusterMap(old.clusterMap, members),
-    ...durabilityStatus(observed.reports, old),
+    ...durability,
     conditions,
   }
 }

@@ -92,6 +92,7 @@ export const REASON = {
   SnapshotReady: 'SnapshotReady',
   SnapshotPending: 'SnapshotPending',
   Deleting: 'Deleting',
+  RepairBacklog: 'RepairBacklog',
   MemberDown: 'MemberDown',
   MemberUp: 'MemberUp',
   GarbageCollected: 'GarbageCollected',

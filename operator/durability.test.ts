@@ -139,6 +139,9 @@ describe('durability in the operator', () => {
     await waitFor('Healthy', async () => (await health()) === 'Healthy')
     answer('d3', { repair: repair(5) })
     await waitFor('Degraded by the backlog', async () => (await health()) === 'Degraded')
+    const degraded = (await blockStore())?.status?.conditions?.find((x) => x.type === 'Degraded')
+    assert.equal(degraded?.status, 'True')
+    assert.equal(degraded?.reason, 'RepairBacklog')
     answer('d3', { repair: repair(0) })
     await waitFor('Healthy again', async () => (await health()) === 'Healthy')
 

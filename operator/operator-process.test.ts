@@ -28,7 +28,8 @@ async function startOperator(identity: string): Promise<Running> {
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => { children.delete(child); resolve(code) }))
   const metricsUrl = await new Promise<string>((resolve, reject) => {
     const lines = createInterface({ input: child.stderr as NodeJS.ReadableStream })
-    const timer = setTimeout(() => reject(new Error(`${identity}: no metrics address in its log`)), 15_000)
+    // Generous: on the shared 2-core machine loading the CLI alone has taken over 15 s of wall time.
+    const timer = setTimeout(() => reject(new Error(`${identity}: no metrics address in its log`)), 90_000)
     lines.on('line', (line) => {
       const address = (JSON.parse(line) as { address?: string }).address
       if (address !== undefined) {
