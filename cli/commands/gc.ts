@@ -6,7 +6,10 @@
 import { access } from 'node:fs/promises'
 import { join, resolve as resolvePath } from 'node:path'
 import { parseArgs } from 'node:util'
+import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node'
 import type { Command } from '../main.js'
+import { clusterTokenSecretName } from '../../control-plane/kubernetes/constants.js'
+import { ConfigError } from '../../core/errors.js'
 import type { ControlPlane } from '../../control-plane/types.js'
 import { parseDurationMs } from '../../core/config.js'
 import { createLogger } from '../../core/logger.js'
@@ -14,7 +17,7 @@ import { loadClusterToken } from '../../storage-node/auth.js'
 import { CliUsageError, NoControlPlaneError, formatFromArgv, outputFormat, printTable, runCli } from './dev/client.js'
 
 const USAGE =
-  'cairn gc [--block-store local] [--grace 1h] [--dry-run] [--data-dir .cairn | --control-plane kubernetes [--kubeconfig PATH] [--cluster-token-file FILE]] [--output table|json]'
+  'cairn gc [--block-store local] [--grace 1h] [--dry-run] [--data-dir .cairn | --control-plane kubernetes [--kubeconfig PATH] [--namespace cairn-system | --cluster-token-file FILE]] [--output table|json]'
 
 /** Flags shared with `cairn pin`: which control plane, which block store. */
 export const CONTROL_PLANE_FLAGS = {
@@ -27,7 +30,24 @@ export const CONTROL_PLANE_FLAGS = {
 
 export interface OpenedControlPlane {
   cp: ControlPlane
+  /** Set with the Kubernetes control plane. */
+  kubeConfig?: KubeConfig
   close(): Promise<void>
+}
+
+/** Reads a block store's cluster token from its Secret (created by the operator) in `namespace`. */
+export function kubernetesClusterToken(kubeConfig: KubeConfig, namespace: string): (blockStore: string) => Promise<string | undefined> {
+  return async (blockStore) => {
+    const name = clusterTokenSecretName(blockStore)
+    let token: string | undefined
+    try {
+      token = (await kubeConfig.makeApiClient(CoreV1Api).readNamespacedSecret({ name, namespace })).data?.token
+    } catch (err) {
+      throw new ConfigError(`cannot read the cluster token from Secret ${namespace}/${name}: ${(err as Error).message}`, { cause: err })
+    }
+    if (token === undefined) throw new ConfigError(`Secret ${namespace}/${name} has no key "token"`)
+    return Buffer.from(token, 'base64').toString('utf8').replace(/\r?\n$/, '')
+  }
 }
 
 /** The control plane the flags name, started; a missing Local file is NoControlPlaneError, never a new empty one. */
@@ -35,6 +55,7 @@ export async function openControlPlane(values: { 'data-dir'?: string; 'control-p
   const kind = values['control-plane'] ?? 'local'
   const logger = createLogger('control-plane', 'warn')
   let cp: ControlPlane
+  let kubeConfig: KubeConfig | undefined
   if (kind === 'local') {
     const path = join(resolvePath(values['data-dir'] ?? '.cairn'), 'control-plane.sqlite')
     await access(path).catch((err: unknown) => {
@@ -44,13 +65,13 @@ export async function openControlPlane(values: { 'data-dir'?: string; 'control-p
     cp = new LocalControlPlane({ path }, { logger })
   } else if (kind === 'kubernetes') {
     const k = await import('../../control-plane/kubernetes/kubernetes-control-plane.js')
-    const kubeConfig = k.loadKubeConfig(values.kubeconfig === undefined ? { inCluster: true } : { path: values.kubeconfig })
+    kubeConfig = k.loadKubeConfig(values.kubeconfig === undefined ? { inCluster: true } : { path: values.kubeconfig })
     cp = k.createKubernetesControlPlane({ kubeConfig }, { logger })
   } else {
     throw new CliUsageError(`--control-plane must be local or kubernetes, got ${JSON.stringify(kind)}`)
   }
   await cp.start()
-  return { cp, close: () => cp.stop() }
+  return { cp, ...(kubeConfig === undefined ? {} : { kubeConfig }), close: () => cp.stop() }
 }
 
 export const command: Command = {
@@ -65,7 +86,7 @@ async function collectOnce(argv: readonly string[]): Promise<void> {
   try {
     parsed = parseArgs({
       args: [...argv],
-      options: { ...CONTROL_PLANE_FLAGS, grace: { type: 'string', default: '1h' }, 'dry-run': { type: 'boolean', default: false }, 'cluster-token-file': { type: 'string' } },
+      options: { ...CONTROL_PLANE_FLAGS, grace: { type: 'string', default: '1h' }, 'dry-run': { type: 'boolean', default: false }, 'cluster-token-file': { type: 'string' }, namespace: { type: 'string', default: 'cairn-system' } },
       allowPositionals: false,
       strict: true,
     })
@@ -78,7 +99,9 @@ async function collectOnce(argv: readonly string[]): Promise<void> {
   const token = await loadClusterToken({ clusterTokenFile: v['cluster-token-file'] })
   const opened = await openControlPlane(v)
   const { GarbageCollector } = await import('../../engine/gc/index.js')
-  const gc = new GarbageCollector(token === undefined ? {} : { token }, { controlPlane: opened.cp, logger: createLogger('gc', 'warn') })
+  // In a cluster the nodes want the block store's token: from the file if given, else from its Secret.
+  const tokenFor = token === undefined && opened.kubeConfig !== undefined ? kubernetesClusterToken(opened.kubeConfig, v.namespace) : undefined
+  const gc = new GarbageCollector(token === undefined ? {} : { token }, { controlPlane: opened.cp, logger: createLogger('gc', 'warn'), ...(tokenFor === undefined ? {} : { tokenFor }) })
   await gc.start()
   try {
     const report = await gc.run(v['block-store'], { gracePeriodMs, dryRun: v['dry-run'] })

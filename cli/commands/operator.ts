@@ -6,6 +6,9 @@ import { loadConfig, operatorConfigSchema } from '../../core/config.js'
 import { createLogger } from '../../core/logger.js'
 import { HealthServer, createRegistry } from '../../core/health-server.js'
 import { Operator } from '../../operator/operator.js'
+import { createKubernetesControlPlane } from '../../control-plane/kubernetes/kubernetes-control-plane.js'
+import { GarbageCollector } from '../../engine/gc/index.js'
+import { kubernetesClusterToken } from './gc.js'
 
 export const command: Command = {
   summary: 'run the operator: cairn operator [--kubeconfig PATH] [--namespace cairn-system] [--lease-name NAME] [--metrics-listen ADDR]',
@@ -18,18 +21,25 @@ export const command: Command = {
     // Two replicas on one host (or a restarted pod) must never share an identity.
     const identity = config.identity ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
     const registry = createRegistry({ component: 'operator' })
-    const operator = new Operator({ ...config, identity, maxQueuedKeys: config.maxQueuedKeys }, { kubeConfig, logger, registry })
+    // The operator schedules garbage collection; the collector reads roots through the control plane and sweeps with each block store's token.
+    const controlPlane = createKubernetesControlPlane({ kubeConfig }, { logger: logger.child({ component: 'control-plane' }) })
+    const gc = new GarbageCollector({}, { controlPlane, logger: logger.child({ component: 'gc' }), registry, tokenFor: kubernetesClusterToken(kubeConfig, config.namespace) })
+    const operator = new Operator({ ...config, identity, maxQueuedKeys: config.maxQueuedKeys, gc }, { kubeConfig, logger, registry })
     const health = new HealthServer({ listen: config.metricsListen, readiness: () => operator.readiness() }, { logger, registry })
     const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
       process.once('SIGTERM', () => resolve('SIGTERM'))
       process.once('SIGINT', () => resolve('SIGINT'))
     })
     await health.start()
+    await controlPlane.start()
+    await gc.start()
     await operator.start()
     logger.info({ identity, namespace: config.namespace, lease: config.leaseName }, 'operator started')
     const signal = await stopSignal
     logger.info({ signal }, 'shutting down; releasing the leader lease')
     await operator.stop()
+    await gc.stop()
+    await controlPlane.stop()
     await health.stop()
     logger.info('stopped cleanly')
     logger.flush()

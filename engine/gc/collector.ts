@@ -88,6 +88,8 @@ export interface GarbageCollectorComponents {
   now?: () => number
   /** @default gRPC Sweep through a ShardClient */
   sweepNode?: SweepNode
+  /** The cluster token of a block store's storage nodes (in a cluster: its Secret). @default `init.token` */
+  tokenFor?: (blockStore: string) => Promise<string | undefined>
 }
 
 /** A collection of this block store is already running in this process. */
@@ -113,6 +115,13 @@ export class GcSweepError extends CairnError {
   ) {
     super(message, options)
   }
+}
+
+/** What one run holds open: the block store's maps, a chunk store per policy, the token. */
+interface RunResources {
+  maps: ControlPlaneMaps
+  stores: Map<string, Promise<ErasureChunkStore>>
+  token: string | undefined
 }
 
 export class GarbageCollector implements Startable {
@@ -165,18 +174,19 @@ export class GarbageCollector implements Startable {
     const labels = { block_store: blockStore }
     const markStart = this.#now()
     const cutoffUnixMs = markStart - options.gracePeriodMs
+    const token = this.#c.tokenFor === undefined ? this.#init.token : await this.#c.tokenFor(blockStore)
     const maps = new ControlPlaneMaps({ blockStore, refreshIntervalMs: 60_000 }, { controlPlane: this.#c.controlPlane, logger: log })
     await maps.start()
     const stores = new Map<string, Promise<ErasureChunkStore>>()
     try {
-      const mark = await this.#mark(blockStore, maps, stores, options.signal)
+      const mark = await this.#mark(blockStore, { maps, stores, token }, options.signal)
       const markDoneMs = this.#now()
       this.#metrics.markSeconds.observe(labels, (markDoneMs - markStart) / 1000)
       this.#metrics.markedChunks.set(labels, mark.markedChunks)
       log.info({ markedChunks: mark.markedChunks, markedPages: mark.markedPages, filterBytes: mark.filter.bits.byteLength }, 'mark done')
       const request: SweepRequest = { marked: mark.filter.parts(), olderThanUnixMs: cutoffUnixMs, dryRun: options.dryRun ?? false }
       const members = maps.current().members.filter((m) => m.state !== 'down')
-      const outcomes = await Promise.allSettled(members.map((m) => this.#sweepNode(m, request)))
+      const outcomes = await Promise.allSettled(members.map((m) => this.#sweepNode(m, request, token)))
       this.#metrics.sweepSeconds.observe(labels, (this.#now() - markDoneMs) / 1000)
       const report = this.#report(mark, members, outcomes, { cutoffUnixMs, dryRun: request.dryRun, startMs: markStart })
       if (!request.dryRun) {
@@ -195,13 +205,14 @@ export class GarbageCollector implements Startable {
     }
   }
 
-  async #mark(blockStore: string, maps: ControlPlaneMaps, stores: Map<string, Promise<ErasureChunkStore>>, signal?: AbortSignal): Promise<MarkResult> {
+  async #mark(blockStore: string, run: RunResources, signal?: AbortSignal): Promise<MarkResult> {
+    const { stores } = run
     const cp = this.#c.controlPlane
     let policies: string[] = []
     const reader = (policy: string): Promise<ErasureChunkStore> => {
       let store = stores.get(policy)
       if (store === undefined) {
-        store = this.#chunkStore(policy, maps)
+        store = this.#chunkStore(policy, run)
         stores.set(policy, store)
       }
       return store
@@ -222,27 +233,27 @@ export class GarbageCollector implements Startable {
     return mark
   }
 
-  async #chunkStore(policyName: string, maps: ControlPlaneMaps): Promise<ErasureChunkStore> {
+  async #chunkStore(policyName: string, run: RunResources): Promise<ErasureChunkStore> {
     const policy = await this.#c.controlPlane.getStoragePolicy(policyName)
     const store = new ErasureChunkStore(
       {
         policy: { dataShards: policy.dataShards, parityShards: policy.parityShards, hash: policy.hash, chunkSizeBytes: policy.chunkSizeBytes },
         // Each page is read once per run: a cache would only hold memory.
         cacheMaxBytes: 4 * 1024 * 1024,
-        clients: { ...(this.#init.token === undefined ? {} : { token: this.#init.token }), ...(this.#init.credentials === undefined ? {} : { credentials: this.#init.credentials }) },
+        clients: { ...(run.token === undefined ? {} : { token: run.token }), ...(this.#init.credentials === undefined ? {} : { credentials: this.#init.credentials }) },
       },
       // A private registry: chunk-store metrics belong to engines, and a run must not re-register them.
-      { maps, codec: this.#codec, registry: new Registry(), logger: this.#c.logger.child({ component: 'gc-chunks', policy: policyName }) },
+      { maps: run.maps, codec: this.#codec, registry: new Registry(), logger: this.#c.logger.child({ component: 'gc-chunks', policy: policyName }) },
     )
     await store.start()
     return store
   }
 
-  async #sweepNode(member: ClusterMember, request: SweepRequest): Promise<SweepResult> {
+  async #sweepNode(member: ClusterMember, request: SweepRequest, token: string | undefined): Promise<SweepResult> {
     if (this.#c.sweepNode !== undefined) return this.#c.sweepNode(member, request)
     const client = new ShardClient({
       address: member.address,
-      ...(this.#init.token === undefined ? {} : { token: this.#init.token }),
+      ...(token === undefined ? {} : { token }),
       ...(this.#init.credentials === undefined ? {} : { credentials: this.#init.credentials }),
     })
     try {
