@@ -49,6 +49,8 @@ export interface BatchDeps {
   hasBatchMax: number
   /** Chunks rebuilt at once (fetch and decode overlap across them). */
   rebuildConcurrency: number
+  /** Most shard bytes in one put (a single larger shard goes alone). */
+  putBatchBytesMax: number
 }
 
 interface Prepared {
@@ -306,24 +308,30 @@ export class RepairBatch {
     })
   }
 
-  /** Sends each member's shards (pacing each transfer), then runs `onDurable`; a failed put leaves everything in place. */
+  /**
+   * Sends each member's shards in puts of at most `putBatchBytesMax` (pacing each
+   * transfer), and runs `onDurable` for each put that resolved; a failed put
+   * leaves its shards where they were.
+   */
   async #sendAll(outgoing: Outgoing, onDurable: (target: string, shards: Shard[]) => Promise<void>): Promise<void> {
     await Promise.all(
       [...outgoing].map(async ([target, shards]) => {
-        try {
-          if (target === this.deps.selfId) {
-            await this.deps.store.putShards(shards)
-          } else {
-            await this.deps.bucket.take(byteSum(shards), this.signal)
-            await this.deps.peers.put(target, shards, this.#options())
+        for (const part of cutByBytes(shards, this.deps.putBatchBytesMax)) {
+          try {
+            if (target === this.deps.selfId) {
+              await this.deps.store.putShards(part)
+            } else {
+              await this.deps.bucket.take(byteSum(part), this.signal)
+              await this.deps.peers.put(target, part, this.#options())
+            }
+          } catch (err) {
+            this.#rethrowUnexpected(err)
+            this.deps.logger.warn({ err, target, shards: part.length }, 'repair: put failed; retrying next pass')
+            this.#fail('put-failed', part.length)
+            continue
           }
-        } catch (err) {
-          this.#rethrowUnexpected(err)
-          this.deps.logger.warn({ err, target, shards: shards.length }, 'repair: put failed; retrying next pass')
-          this.#fail('put-failed', shards.length)
-          return
+          await onDurable(target, part)
         }
-        await onDurable(target, shards)
       }),
     )
   }
@@ -428,6 +436,24 @@ function addOutgoing(outgoing: Outgoing, target: string, shard: Shard): void {
   const list = outgoing.get(target) ?? []
   list.push(shard)
   outgoing.set(target, list)
+}
+
+/** Consecutive runs of at most `maxBytes` each; a single larger shard gets a run of its own. */
+function cutByBytes(shards: readonly Shard[], maxBytes: number): Shard[][] {
+  const runs: Shard[][] = []
+  let run: Shard[] = []
+  let bytes = 0
+  for (const s of shards) {
+    if (run.length > 0 && bytes + s.bytes.byteLength > maxBytes) {
+      runs.push(run)
+      run = []
+      bytes = 0
+    }
+    run.push(s)
+    bytes += s.bytes.byteLength
+  }
+  if (run.length > 0) runs.push(run)
+  return runs
 }
 
 function byteSum(shards: readonly Shard[]): number {

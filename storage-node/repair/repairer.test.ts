@@ -49,13 +49,13 @@ function repairerFor(cluster: TestCluster, member: string, init: Partial<Repaire
 }
 
 /** One pass on every live member, repeated until a round changes nothing (bounded). @returns the rounds' reports */
-async function repairUntilQuiet(cluster: TestCluster, roundsMax = 4): Promise<RepairPassReport[]> {
+async function repairUntilQuiet(cluster: TestCluster, roundsMax = 4, init: Partial<RepairerInit> = {}): Promise<RepairPassReport[]> {
   const reports: RepairPassReport[] = []
   for (let round = 0; round < roundsMax; round++) {
     let work = 0
     for (const member of [...cluster.stores.keys()]) {
       if (cluster.peers.down.has(member)) continue
-      const report = await repairerFor(cluster, member).runPass()
+      const report = await repairerFor(cluster, member, init).runPass()
       reports.push(report)
       work += report.movedShards + report.repairedShards + report.deletedShards
     }
@@ -131,7 +131,8 @@ test('a member added: shards move to the new placement, and old copies stay unti
     }
 
     cluster.peers.down.delete('n3')
-    const reports = await repairUntilQuiet(cluster)
+    // Small puts: moves are split across several puts per target, each confirmed before its deletes.
+    const reports = await repairUntilQuiet(cluster, 4, { putBatchBytesMax: 4096 })
     assert.ok(sum(reports, 'movedShards') >= toMove.length)
     assert.equal(sum(reports, 'repairedShards'), 0, 'a move copies, it never rebuilds')
     await assertFullyPlaced(cluster, written)
@@ -254,5 +255,22 @@ test('bad options are refused with typed errors, and an unreadable state file st
     assert.equal(report.resumed, false)
     assert.equal(report.completed, true)
     assert.equal(repairer.stats().passesCompleted, 1)
+  })
+})
+
+test('started with an interval, the repairer runs passes in the background until stopped', async () => {
+  await withCluster(3, async (cluster) => {
+    await writeChunks(cluster, seededChunks(10, 1024, 23), 2, 1)
+    const repairer = repairerFor(cluster, 'n1', { intervalMs: 5 })
+    await repairer.start()
+    const deadline = Date.now() + 60_000
+    while (repairer.stats().passesCompleted < 2) {
+      assert.ok(Date.now() < deadline, 'two background passes within a minute')
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    await repairer.stop()
+    const after = repairer.stats().passesCompleted
+    assert.ok(after >= 2)
+    assert.ok(repairer.stats().lastPassCompletedUnixMs > 0)
   })
 })

@@ -52,6 +52,8 @@ export interface RepairerInit {
   hasBatchMax?: number
   /** Chunks rebuilt concurrently within a batch. @default 4 */
   rebuildConcurrency?: number
+  /** Most shard bytes in one put to a peer (stays under the mesh's and the store's batch limits). @default 1048576 (1 MiB) */
+  putBatchBytesMax?: number
 }
 
 export interface RepairerComponents {
@@ -92,6 +94,7 @@ export class Repairer implements Startable {
   readonly #settleMs: number
   readonly #hasBatchMax: number
   readonly #rebuildConcurrency: number
+  readonly #putBatchBytesMax: number
   readonly #clock: PaceClock
   readonly #bucket: TokenBucket
   readonly #metrics: RepairMetrics
@@ -112,6 +115,7 @@ export class Repairer implements Startable {
     this.#settleMs = init.settleMs ?? 60_000
     this.#hasBatchMax = init.hasBatchMax ?? 1024
     this.#rebuildConcurrency = init.rebuildConcurrency ?? 4
+    this.#putBatchBytesMax = init.putBatchBytesMax ?? 1024 * 1024
     for (const [name, v, min] of [
       ['intervalMs', this.#intervalMs, 0],
       ['batchChunks', this.#batchChunks, 1],
@@ -120,6 +124,7 @@ export class Repairer implements Startable {
       ['settleMs', this.#settleMs, 0],
       ['hasBatchMax', this.#hasBatchMax, 1],
       ['rebuildConcurrency', this.#rebuildConcurrency, 1],
+      ['putBatchBytesMax', this.#putBatchBytesMax, 1],
     ] as const) {
       if (!Number.isSafeInteger(v) || v < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got ${v}`)
     }
@@ -231,6 +236,7 @@ export class Repairer implements Startable {
       logger: this.#c.logger,
       hasBatchMax: this.#hasBatchMax,
       rebuildConcurrency: this.#rebuildConcurrency,
+      putBatchBytesMax: this.#putBatchBytesMax,
     }
     const settledBefore = this.#clock.nowMs() - this.#settleMs
     const history = (this.#c.maps.history?.() ?? []).filter((m) => m.epoch < map.epoch).sort((a, b) => b.epoch - a.epoch)

@@ -101,3 +101,19 @@ test('scrub pace stays within bytesPerSecond on an injected clock', async () => 
     assert.ok(clock.now >= ((report.scrubbedBytes - burst) * 1000) / rate - 1, 'the pass waited for its tokens')
   })
 })
+
+test('started with an interval, the scrubber runs passes in the background until stopped', async () => {
+  await withCluster(async (cluster) => {
+    await writeChunks(cluster, seededChunks(10, 1024, 6), 2, 1)
+    const store = cluster.stores.get('n0') as SegmentShardStore
+    const scrubber = new Scrubber({ bytesPerSecond: Infinity, intervalMs: 5 }, { store, logger: silentLogger(), registry: new Registry() })
+    await scrubber.start()
+    const deadline = Date.now() + 60_000
+    while (scrubber.stats().passesCompleted < 2) {
+      assert.ok(Date.now() < deadline, 'two background passes within a minute')
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    await scrubber.stop()
+    assert.ok(scrubber.stats().scrubbedShards >= 2 * (await store.stats()).shardCount)
+  })
+})
