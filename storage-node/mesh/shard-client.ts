@@ -67,7 +67,10 @@ async function okFrame(reader: FrameReader): Promise<Uint8Array> {
 function verifyArrival(bytes: Uint8Array, address: ShardAddress): GetResult {
   let shard: Shard
   try {
-    shard = decodeShard(bytes.slice())
+    // A view into a larger receive buffer is copied so the shard does not pin that buffer;
+    // a frame the reader already assembled into its own buffer (status byte + shard) is not.
+    const ownBuffer = bytes.buffer.byteLength - bytes.byteLength <= 1
+    shard = decodeShard(ownBuffer ? bytes : bytes.slice())
   } catch (err) {
     return { ok: false, error: new ShardCorruptError('shard failed verification on arrival', { cause: err }) }
   }
