@@ -171,11 +171,11 @@ export class StorageNode implements Startable {
     )
     const scrubber = new Scrubber(
       { bytesPerSecond: init.scrubBytesPerSecond, intervalMs: init.scrubIntervalMs },
-      { store: this.store, logger: logger.child({ component: 'scrub' }), registry },
+      { store: this.store, logger: logger.child({ component: 'scrub', member: memberId }), registry },
     )
     const repairer = new Repairer(
       { bandwidthBytesPerSecond: init.repairBandwidthBytesPerSecond, intervalMs: init.repairIntervalMs, stateDir: join(this.init.dataDir, 'repair') },
-      { memberId, maps: withoutDownMembers(maps), store: this.capacity, peers: mesh, liveness: mesh, logger: logger.child({ component: 'repair' }), registry },
+      { memberId, maps: withoutDownMembers(maps), store: this.capacity, peers: mesh, liveness: mesh, logger: logger.child({ component: 'repair', member: memberId }), registry },
     )
     return { mesh, scrubber, repairer }
   }
