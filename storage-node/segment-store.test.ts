@@ -5,9 +5,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Registry } from 'prom-client'
 import { silentLogger } from '../core/logger.js'
-import type { Shard } from '../core/shard.js'
+import { encodeShard, type Shard } from '../core/shard.js'
 import { createSegmentShardStore, type SegmentShardStore, type SegmentStoreInit } from './segment-store.js'
 import { createStorageNodeMetrics } from './metrics.js'
+import { addressHash } from './segment-index.js'
 import { fixtureCid, fixtureShard } from './fixtures.js'
 
 async function withStore(init: Partial<SegmentStoreInit>, fn: (store: SegmentShardStore, dir: string) => Promise<void>): Promise<void> {
@@ -455,4 +456,39 @@ test('after a restart the address filter is rebuilt from the index: re-puts find
   } finally {
     await rm(dir, { recursive: true, force: true })
   }
+})
+
+test('two different shards whose address hashes collide are both written, in one group and after it', async () => {
+  // Birthday search over seeded CIDs (sha2-256 shape, random digest) for a 32-bit hash collision.
+  const seed = 0xc0111de
+  let x = seed
+  const byHash = new Map<number, Uint8Array>()
+  let pair: [Uint8Array, Uint8Array] | undefined
+  for (let n = 0; n < 2_000_000 && pair === undefined; n++) {
+    const cid = new Uint8Array(36)
+    cid.set([0x01, 0x55, 0x12, 0x20])
+    for (let i = 4; i < 36; i++) {
+      x ^= x << 13
+      x ^= x >>> 17
+      x ^= x << 5
+      cid[i] = x & 0xff
+    }
+    const h = addressHash(cid, 0)
+    const other = byHash.get(h)
+    if (other !== undefined) pair = [other, cid]
+    else byHash.set(h, cid)
+  }
+  assert.ok(pair, `seed ${seed}: no collision found`)
+  const [a, b] = pair.map((chunkCid, i) => encodeShard({ chunkCid, k: 4, m: 2, index: 0, chunkLengthBytes: 4096, payload: new Uint8Array(1024).fill(i + 1) })) as [Shard, Shard]
+  await withStore({}, async (store) => {
+    assert.deepEqual(await store.putShards([a, b, a]), { writtenCount: 2, existingCount: 1 }, `seed ${seed}`)
+    await assertReadsBack(store, [a, b])
+  })
+  // Across groups: the filter holds the first one's bits, so the second is looked up, not taken for a re-put.
+  await withStore({}, async (store) => {
+    assert.equal(await store.addressFilterReady(), true)
+    assert.deepEqual(await store.putShards([a]), { writtenCount: 1, existingCount: 0 })
+    assert.deepEqual(await store.putShards([b]), { writtenCount: 1, existingCount: 0 }, `seed ${seed}`)
+    await assertReadsBack(store, [a, b])
+  })
 })
