@@ -49,3 +49,29 @@ test('--control-plane local with a missing file is refused instead of creating a
     await rm(dir, { recursive: true, force: true })
   }
 })
+
+test('--control-plane kubernetes reads the BlockStore map with one GET: absent block store, then its published map', async () => {
+  const { startTestCluster } = await import('../../control-plane/kubernetes/test-support.js')
+  const cluster = await startTestCluster()
+  const writer = await cluster.controlPlane()
+  try {
+    const argv = ['--data-dir', '/unused', '--member-id', 'n', '--block-store', 'store-a', '--mesh-listen', '127.0.0.1:0', '--control-plane', 'kubernetes', '--kubeconfig', cluster.kubeconfigPath]
+    const durability = storageNodeDurability(loadConfig(storageNodeConfigSchema, argv, {}))
+    assert.ok(durability !== undefined)
+    const maps = new PatientClusterMaps({ blockStore: 'store-a', refreshIntervalMs: 60_000 }, { source: await openMapSource(durability, silentLogger()), logger: silentLogger() })
+    await maps.start()
+    try {
+      assert.equal(maps.current().epoch, 0, 'no BlockStore yet: an empty map')
+      await writer.createBlockStore({ name: 'store-a', hostPath: '/var/lib/cairn', failureDomainKey: 'kubernetes.io/hostname' })
+      await writer.publishClusterMap('store-a', { epoch: 1, members: [{ ...member('a'), meshAddress: '10.0.0.1:7003' }] })
+      await maps.refresh()
+      assert.equal(maps.current().epoch, 1)
+      assert.equal(maps.current().members[0]?.meshAddress, '10.0.0.1:7003')
+    } finally {
+      await maps.stop()
+    }
+  } finally {
+    await writer.stop()
+    await cluster.stop()
+  }
+})
