@@ -293,7 +293,14 @@ export const csiConfigSchema = z.object({
   stateDir: z.string().min(1).optional(),
   /** Kubeconfig file for the Kubernetes control plane; unset means in-cluster config. */
   kubeconfig: z.string().min(1).optional(),
-  /** Health and metrics HTTP listen address. */
+  /**
+   * The release namespace (CAIRN_NAMESPACE, from the pod): where the default block
+   * store's cluster-token Secret and the node plugin pods are. With the Kubernetes
+   * control plane it turns on the node admin API (node mode) and lets the controller
+   * reach attached volumes' engines through it. @default none
+   */
+  namespace: z.string().min(1).optional(),
+  /** Health and metrics HTTP listen address (the node admin API, too). */
   metricsListen: hostPort.default('127.0.0.1:9810'),
   /** Block store of volumes whose StorageClass names none. @default 'local' with the Local control plane, else 'default' */
   defaultBlockStore: z.string().min(1).optional(),

@@ -25,6 +25,8 @@ export class AdminVolumeEngines implements VolumeEngines {
     private readonly locate: EngineLocator,
     /** Deadline of one admin call; a checkpoint waits for a flush. @default 120000 */
     private readonly timeoutMs = 120_000,
+    /** The cluster token node plugins require (csi-driver/node-admin.ts), read when first needed. @default none */
+    private readonly token?: () => Promise<string | undefined>,
   ) {}
 
   async checkpoint(volume: Volume): Promise<void> {
@@ -52,6 +54,6 @@ export class AdminVolumeEngines implements VolumeEngines {
 
   private async adminFor(nodeId: string, volume: string): Promise<AdminClient | undefined> {
     const address = await this.locate(nodeId, volume)
-    return address === undefined ? undefined : new AdminClient({ address, timeoutMs: this.timeoutMs })
+    return address === undefined ? undefined : new AdminClient({ address, timeoutMs: this.timeoutMs, token: await this.token?.() })
   }
 }

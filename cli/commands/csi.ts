@@ -22,7 +22,12 @@ import { CsiControllerService, type NodeDirectory } from '../../csi-driver/contr
 import type { KubeConfig } from '@kubernetes/client-node'
 import { AdminVolumeEngines, type EngineLocator } from '../../csi-driver/engines.js'
 import { ServiceNotAvailableError } from '../../csi-driver/errors.js'
-import { kubernetesNodeDirectory } from '../../csi-driver/node-directory.js'
+import { kubernetesEngineLocator, kubernetesNodeDirectory } from '../../csi-driver/node-directory.js'
+import { mountNodeAdminApi } from '../../csi-driver/node-admin.js'
+import { NodeStateStore } from '../../csi-driver/state.js'
+import { cachedClusterToken } from '../../control-plane/kubernetes/cluster-token.js'
+import { tokenVerifier } from '../../storage-node/auth.js'
+import type { Express } from 'express'
 import { CsiIdentityService, controlPlaneReadiness } from '../../csi-driver/identity-service.js'
 import { KeyedLocks } from '../../csi-driver/locks.js'
 import { CsiServer } from '../../csi-driver/server.js'
@@ -68,6 +73,7 @@ export class CsiDriverProcess implements Startable {
   private cp: ControlPlane | undefined
   private kubeConfig: KubeConfig | undefined
   private started: Startable[] = []
+  private tokenSource: (() => Promise<string | undefined>) | undefined
 
   constructor(
     private readonly config: CsiConfig,
@@ -92,7 +98,8 @@ export class CsiDriverProcess implements Startable {
     )
     await server.start()
     this.started.push(server)
-    const http = new HealthServer({ listen: this.config.metricsListen, readiness: controlPlaneReadiness(cp) }, { logger: this.logger, registry: this.registry })
+    const adminRoutes = this.config.mode === 'controller' ? undefined : this.nodeAdminRoutes()
+    const http = new HealthServer({ listen: this.config.metricsListen, readiness: controlPlaneReadiness(cp), routes: adminRoutes }, { logger: this.logger, registry: this.registry })
     await http.start()
     this.started.push(http)
   }
@@ -130,13 +137,40 @@ export class CsiDriverProcess implements Startable {
     return cp
   }
 
+  /**
+   * The default block store's cluster token in a cluster (read when first needed:
+   * the operator may create the Secret after the driver starts); undefined locally.
+   */
+  private clusterToken(): (() => Promise<string | undefined>) | undefined {
+    if (this.kubeConfig === undefined || this.config.namespace === undefined) return undefined
+    return (this.tokenSource ??= cachedClusterToken(this.kubeConfig, this.config.namespace, this.defaults().blockStore))
+  }
+
+  /**
+   * The node admin API (csi-driver/node-admin.ts) on the metrics server. Locally it needs
+   * no token (loopback, like `cairn dev`'s engine); in a cluster it is served only with
+   * the cluster token to check, and refuses every request until the Secret exists.
+   */
+  private nodeAdminRoutes(): ((app: Express) => void) | undefined {
+    const store = new NodeStateStore(this.stateDirFor(this.nodeId()))
+    const logger = this.logger.child({ component: 'node-admin' })
+    if (this.local) return (app) => mountNodeAdminApi(app, { store, logger })
+    const token = this.clusterToken()
+    if (token === undefined) return undefined
+    const authorize = async (header: string | undefined): Promise<boolean> => {
+      const expected = await token().catch(() => undefined)
+      return expected !== undefined && tokenVerifier(expected)(header)
+    }
+    return (app) => mountNodeAdminApi(app, { store, authorize, logger })
+  }
+
   private controller(cp: ControlPlane): CsiControllerService {
     const defaults = this.defaults()
     return new CsiControllerService(
       { defaultBlockStore: defaults.blockStore, defaultStoragePolicy: defaults.storagePolicy, defaultVolumeSizeBytes: parseSizeBytes(this.config.defaultVolumeSize) },
       {
         controlPlane: cp,
-        engines: new AdminVolumeEngines(this.engineLocator()),
+        engines: new AdminVolumeEngines(this.engineLocator(), undefined, this.clusterToken()),
         locks: new KeyedLocks(),
         logger: this.logger.child({ component: 'csi-controller' }),
         nodes: this.kubeConfig === undefined ? localNodeDirectory(resolvePath(this.config.dataDir)) : kubernetesNodeDirectory(this.kubeConfig),
@@ -150,11 +184,16 @@ export class CsiDriverProcess implements Startable {
 
   /**
    * Where the engine of an attached volume answers. Locally: a node plugin's per-volume engine
-   * (its state file under the node's state dir), else the `cairn dev` engine. In Kubernetes no
-   * directory of node engines exists yet, so attached volumes cannot be snapshotted (UNAVAILABLE).
+   * (its state file under the node's state dir), else the `cairn dev` engine. In Kubernetes the
+   * node plugin pod on the attachment's node (csi-driver/node-admin.ts); without a namespace
+   * to find it in, attached volumes cannot be snapshotted (UNAVAILABLE).
    */
   private engineLocator(): EngineLocator {
-    if (!this.local) return async () => undefined
+    if (!this.local) {
+      // In a cluster: the node plugin pod on the attachment's node forwards to its engine.
+      if (this.kubeConfig === undefined || this.config.namespace === undefined) return async () => undefined
+      return kubernetesEngineLocator(this.kubeConfig, { namespace: this.config.namespace })
+    }
     const dataDir = resolvePath(this.config.dataDir)
     return async (nodeId, volume) => {
       const fromNode = await nodeEngineAddress(this.stateDirFor(nodeId), volume)

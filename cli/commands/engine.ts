@@ -5,9 +5,9 @@ import { ConfigError } from '../../core/errors.js'
 import { createLogger, type Logger } from '../../core/logger.js'
 import { createRegistry, HealthServer, parseHostPort } from '../../core/health-server.js'
 import { LocalControlPlane } from '../../control-plane/local/local-control-plane.js'
-import { CoreV1Api } from '@kubernetes/client-node'
 import { createKubernetesControlPlane, loadKubeConfig } from '../../control-plane/kubernetes/kubernetes-control-plane.js'
 import { clusterTokenSecretName } from '../../control-plane/kubernetes/constants.js'
+import { readClusterToken } from '../../control-plane/kubernetes/cluster-token.js'
 import type { ControlPlane } from '../../control-plane/types.js'
 import type { Startable } from '../../core/startable.js'
 import { loadClusterToken } from '../../storage-node/auth.js'
@@ -120,14 +120,7 @@ async function engineClusterToken(config: EngineConfig): Promise<string | undefi
   const given = await loadClusterToken(config)
   if (given !== undefined || config.controlPlane !== 'kubernetes' || config.namespace === undefined) return given
   const kubeConfig = loadKubeConfig(config.kubeconfig === undefined ? { inCluster: true } : { path: config.kubeconfig })
-  const name = clusterTokenSecretName(config.blockStore)
-  try {
-    const secret = await kubeConfig.makeApiClient(CoreV1Api).readNamespacedSecret({ name, namespace: config.namespace })
-    const token = secret.data?.token
-    if (token === undefined) throw new ConfigError(`Secret ${config.namespace}/${name} has no key "token"`)
-    return await loadClusterToken({ clusterToken: Buffer.from(token, 'base64').toString('utf8') })
-  } catch (err) {
-    if (err instanceof ConfigError) throw err
-    throw new ConfigError(`cannot read the cluster token from Secret ${config.namespace}/${name}: ${(err as Error).message}`, { cause: err })
-  }
+  const token = await readClusterToken(kubeConfig, config.namespace, config.blockStore)
+  if (token === undefined) throw new ConfigError(`no cluster token: Secret ${config.namespace}/${clusterTokenSecretName(config.blockStore)} does not exist (yet)`)
+  return loadClusterToken({ clusterToken: token })
 }

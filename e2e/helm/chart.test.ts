@@ -115,7 +115,9 @@ test('the node plugin is privileged, gets its node id from spec.nodeName and sha
   const node = find(manifests, 'DaemonSet', 'cairn-csi-node')
   const plugin = container(node, 'cairn')
   assert.equal(plugin.securityContext?.privileged, true)
-  assert.deepEqual(plugin.args?.slice(0, 4), ['csi', '--mode=node', '--endpoint=unix:///csi/csi.sock', '--node-id=$(NODE_ID)'])
+  assert.deepEqual(plugin.args?.slice(0, 5), ['csi', '--mode=node', '--endpoint=unix:///csi/csi.sock', '--default-block-store=fast', '--node-id=$(NODE_ID)'])
+  // Its engines find their block store's cluster-token Secret in the release namespace.
+  assert.equal(plugin.env?.find((e) => e.name === 'CAIRN_NAMESPACE')?.valueFrom?.fieldRef?.fieldPath, 'metadata.namespace')
   assert.equal(plugin.env?.find((e) => e.name === 'NODE_ID')?.valueFrom?.fieldRef?.fieldPath, 'spec.nodeName')
   // values-all sets kubeletDir with a trailing slash: paths must come out clean.
   const kubelet = plugin.volumeMounts?.find((v) => v.name === 'kubelet-dir')
@@ -151,7 +153,8 @@ test('the CSIDriver, operator and controller are wired as the CSI spec and leade
   const digest = 'registry.example.com/cairn@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef'
   assert.equal(container(operator, 'operator').image, digest)
   const controller = find(manifests, 'Deployment', 'cairn-csi-controller')
-  assert.deepEqual(container(controller, 'cairn').args, ['csi', '--mode=controller', '--endpoint=unix:///csi/csi.sock', '--metrics-listen=0.0.0.0:9809'])
+  assert.deepEqual(container(controller, 'cairn').args, ['csi', '--mode=controller', '--endpoint=unix:///csi/csi.sock', '--default-block-store=fast', '--metrics-listen=0.0.0.0:9809'])
+  assert.equal(container(controller, 'cairn').env?.find((e) => e.name === 'CAIRN_NAMESPACE')?.valueFrom?.fieldRef?.fieldPath, 'metadata.namespace')
   for (const c of podSpec(controller).containers.filter((x) => x.name.startsWith('csi-'))) {
     assert.ok(c.args?.includes('--leader-election'), c.name)
     assert.ok(c.args?.includes('--leader-election-namespace=cairn-system'), c.name)

@@ -122,7 +122,7 @@ test('the storage nodes may only read BlockStores (their cluster map); the opera
   }
 })
 
-test('the CSI controller can provision, attach, resize and snapshot but never exec, read secrets or edit nodes', () => {
+test('the CSI controller can provision, attach, resize and snapshot but never exec, read other secrets or edit nodes', () => {
   const needs: Array<[string, string, string]> = [
     ['', 'persistentvolumes', 'create'],
     ['', 'persistentvolumeclaims', 'update'],
@@ -142,6 +142,10 @@ test('the CSI controller can provision, attach, resize and snapshot but never ex
   ] as const) {
     assert.ok(!can(all, controller, { group, resource, verb, namespace: NS }), `${group}/${resource}:${verb}`)
   }
+  // The one Secret it reads: the default block store's cluster token, to checkpoint attached volumes through node plugins.
+  assert.ok(can(all, controller, { group: '', resource: 'secrets', verb: 'get', namespace: NS, name: 'cairn-storage-fast-token' }))
+  assert.ok(!can(all, controller, { group: '', resource: 'secrets', verb: 'get', namespace: NS, name: 'another-secret' }))
+  assert.ok(!can(all, controller, { group: '', resource: 'secrets', verb: 'list', namespace: NS }))
   // With snapshots off, the snapshotter's grants go with its sidecar.
   const minimal = scenarios[2] as Manifest[]
   assert.ok(!grants(rulesFor(minimal, controller)).some((g) => g.startsWith('snapshot.storage.k8s.io/')))

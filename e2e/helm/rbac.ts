@@ -19,6 +19,8 @@ export interface Access {
   resource: string
   verb: string
   namespace?: string
+  /** The object's name; a rule with resourceNames allows only requests naming one of them. */
+  name?: string
 }
 
 interface Binding {
@@ -52,7 +54,8 @@ function matches(list: string[] | undefined, value: string): boolean {
 }
 
 function ruleAllows(rule: PolicyRule, access: Access): boolean {
-  return matches(rule.apiGroups, access.group) && matches(rule.resources, access.resource) && matches(rule.verbs, access.verb)
+  const named = rule.resourceNames === undefined || rule.resourceNames.length === 0 || (access.name !== undefined && rule.resourceNames.includes(access.name))
+  return named && matches(rule.apiGroups, access.group) && matches(rule.resources, access.resource) && matches(rule.verbs, access.verb)
 }
 
 /** The rules that apply to `serviceAccount` in `namespace` (undefined: cluster-wide grants only). */

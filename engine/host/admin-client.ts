@@ -10,6 +10,8 @@ export interface AdminClientInit {
   address: string
   /** Per-request deadline; a snapshot waits for a checkpoint. @default 120000 */
   timeoutMs?: number
+  /** Sent as `authorization: Bearer …` (a CSI node plugin's admin API in a cluster requires the cluster token). @default none */
+  token?: string
 }
 
 /** A volume as the engine reports it: the control-plane object plus the engine's view, null when not attached here. */
@@ -18,10 +20,12 @@ export type EngineVolume = Volume & { engine: Record<string, unknown> | null }
 export class AdminClient {
   private readonly baseUrl: string
   private readonly timeoutMs: number
+  private readonly token: string | undefined
 
   constructor(init: AdminClientInit) {
     this.baseUrl = `http://${init.address}`
     this.timeoutMs = init.timeoutMs ?? 120_000
+    this.token = init.token
   }
 
   listVolumes(): Promise<EngineVolume[]> {
@@ -53,7 +57,10 @@ export class AdminClient {
     try {
       res = await fetch(`${this.baseUrl}${path}`, {
         method,
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        headers: {
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...(this.token === undefined ? {} : { authorization: `Bearer ${this.token}` }),
+        },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(this.timeoutMs),
       })
