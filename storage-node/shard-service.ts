@@ -74,7 +74,9 @@ export function createShardService(limits: ShardServiceLimits, components: Shard
   let inFlight = 0
   const putStreams = new Set<PutStreamState>()
   let draining = false
-  let sweeping = false
+  // Sweeps run one at a time (two collectors, say the operator's and a manual one, take turns); a few may wait.
+  let sweepTail: Promise<unknown> = Promise.resolve()
+  let sweepsQueued = 0
 
   /** Runs one request under the in-flight budget, timing it and logging why it was rejected. */
   async function serve<T>(method: string, work: () => Promise<T>): Promise<T> {
@@ -132,12 +134,15 @@ export function createShardService(limits: ShardServiceLimits, components: Shard
     listShards: unary('ListShards', (req: WireListShardsRequest) => listShards(req, store)),
     stats: unary('Stats', async (): Promise<WireStatsResponse> => ({ ...(await store.stats()), ...components.nodeStats?.() })),
     sweep: unary('Sweep', async (req: WireSweepRequest): Promise<WireSweepResponse> => {
-      if (sweeping) throw new SweepBusyError('a sweep is already running on this node')
-      sweeping = true
+      const request = toSweepRequest(req)
+      if (sweepsQueued >= SWEEPS_QUEUED_MAX) throw new SweepBusyError(`${sweepsQueued} sweeps are running or waiting on this node`)
+      sweepsQueued += 1
+      const run = sweepTail.then(() => sweepShards(store, request, { pageShards: limits.maxBatchShards }))
+      sweepTail = run.catch(() => undefined)
       try {
-        return await sweepShards(store, toSweepRequest(req), { pageShards: limits.maxBatchShards })
+        return await run
       } finally {
-        sweeping = false
+        sweepsQueued -= 1
       }
     }),
   }
@@ -301,6 +306,9 @@ function drainOrCancel(call: ServerWritableStream<WireAddressesRequest, WireGetS
 function shardError(err: CairnError): WireGetShardsResult['error'] {
   return { code: grpcCodeForKind(err.kind), name: err.name, message: err.message }
 }
+
+/** Sweeps running or waiting on one node. */
+const SWEEPS_QUEUED_MAX = 4
 
 function toSweepRequest(req: WireSweepRequest): Parameters<typeof sweepShards>[1] {
   if (req.marked == null) throw new ShardFormatError('missing marked')

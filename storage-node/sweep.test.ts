@@ -87,3 +87,16 @@ test('sweep refuses a cutoff in the node\'s future, a zero cutoff and a malforme
     assert.equal((await client.stats()).shardCount, 1)
   })
 })
+
+test('two sweeps sent at once both succeed (the second waits its turn) and each shard is deleted once', async () => {
+  await withNode(async (client) => {
+    const shards = Array.from({ length: 20 }, (_, c) => fixtureShard(500 + c, 0, 512))
+    await client.putShards(shards)
+    const cutoff = Date.now()
+    await pastMs(cutoff)
+    const empty = BloomFilter.create(1, 1e-4, SALT).parts()
+    const [a, b] = await Promise.all([0, 1].map(() => client.sweep({ marked: empty, olderThanUnixMs: cutoff + 1, dryRun: false })))
+    assert.equal(a!.deletedShards + b!.deletedShards, 20)
+    assert.equal((await client.stats()).shardCount, 0)
+  })
+})

@@ -46,7 +46,7 @@ export class SweepCutoffError extends CairnError {
   readonly kind = 'failed-precondition'
 }
 
-/** Another sweep is running on this node; one at a time. */
+/** Too many sweeps are running or waiting on this node. */
 export class SweepBusyError extends CairnError {
   override readonly name = 'SweepBusyError'
   readonly kind = 'resource-exhausted'
