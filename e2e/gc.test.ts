@@ -14,7 +14,7 @@ import { CID } from 'multiformats/cid'
 import { chunkCid } from '../core/cid.js'
 import { runOk } from '../engine/nbd/testing.js'
 import { ShardClient } from '../storage-node/shard-client.js'
-import { Dev, MiB, patterned } from './harness.js'
+import { Dev, MiB, fetchText, patterned, waitUntil } from './harness.js'
 
 const CHUNK_BYTES = 64 * 1024
 const DATA_BYTES = 2 * MiB
@@ -35,7 +35,8 @@ describe('garbage collection in cairn dev', () => {
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'cairn-e2e-gc-'))
-    dev = await Dev.start({ size: '16MiB', dataShards: 2, parityShards: 1 })
+    // The scheduled collection runs too (every 15 s), with a grace no shard of this test outlives: it must never sweep them.
+    dev = await Dev.start({ size: '16MiB', dataShards: 2, parityShards: 1, extraArgs: ['--gc-interval', '15s', '--gc-grace', '1h'] })
     clients = (await dev.state()).nodes.map((n) => new ShardClient({ address: n.address }))
   })
   after(async () => {
@@ -131,5 +132,16 @@ describe('garbage collection in cairn dev', () => {
     assert.deepEqual(JSON.parse(await cli(['pin', 'ls', '--output', 'json'])), [])
     await gc()
     assert.equal((await totals()).shards, 0, 'unpinned, the last chunk goes too')
+  })
+
+  test('cairn dev collects on its schedule and exports the cairn_gc_* metrics on its status page', async () => {
+    const url = `${(await dev.state()).statusUrl}metrics`
+    const text = await waitUntil(async () => {
+      const t = await fetchText(url)
+      return /cairn_gc_runs_total\{[^}]*outcome="succeeded"[^}]*\} [1-9]/.test(t) ? t : undefined
+    }, 120_000, 'a successful scheduled collection in the dev metrics')
+    for (const name of ['cairn_gc_freed_bytes_total', 'cairn_gc_swept_shards_total', 'cairn_gc_marked_chunks', 'cairn_gc_last_completion_timestamp_seconds', 'cairn_gc_mark_duration_seconds_count', 'cairn_gc_sweep_duration_seconds_count']) {
+      assert.ok(text.includes(name), `${name} exported`)
+    }
   })
 })

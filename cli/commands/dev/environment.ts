@@ -63,6 +63,8 @@ export class DevEnvironment implements Startable {
   private health: MemberHealthMonitor | undefined
   private status: HealthServer | undefined
   private gc: DevGcSchedule | undefined
+  /** The status page's metrics, which the GC schedule's cairn_gc_* join. */
+  private readonly registry = createRegistry({ component: 'dev' })
   private startedAt = new Date().toISOString()
   private stateWrites: Promise<void> = Promise.resolve()
   private started = false
@@ -97,7 +99,7 @@ export class DevEnvironment implements Startable {
       )
       await this.health.start()
       await this.startEngine()
-      this.gc = await startDevGcSchedule(cp, this.config, this.components.logger)
+      this.gc = await startDevGcSchedule(cp, this.config, this.components.logger, this.registry)
       await this.startStatusPage()
       this.started = true
       await this.saveState()
@@ -272,11 +274,10 @@ export class DevEnvironment implements Startable {
 
   private async startStatusPage(): Promise<void> {
     const cp = this.cp as LocalControlPlane
-    const view = async () => ({
-      state: this.state(),
-      volumes: (await cp.listVolumes({ limit: 1000 })).items,
-      clusterMapEpoch: (await cp.getClusterMap(DEV_BLOCK_STORE)).epoch,
-    })
+    const view = async () => {
+      const map = await cp.getClusterMap(DEV_BLOCK_STORE)
+      return { state: this.state(), volumes: (await cp.listVolumes({ limit: 1000 })).items, clusterMapEpoch: map.epoch, members: map.members }
+    }
     this.status = new HealthServer(
       {
         listen: this.config.statusListen,
@@ -287,7 +288,7 @@ export class DevEnvironment implements Startable {
           mountFaultApi(app, (name) => this.supervisorOf(name))
         },
       },
-      { logger: this.components.logger, registry: createRegistry({ component: 'dev' }) },
+      { logger: this.components.logger, registry: this.registry },
     )
     await this.status.start()
   }
