@@ -12,7 +12,7 @@ import { rm } from 'node:fs/promises'
 import { runOk } from '../engine/nbd/testing.js'
 import { ShardClient } from '../storage-node/shard-client.js'
 import type { NodeStats } from '../storage-node/shard-store.js'
-import { Dev, nbdshEnv, waitUntil } from './harness.js'
+import { Dev, fetchText, nbdshEnv, waitUntil } from './harness.js'
 import { chunksOf, checkRegion, clusterMap, counts, fault, healthyShards, K, M, serving, waitFlushed, waitPlaced, writeRegion } from './dev-durability-support.js'
 
 const MIB_WRITTEN = 4
@@ -59,6 +59,8 @@ describe('cairn dev durability: a lost or removed storage node is rebuilt elsewh
     await fault(dev, 'node-3', 'kill')
     await rm(lost.dataDir, { recursive: true, force: true })
     await waitUntil(async () => (await clusterMap(dev)).members.find((m) => m.id === 'node-3')?.state === 'down', 60_000, 'node-3 to be marked down')
+    const status = JSON.parse(await fetchText(`${state.statusUrl}status.json`)) as { members: Array<{ id: string; state: string }> }
+    assert.equal(status.members.find((m) => m.id === 'node-3')?.state, 'down', 'the status page shows the member down')
     await waitPlaced(dev, chunks, serving(state, ['node-3']))
     assert.deepEqual(counts(await runOk('nbdsh', ['-u', dev.uri, '-c', checkRegion(7, 0, MIB_WRITTEN)], 120_000, nbdshEnv)), { ok: MIB_WRITTEN, err: 0, bad: 0 })
   })

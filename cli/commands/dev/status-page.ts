@@ -4,7 +4,7 @@
  * or down; links to every process's metrics.
  */
 import type { Express } from 'express'
-import type { Volume } from '../../../control-plane/types.js'
+import type { ClusterMember, Volume } from '../../../control-plane/types.js'
 import type { DevState } from './state.js'
 import type { Supervisor } from './supervisor.js'
 
@@ -12,6 +12,8 @@ export interface StatusView {
   state: DevState
   volumes: Volume[]
   clusterMapEpoch: number
+  /** The cluster map's members (state, peer id, mesh address). @default none shown */
+  members?: readonly ClusterMember[]
 }
 
 const GiB = 2 ** 30
@@ -54,11 +56,17 @@ function volumeRows(view: StatusView): string[][] {
   ])
 }
 
-function processRows(state: DevState): string[][] {
+function processRows(state: DevState, members: readonly ClusterMember[] = []): string[][] {
   const up = (s: string): string => (s === 'up' ? '<span class="up">up</span>' : `<span class="down">${escapeHtml(s)}</span>`)
+  // The map's view of the node, beside the process's: down after --member-down-timeout, which starts a rebuild elsewhere.
+  const member = (id: string): string => {
+    const m = members.find((x) => x.id === id)
+    return m === undefined ? '-' : m.state === 'active' ? escapeHtml(m.state) : `<span class="down">${escapeHtml(m.state)}</span>`
+  }
   const rows = state.nodes.map((n) => [
     escapeHtml(n.id),
     up(n.state),
+    member(n.id),
     escapeHtml(n.address),
     String(n.pid ?? '-'),
     String(n.restarts),
@@ -68,6 +76,7 @@ function processRows(state: DevState): string[][] {
   rows.push([
     `engine (${escapeHtml(state.engine.nodeId)})`,
     up(state.engine.state),
+    '-',
     escapeHtml(state.nbd.address),
     String(state.engine.pid ?? '-'),
     String(state.engine.restarts),
@@ -92,7 +101,7 @@ code{background:#f3f3f3;padding:.1rem .3rem}
 <h2>Volumes</h2>
 ${table(['name', 'size', 'allocated', 'health', 'epoch', 'attachment', 'NBD URI'], volumeRows(view))}
 <h2>Processes</h2>
-${table(['name', 'state', 'address', 'pid', 'restarts', 'metrics'], processRows(state))}
+${table(['name', 'state', 'member', 'address', 'pid', 'restarts', 'metrics'], processRows(state, view.members))}
 <h2>Connect</h2>
 <pre>nbdinfo ${escapeHtml(uri)}
 qemu-img convert -p -O raw disk.img ${escapeHtml(uri)}
@@ -107,6 +116,7 @@ export function statusJson(view: StatusView): Record<string, unknown> {
   return {
     ...view.state,
     clusterMapEpoch: view.clusterMapEpoch,
+    members: (view.members ?? []).map((m) => ({ id: m.id, state: m.state, peerId: m.peerId, meshAddress: m.meshAddress ?? null })),
     volumes: view.volumes.map((v) => ({
       name: v.name,
       sizeBytes: v.sizeBytes,
