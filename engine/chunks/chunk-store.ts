@@ -12,7 +12,7 @@ import { CID } from 'multiformats/cid'
 import type { Registry } from 'prom-client'
 import { code as DAG_CBOR_CODE } from '@ipld/dag-cbor'
 import { RAW_CODEC, cidHash, type ChunkHash } from '../../core/cid.js'
-import type { ClusterMap, ClusterMapProvider, ClusterMember } from '../../core/cluster-map.js'
+import type { ClusterMapProvider, ClusterMember } from '../../core/cluster-map.js'
 export type { ClusterMapProvider } from '../../core/cluster-map.js'
 import { CairnError, InvalidArgumentError, ShuttingDownError, assert } from '../../core/errors.js'
 import { silentLogger, type Logger } from '../../core/logger.js'
@@ -43,11 +43,18 @@ export interface ChunkPolicy {
 }
 
 
+/**
+ * Memory bounds of a chunk store; engine/host/memory-budget.ts adds them up. The put
+ * bound is 32 MiB since the flusher keeps 4 batches of 4 MiB in flight, and every put
+ * byte costs about 1 + (k+m)/k bytes while encoded (ADR 0010, 2026-11-22).
+ */
+export const CHUNK_STORE_MEMORY_DEFAULTS = { cacheMaxBytes: 64 * 1024 * 1024, inFlightPutBytesMax: 32 * 1024 * 1024 } as const
+
 export interface ChunkStoreInit {
   policy: ChunkPolicy
   /** Bytes of verified chunks kept for reads. @default 67108864 (64 MiB) */
   cacheMaxBytes?: number
-  /** Chunk bytes of puts in progress at once; further puts wait (backpressure). @default 67108864 (64 MiB) */
+  /** Chunk bytes of puts in progress at once; further puts wait (backpressure). @default 33554432 (32 MiB) */
   inFlightPutBytesMax?: number
   /** A put call is cut into waves of at most this many chunk bytes; each wave sends one batch per node. @default 16777216 (16 MiB) */
   putWaveBytesMax?: number
@@ -93,6 +100,11 @@ export class ErasureChunkStore implements ChunkStore, Startable {
   readonly #zeros: Uint8Array
   #state: 'new' | 'running' | 'stopped' = 'new'
 
+  /** Chunk bytes of puts holding the in-flight budget now (bounded by inFlightPutBytesMax, or one wave beyond when alone). */
+  get inFlightPutBytes(): number {
+    return this.#budget.usedBytes
+  }
+
   constructor(init: ChunkStoreInit, components: ChunkStoreComponents) {
     this.#policy = validatePolicy(init.policy)
     const { dataShards: k, parityShards: m } = this.#policy
@@ -112,8 +124,8 @@ export class ErasureChunkStore implements ChunkStore, Startable {
     this.#clients = components.clients ?? createNodeClientPool(init.clients)
     this.#logger = components.logger ?? silentLogger()
     this.#metrics = createChunkStoreMetrics(components.registry)
-    this.#cache = new ByteLru<Uint8Array>({ maxBytes: init.cacheMaxBytes ?? 64 * 1024 * 1024, sizeOf: (b) => b.byteLength })
-    this.#budget = new ByteBudget(init.inFlightPutBytesMax ?? 64 * 1024 * 1024)
+    this.#cache = new ByteLru<Uint8Array>({ maxBytes: init.cacheMaxBytes ?? CHUNK_STORE_MEMORY_DEFAULTS.cacheMaxBytes, sizeOf: (b) => b.byteLength })
+    this.#budget = new ByteBudget(init.inFlightPutBytesMax ?? CHUNK_STORE_MEMORY_DEFAULTS.inFlightPutBytesMax)
     this.#zeros = new Uint8Array(this.#policy.chunkSizeBytes)
     this.#fetcher = new ChunkFetcher({
       dataShards: k,

@@ -21,6 +21,9 @@ import { ByteLru } from './cache.js'
 import { ManifestPageError } from './errors.js'
 import { DAG_CBOR_CODEC, FANOUT_BITS, capacityAt, decodePage, encodePage, findSlot, heightFor, slotAt, type Page } from './manifest-page.js'
 
+/** Default bound of the decoded-page cache (engine/host/memory-budget.ts counts it). */
+export const MANIFEST_PAGE_CACHE_DEFAULT_BYTES = 16 * 1024 * 1024
+
 export interface ManifestInit {
   /** Hash of page CIDs; must be the chunk store's policy hash (checked on every write). */
   hash: ChunkHash
@@ -60,7 +63,7 @@ export class MerkleManifest implements ManifestStore {
     if (init.hash !== 'sha2-256' && init.hash !== 'blake3') throw new InvalidArgumentError(`unsupported hash ${JSON.stringify(init.hash)}`)
     this.#hash = init.hash
     this.#chunks = components.chunks
-    this.#cache = new ByteLru<Page>({ maxBytes: init.pageCacheMaxBytes ?? 16 * 1024 * 1024, sizeOf: (p) => p.sizeBytes })
+    this.#cache = new ByteLru<Page>({ maxBytes: init.pageCacheMaxBytes ?? MANIFEST_PAGE_CACHE_DEFAULT_BYTES, sizeOf: (p) => p.sizeBytes })
     this.#prefetch = init.prefetchPages ?? 16
     if (!Number.isSafeInteger(this.#prefetch) || this.#prefetch < 1) throw new InvalidArgumentError(`prefetchPages must be a positive integer, got ${this.#prefetch}`)
   }

@@ -15,6 +15,13 @@ import { sameRecord, type StoredRecord } from '../../storage-node/journal/record
 import { EpochFencedError, JournalUnavailableError } from './errors.js'
 import { decodeOp, encodeOp } from './op-codec.js'
 
+/**
+ * Memory bounds of a journal client. Retained records are a second copy of what the dirty
+ * map holds until the checkpoint, so the retained bound is kept below the dirty map's:
+ * together they were most of a 700 MiB engine (ADR 0009, 2026-11-22).
+ */
+export const JOURNAL_MEMORY_DEFAULTS = { windowBytes: 32 * 1024 * 1024, retainedBytesMax: 64 * 1024 * 1024 } as const
+
 /** A storage node that can hold a journal replica. */
 export interface JournalMember {
   id: string
@@ -27,11 +34,11 @@ export interface ReplicatedJournalInit {
   epoch: number
   /** The replica set recorded for the volume (policy's journalReplicas members). */
   replicas: readonly JournalMember[]
-  /** Record bytes sent but not yet durable before `append` waits. @default 67108864 (64 MiB) */
+  /** Record bytes sent but not yet durable before `append` waits. @default 33554432 (32 MiB) */
   windowBytes?: number
   /** Records sent but not yet durable before `append` waits. @default 4096 */
   windowRecords?: number
-  /** Bytes of records kept for replacements until a checkpoint covers them; past it `append` waits for a checkpoint. @default 268435456 (256 MiB) */
+  /** Bytes of records kept for replacements until a checkpoint covers them; past it `append` waits for a checkpoint. @default 67108864 (64 MiB) */
   retainedBytesMax?: number
   /** `append` calls waiting for room at once; more fail with ResourceExhaustedError. @default 4096 */
   admissionQueueMax?: number
@@ -125,9 +132,9 @@ export class ReplicatedJournal implements VolumeJournal {
     if (init.replicas.length < 1) throw new InvalidArgumentError('a journal needs at least one replica')
     if (new Set(init.replicas.map((m) => m.id)).size !== init.replicas.length) throw new InvalidArgumentError('journal replicas must be distinct')
     this.opts = {
-      windowBytes: init.windowBytes ?? 64 * 1024 * 1024,
+      windowBytes: init.windowBytes ?? JOURNAL_MEMORY_DEFAULTS.windowBytes,
       windowRecords: init.windowRecords ?? 4096,
-      retainedBytesMax: init.retainedBytesMax ?? 256 * 1024 * 1024,
+      retainedBytesMax: init.retainedBytesMax ?? JOURNAL_MEMORY_DEFAULTS.retainedBytesMax,
       admissionQueueMax: init.admissionQueueMax ?? 4096,
       replaceTimeoutMs: init.replaceTimeoutMs ?? 30_000,
       ackTimeoutMs: init.ackTimeoutMs ?? 15_000,
@@ -138,6 +145,11 @@ export class ReplicatedJournal implements VolumeJournal {
       throw new InvalidArgumentError(`messagesInFlightMax must be a positive integer, got ${this.opts.messagesInFlightMax}`)
     }
     this.logger = (components.logger ?? silentLogger()).child({ volumeUid: init.volumeUid, epoch: init.epoch })
+  }
+
+  /** Record bytes held for replacements (bounded by retainedBytesMax, or one record beyond when alone). */
+  get retainedBytesHeld(): number {
+    return this.retainedBytes
   }
 
   replicas(): readonly string[] {
@@ -265,9 +277,14 @@ export class ReplicatedJournal implements VolumeJournal {
     })
   }
 
+  /**
+   * Resolves when every *admitted* record is durable. Appends still waiting for room
+   * are not covered: nobody was told they were appended, and waiting for them would
+   * deadlock a flusher whose checkpoint is what frees their room.
+   */
   sync(): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure)
-    return this.durablePromise(this.nextSeq - 1)
+    return this.durablePromise(this.admittedSeq)
   }
 
   private durablePromise(seq: number): Promise<void> {
@@ -316,23 +333,29 @@ export class ReplicatedJournal implements VolumeJournal {
 
   /**
    * Sends the slot admitted records it has not been sent, in messages of at most
-   * messageBytesMax, while it has fewer than messagesInFlightMax unacknowledged; the
-   * rest goes when an ack frees room (onAck calls this again).
+   * messageBytesMax: full messages at once, a partial one only while fewer than
+   * messagesInFlightMax are unacknowledged; the rest goes when an ack frees room
+   * (onAck calls this again).
    */
   private flushSlot(slot: Slot): void {
     const stream = slot.stream
     if (stream === undefined || slot.awaitingCheckpoint) return
     const base = this.retained[0]?.seq ?? this.admittedSeq + 1
     if (slot.sentSeq === slot.ackedSeq) slot.lastProgressMs = Date.now()
-    while (slot.sentSeq < this.admittedSeq && slot.inFlight.length < this.opts.messagesInFlightMax) {
+    while (slot.sentSeq < this.admittedSeq) {
       const batch: StoredRecord[] = []
       let bytes = 0
+      let full = false
       for (let seq = Math.max(slot.sentSeq + 1, base); seq <= this.admittedSeq; seq++) {
         const record = this.retained[seq - base] as StoredRecord
-        if (batch.length > 0 && bytes + record.payload.length > this.opts.messageBytesMax) break
+        full = batch.length > 0 && bytes + record.payload.length > this.opts.messageBytesMax
+        if (full) break
         batch.push(record)
         bytes += record.payload.length
       }
+      // A full message gains nothing by waiting (large writes stream, bounded by the send window);
+      // a partial one waits for room so that what arrives meanwhile joins it.
+      if (!full && slot.inFlight.length >= this.opts.messagesInFlightMax) return
       const lastSeq = (batch.at(-1) as StoredRecord).seq
       stream.send(batch)
       slot.inFlight.push(lastSeq)
@@ -367,9 +390,13 @@ export class ReplicatedJournal implements VolumeJournal {
     const base = this.retained[0]?.seq ?? target + 1
     for (let seq = Math.max(this.durableSeq + 1, base); seq <= target; seq++) this.unackedBytes -= (this.retained[seq - base] as StoredRecord).payload.length
     this.durableSeq = target
-    let done = 0
-    while (done < this.waiters.length && (this.waiters[done] as Waiter).seq <= target) (this.waiters[done++] as Waiter).resolve()
-    this.waiters = this.waiters.slice(done)
+    // Not sorted: a sync made after appends that still wait for room asks for a lower seq than theirs.
+    const waiting: Waiter[] = []
+    for (const w of this.waiters) {
+      if (w.seq <= target) w.resolve()
+      else waiting.push(w)
+    }
+    this.waiters = waiting
     this.admit()
     this.notify()
   }

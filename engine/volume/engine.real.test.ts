@@ -16,6 +16,7 @@ import type { JournalOp } from '../contracts.js'
 import { backendConformance } from '../nbd/backend-conformance.js'
 import { attachVolume, type JournalFactory } from './attach.js'
 import type { VolumeEngine } from './engine.js'
+import type { VolumeEngineOptions } from './options.js'
 import { applyToModel, prng, randomOp, runOp } from './testing/random.js'
 
 const CHUNK = 65536
@@ -28,16 +29,28 @@ const registry = new Registry()
 const engines: VolumeEngine[] = []
 let volumes = 0
 
+/** Journals made, newest last; `retainedBytesMax` for the next ones (undefined: the default). */
+const journals: ReplicatedJournal[] = []
+let journalRetainedBytesMax: number | undefined
+
 const journalFactory: JournalFactory = (init) => {
   const byId = new Map(cluster.map.members.map((m) => [m.id, m]))
   const replicas = init.replicas.map((id) => byId.get(id)).filter((m) => m !== undefined)
-  return new ReplicatedJournal(
-    { volumeUid: init.volumeUid, epoch: init.epoch, replicas, replaceTimeoutMs: 5000 },
+  const journal = new ReplicatedJournal(
+    {
+      volumeUid: init.volumeUid,
+      epoch: init.epoch,
+      replicas,
+      replaceTimeoutMs: 5000,
+      ...(journalRetainedBytesMax === undefined ? {} : { retainedBytesMax: journalRetainedBytesMax }),
+    },
     {
       pickReplacement: (excluded) => cluster.map.members.find((m) => !excluded.includes(m.id)),
       onReplicasChanged: () => undefined,
     },
   )
+  journals.push(journal)
+  return journal
 }
 
 before(async () => {
@@ -66,8 +79,12 @@ after(async () => {
 })
 
 async function attach(name: string, nodeId: string): Promise<VolumeEngine> {
+  return attachWith(name, nodeId, { dirtyBytesMax: 16 * CHUNK })
+}
+
+async function attachWith(name: string, nodeId: string, options: VolumeEngineOptions): Promise<VolumeEngine> {
   const engine = await attachVolume(
-    { volumeName: name, nodeId, options: { flushIntervalMs: 60_000, dirtyBytesMax: 16 * CHUNK } },
+    { volumeName: name, nodeId, options: { flushIntervalMs: 60_000, ...options } },
     { controlPlane: cp, chunkStore, manifest, journalFactory, logger: silentLogger(), registry },
   )
   engines.push(engine)
@@ -127,4 +144,39 @@ test('real components: seeded workload, abrupt loss of the engine, re-attach rec
   await assert.rejects(first.pwrite(0, Buffer.alloc(10, 1), { fua: true }), { name: 'VolumeFencedError' })
   await second.flushDirty()
   assert.ok(Buffer.from(await second.pread(0, size)).equals(image), 'nothing the fenced engine tried reached the volume')
+})
+
+test('memory accounting holds under a sequential fill: dirty map, retained journal records and puts in flight stay within their bounds', async () => {
+  const dirtyBytesMax = 16 * CHUNK
+  const retainedMax = 8 * (CHUNK + 64)
+  journalRetainedBytesMax = retainedMax
+  const name = await newVolume(4 * 1024 * 1024)
+  let engine: VolumeEngine
+  try {
+    engine = await attachWith(name, 'node-m', { dirtyBytesMax, flushThresholdBytes: 4 * CHUNK })
+  } finally {
+    journalRetainedBytesMax = undefined
+  }
+  const journal = journals.at(-1) as ReplicatedJournal
+  const peak = { dirty: 0, retained: 0, puts: 0 }
+  const sample = (): void => {
+    peak.dirty = Math.max(peak.dirty, engine.dirtyBytes)
+    peak.retained = Math.max(peak.retained, journal.retainedBytesHeld)
+    peak.puts = Math.max(peak.puts, chunkStore.inFlightPutBytes)
+  }
+  const timer = setInterval(sample, 1)
+  try {
+    const rng = prng(31)
+    const image = rng.bytes(4 * 1024 * 1024)
+    for (let at = 0; at < image.length; at += 4 * CHUNK) {
+      await Promise.all([0, 1, 2, 3].map((i) => engine.pwrite(at + i * CHUNK, image.subarray(at + i * CHUNK, at + (i + 1) * CHUNK), { fua: false }).then(sample)))
+    }
+    await engine.flushDirty()
+    assert.ok(Buffer.from(await engine.pread(0, image.length)).equals(image), 'seed 31: the fill reads back')
+  } finally {
+    clearInterval(timer)
+  }
+  assert.ok(peak.dirty > 0 && peak.dirty <= dirtyBytesMax, `dirty map peaked at ${peak.dirty} of ${dirtyBytesMax}`)
+  assert.ok(peak.retained > 0 && peak.retained <= retainedMax, `retained journal records peaked at ${peak.retained} of ${retainedMax}`)
+  assert.ok(peak.puts <= 32 * 1024 * 1024, `puts in flight peaked at ${peak.puts}`)
 })

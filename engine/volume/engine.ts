@@ -432,7 +432,13 @@ export class VolumeEngine implements NbdBackend, Startable {
     const { chunkStore, manifest, metrics } = this.deps
     const root = this.s.lookups.currentRoot
     const merged = await mergeGeneration(
-      { chunkStore, lookups: this.s.lookups, chunkSizeBytes: this.s.chunkSizeBytes, batchChunks: this.s.options.flushBatchChunks },
+      {
+        chunkStore,
+        lookups: this.s.lookups,
+        chunkSizeBytes: this.s.chunkSizeBytes,
+        batchChunks: this.s.options.flushBatchChunks,
+        batchesInFlight: this.s.options.flushBatchesInFlight,
+      },
       root,
       plan.gen,
     )

@@ -1,7 +1,7 @@
 /**
  * The flusher's data step: turns a frozen dirty generation into manifest changes.
  *
- * Chunks go in batches (bounded memory): look up the current CIDs, read the old
+ * Chunks go in batches (bounded memory, a few in flight): look up the current CIDs, read the old
  * chunk only for partially written entries (read-modify-write), merge, drop
  * chunks that are all zeroes (their entry is removed, never stored), and put the
  * rest in one batch. Hashing and encoding happen inside the chunk store's pool.
@@ -17,6 +17,8 @@ export interface MergeDeps {
   lookups: LookupCache
   chunkSizeBytes: number
   batchChunks: number
+  /** Batches merged and put at the same time. */
+  batchesInFlight: number
 }
 
 export interface MergeResult {
@@ -31,9 +33,15 @@ export interface MergeResult {
 export async function mergeGeneration(deps: MergeDeps, root: CID | null, gen: DirtyGeneration): Promise<MergeResult> {
   const result: MergeResult = { changes: new Map(), chunksPut: 0, bytesPut: 0, zeroChunks: 0 }
   const indexes = [...gen.entries.keys()].sort((a, b) => a - b)
-  for (let i = 0; i < indexes.length; i += deps.batchChunks) {
-    await mergeBatch(deps, root, gen, indexes.slice(i, i + deps.batchChunks), result)
+  const batches: number[][] = []
+  for (let i = 0; i < indexes.length; i += deps.batchChunks) batches.push(indexes.slice(i, i + deps.batchChunks))
+  // Batches overlap (bounded) so the storage nodes always have a put to work on while the
+  // next batch is read and encoded; one at a time left them idle between round trips.
+  let next = 0
+  const lane = async (): Promise<void> => {
+    while (next < batches.length) await mergeBatch(deps, root, gen, batches[next++] as number[], result)
   }
+  await Promise.all(Array.from({ length: Math.min(deps.batchesInFlight, batches.length) }, lane))
   return result
 }
 

@@ -5,7 +5,7 @@ export interface VolumeEngineOptions {
   /**
    * Most bytes the dirty map may hold (both generations). Writes beyond it wait
    * for the flusher. A single request larger than the bound is admitted alone.
-   * @default 268435456 (256 MiB)
+   * @default 100663296 (96 MiB)
    */
   dirtyBytesMax?: number
   /**
@@ -23,6 +23,11 @@ export interface VolumeEngineOptions {
    * @default 64
    */
   flushBatchChunks?: number
+  /**
+   * Flusher batches in flight at once; memory a flush adds is about this many batches of chunks.
+   * @default 4
+   */
+  flushBatchesInFlight?: number
   /**
    * Consecutive failed flushes before the engine reports itself failed and refuses writes.
    * @default 5
@@ -52,6 +57,9 @@ export interface VolumeEngineOptions {
 
 export type ResolvedVolumeEngineOptions = Required<VolumeEngineOptions>
 
+/** The dirty map's default bound: 96 MiB keeps an engine with defaults under 512 MiB (engine/host/memory-budget.ts). */
+export const DEFAULT_DIRTY_BYTES_MAX = 96 * 1024 * 1024
+
 function positiveInt(name: string, value: number | undefined, fallback: number): number {
   const v = value ?? fallback
   if (!Number.isSafeInteger(v) || v <= 0) throw new InvalidArgumentError(`${name}: must be a positive integer, got ${v}`)
@@ -60,7 +68,7 @@ function positiveInt(name: string, value: number | undefined, fallback: number):
 
 /** Applies defaults and checks bounds; `chunkSizeBytes` is the policy's. */
 export function resolveOptions(options: VolumeEngineOptions, chunkSizeBytes: number): ResolvedVolumeEngineOptions {
-  const dirtyBytesMax = positiveInt('dirtyBytesMax', options.dirtyBytesMax, 256 * 1024 * 1024)
+  const dirtyBytesMax = positiveInt('dirtyBytesMax', options.dirtyBytesMax, DEFAULT_DIRTY_BYTES_MAX)
   // Two chunks: one being flushed and one taking writes, or the budget could never admit a write while flushing.
   if (dirtyBytesMax < 2 * chunkSizeBytes) {
     throw new InvalidArgumentError(`dirtyBytesMax: ${dirtyBytesMax} is below two chunks (${2 * chunkSizeBytes})`)
@@ -74,6 +82,7 @@ export function resolveOptions(options: VolumeEngineOptions, chunkSizeBytes: num
     flushThresholdBytes,
     flushIntervalMs: positiveInt('flushIntervalMs', options.flushIntervalMs, 5000),
     flushBatchChunks: positiveInt('flushBatchChunks', options.flushBatchChunks, 64),
+    flushBatchesInFlight: positiveInt('flushBatchesInFlight', options.flushBatchesInFlight, 4),
     flushRetriesMax: positiveInt('flushRetriesMax', options.flushRetriesMax, 5),
     flushBackoffBaseMs: positiveInt('flushBackoffBaseMs', options.flushBackoffBaseMs, 200),
     flushBackoffMaxMs: positiveInt('flushBackoffMaxMs', options.flushBackoffMaxMs, 10_000),
