@@ -134,6 +134,23 @@ describe('garbage collection in cairn dev', () => {
     assert.equal((await totals()).shards, 0, 'unpinned, the last chunk goes too')
   })
 
+  test('cairn pin and cairn gc refuse bad input with typed errors and exit codes', async () => {
+    const unpinned = chunkCid(Buffer.from('never pinned')).toString()
+    const cases: Array<[string[], number, string]> = [
+      [['pin', 'add', 'not-a-cid'], 2, 'InvalidArgumentError'],
+      [['pin', 'rm', unpinned], 1, 'NotFoundError'],
+      [['pin', 'add', unpinned, '--block-store', 'ghost'], 1, 'NotFoundError'],
+      [['pin', 'ls', 'extra'], 2, 'CliUsageError'],
+      [['gc', '--grace', 'soon'], 2, 'ConfigError'],
+      [['gc', '--block-store', 'ghost'], 1, 'NotFoundError'],
+    ]
+    for (const [args, code, name] of cases) {
+      const r = await dev.cli([...args, '--output', 'json'])
+      assert.equal(r.code, code, `${args.join(' ')}: ${r.stdout}${r.stderr}`)
+      assert.equal((JSON.parse(r.stdout) as { error: { name: string } }).error.name, name, args.join(' '))
+    }
+  })
+
   test('cairn dev collects on its schedule and exports the cairn_gc_* metrics on its status page', async () => {
     const url = `${(await dev.state()).statusUrl}metrics`
     const text = await waitUntil(async () => {
