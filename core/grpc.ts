@@ -114,6 +114,11 @@ export function bearerTokenInterceptor(token: string): Interceptor {
 /** Receive window per connection and stream: batch reads answer with many MiB, and HTTP/2's 64 KiB default stalls them. */
 export const CLIENT_FLOW_CONTROL_WINDOW_BYTES = 16 * 1024 * 1024
 
+/** First delay before reconnecting a channel whose server went away. */
+export const CLIENT_RECONNECT_BACKOFF_INITIAL_MS = 200
+/** Longest delay between reconnection attempts (grpc-js's default is 120 s). */
+export const CLIENT_RECONNECT_BACKOFF_MAX_MS = 1000
+
 export interface ClientChannelInit {
   /** Largest message either way. @default 67108864 (64 MiB) */
   maxMessageBytes?: number
@@ -128,6 +133,11 @@ export function clientChannelOptions(init: ClientChannelInit): ChannelOptions {
     'grpc.max_receive_message_length': maxMessageBytes,
     'grpc.max_send_message_length': maxMessageBytes,
     'grpc-node.flow_control_window': CLIENT_FLOW_CONTROL_WINDOW_BYTES,
+    // grpc-js backs off up to 120 s between connection attempts; a storage node that
+    // restarts after 20 s then stays unreachable for as long again. Storage nodes are
+    // few and known, so retrying each once a second costs nothing.
+    'grpc.initial_reconnect_backoff_ms': CLIENT_RECONNECT_BACKOFF_INITIAL_MS,
+    'grpc.max_reconnect_backoff_ms': CLIENT_RECONNECT_BACKOFF_MAX_MS,
     ...(init.token === undefined ? {} : { interceptors: [bearerTokenInterceptor(init.token)] }),
   }
 }
