@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { InvalidClusterMapError, membersInStates, placeableDomainCount, validateClusterMap, type ClusterMapIssueReason } from './cluster-map.js'
+import { InvalidClusterMapError, membersInStates, placeableDomainCount, placementMaps, placementView, validateClusterMap, type ClusterMap, type ClusterMapIssueReason } from './cluster-map.js'
 
 function member(i: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { id: `node-${i}`, address: `10.0.0.${i}:7400`, peerId: `12D3KooW${i}`, failureDomain: `zone-${i % 3}`, weight: 1, state: 'active', ...extra }
@@ -81,4 +81,18 @@ test('membersInStates and placeableDomainCount read states and weights, not orde
   // zone-2's only member has weight 0, so two of three zones are placeable.
   assert.equal(placeableDomainCount(map), 2)
   assert.equal(placeableDomainCount(map, new Set(['node-1', 'node-4'])), 1)
+})
+
+test('placement sees only active members, in a view that keeps the epoch and is the same object while the map is unchanged', () => {
+  let map: ClusterMap = validateClusterMap({ epoch: 3, members: [member(1), member(2, { state: 'down' }), member(3, { state: 'draining' })] })
+  const earlier: ClusterMap = validateClusterMap({ epoch: 2, members: [member(1), member(2, { state: 'draining' })] })
+  const maps = placementMaps({ current: () => map, history: () => [earlier] })
+  const first = maps.current()
+  assert.equal(first.epoch, 3)
+  assert.deepEqual(first.members.map((m) => m.id), ['node-1'])
+  assert.equal(maps.current(), first)
+  assert.equal(placementView(map), first)
+  assert.deepEqual(maps.history?.().map((m) => [m.epoch, m.members.map((x) => x.id)]), [[2, ['node-1']]])
+  map = validateClusterMap({ epoch: 4, members: [member(1), member(2)] })
+  assert.equal(maps.current(), map, 'a map of active members only is passed through as is')
 })

@@ -217,6 +217,35 @@ export function membersInStates(map: ClusterMap, states: readonly MemberState[])
   return new Set(map.members.filter((m) => states.includes(m.state)).map((m) => m.id))
 }
 
+const placementViews = new WeakMap<ClusterMap, ClusterMap>()
+
+/**
+ * The map as placement sees it: only `active` members take shards. Writers place
+ * new shards over it, readers look there first, and repair and rebalance move
+ * shards to it, so all three agree: a `down` member's shards are rebuilt elsewhere
+ * and a `draining` member's are moved off, while both keep serving reads through
+ * the fallbacks (earlier epochs, then every member). The same object comes back
+ * for the same map (placement caches its work per map object).
+ */
+export function placementView(map: ClusterMap): ClusterMap {
+  if (map.members.every((m) => m.state === 'active')) return map
+  let view = placementViews.get(map)
+  if (view === undefined) {
+    view = { epoch: map.epoch, members: map.members.filter((m) => m.state === 'active') }
+    placementViews.set(map, view)
+  }
+  return view
+}
+
+/** A provider whose maps (current and earlier) are {@link placementView}s of `maps`'. */
+export function placementMaps(maps: ClusterMapProvider): ClusterMapProvider {
+  const history = maps.history
+  return {
+    current: () => placementView(maps.current()),
+    ...(history === undefined ? {} : { history: () => history.call(maps).map(placementView) }),
+  }
+}
+
 /**
  * The number of distinct failure domains that hold at least one placeable
  * member (weight > 0, not excluded): the most shards one chunk can spread over.

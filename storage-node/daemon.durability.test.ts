@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import type { ClusterMap, ClusterMember } from '../core/cluster-map.js'
 import { createRegistry } from '../core/health-server.js'
 import { silentLogger } from '../core/logger.js'
-import { StorageNode, withoutDownMembers } from './daemon.js'
+import { StorageNode } from './daemon.js'
 import { loopbackNodeInit } from './fixtures.js'
 import { loadOrCreatePeerIdentity } from './mesh/index.js'
 import { ShardClient } from './shard-client.js'
@@ -96,15 +96,4 @@ test('durability without a cluster-map provider is refused with ConfigError', as
   } finally {
     await rm(dir, { recursive: true, force: true })
   }
-})
-
-test('the repairer places without down members, in a view that keeps the epoch and is the same object while the map is unchanged', () => {
-  let map: ClusterMap = { epoch: 3, members: [member('a', 'pa', undefined), member('b', 'pb', undefined, 'down'), member('c', 'pc', undefined, 'draining')] }
-  const view = withoutDownMembers({ current: () => map })
-  const first = view.current()
-  assert.equal(first.epoch, 3)
-  assert.deepEqual(first.members.map((m) => m.id), ['a', 'c'])
-  assert.equal(view.current(), first)
-  map = { epoch: 4, members: [member('a', 'pa', undefined), member('b', 'pb', undefined)] }
-  assert.equal(view.current(), map, 'a map with no down member is passed through as is')
 })

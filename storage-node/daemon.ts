@@ -26,7 +26,7 @@ import { createJournalService, defaultJournalServiceLimits, type JournalServiceH
 import { loadJournalService } from './journal/proto.js'
 import { assertTokenOrLoopback, clusterTokenInterceptor, loadClusterToken, tokenVerifier, type TokenVerifier } from './auth.js'
 import { allocationBytes, CapacityGuard, freeBytes, registerCapacityMetrics } from './capacity.js'
-import type { ClusterMap, ClusterMapProvider } from '../core/cluster-map.js'
+import { placementMaps, type ClusterMapProvider } from '../core/cluster-map.js'
 import { StorageMesh, type PeerLiveness } from './mesh/index.js'
 import { Scrubber } from './scrub/index.js'
 import { Repairer } from './repair/index.js'
@@ -175,7 +175,7 @@ export class StorageNode implements Startable {
     )
     const repairer = new Repairer(
       { bandwidthBytesPerSecond: init.repairBandwidthBytesPerSecond, intervalMs: init.repairIntervalMs, stateDir: join(this.init.dataDir, 'repair') },
-      { memberId, maps: withoutDownMembers(maps), store: this.capacity, peers: mesh, liveness: mesh, logger: logger.child({ component: 'repair', member: memberId }), registry },
+      { memberId, maps: placementMaps(maps), store: this.capacity, peers: mesh, liveness: mesh, logger: logger.child({ component: 'repair', member: memberId }), registry },
     )
     return { mesh, scrubber, repairer }
   }
@@ -268,27 +268,3 @@ export class StorageNode implements Startable {
   }
 }
 
-/**
- * The maps as the repairer places by: members marked `down` (dead longer than the
- * member-down timeout, per the operator or `cairn dev`) hold no placement slot, so
- * every node computes the same new targets for their shards and rebuilds them there;
- * when the member is `active` again its slots come back and rebalance moves shards
- * back. The mesh keeps the full map: a down member that returns must still be let in.
- * Same epoch as the source map: this is a view of it, not a new map.
- */
-export function withoutDownMembers(maps: ClusterMapProvider): ClusterMapProvider {
-  let source: ClusterMap | undefined
-  let view: ClusterMap | undefined
-  const filter = (map: ClusterMap): ClusterMap => {
-    if (map !== source) {
-      source = map
-      // The same object while the map is unchanged: placement caches its work per map object.
-      view = map.members.some((m) => m.state === 'down') ? { epoch: map.epoch, members: map.members.filter((m) => m.state !== 'down') } : map
-    }
-    return view as ClusterMap
-  }
-  return {
-    current: () => filter(maps.current()),
-    ...(maps.history === undefined ? {} : { history: () => (maps.history as () => readonly ClusterMap[])() }),
-  }
-}

@@ -13,7 +13,7 @@
  */
 import type { CID } from 'multiformats/cid'
 import type { Logger } from '../../core/logger.js'
-import type { ClusterMap, ClusterMember } from '../../core/cluster-map.js'
+import { placementView, type ClusterMap, type ClusterMember } from '../../core/cluster-map.js'
 import { CairnError } from '../../core/errors.js'
 import { InsufficientDomainsError, place, placementsByEpoch } from '../../core/placement.js'
 import type { Shard, ShardAddress } from '../../core/shard.js'
@@ -111,7 +111,7 @@ export class ChunkFetcher {
 
   #placeOrEmpty(cid: CID, map: ClusterMap): ClusterMember[] {
     try {
-      return place(cid.bytes, this.#total, map)
+      return place(cid.bytes, this.#total, placementView(map))
     } catch (err) {
       // A map too small for k+m placed nothing there: the fallbacks still look.
       if (err instanceof InsufficientDomainsError) return []
@@ -132,7 +132,7 @@ export class ChunkFetcher {
 
   #olderPlacements(p: Pending): Want[] {
     const wants: Want[] = []
-    for (const { members } of placementsByEpoch(p.cid.bytes, this.#total, this.#d.olderMaps())) {
+    for (const { members } of placementsByEpoch(p.cid.bytes, this.#total, this.#d.olderMaps().map(placementView))) {
       members.forEach((member, index) => {
         if (p.shards[index] === undefined) wants.push({ pending: p, index, member, reportMissing: false })
       })

@@ -12,7 +12,7 @@ import { CID } from 'multiformats/cid'
 import type { Registry } from 'prom-client'
 import { code as DAG_CBOR_CODE } from '@ipld/dag-cbor'
 import { RAW_CODEC, cidHash, type ChunkHash } from '../../core/cid.js'
-import type { ClusterMapProvider, ClusterMember } from '../../core/cluster-map.js'
+import { placementView, type ClusterMapProvider, type ClusterMember } from '../../core/cluster-map.js'
 export type { ClusterMapProvider } from '../../core/cluster-map.js'
 import { CairnError, InvalidArgumentError, ShuttingDownError, assert } from '../../core/errors.js'
 import { silentLogger, type Logger } from '../../core/logger.js'
@@ -319,7 +319,7 @@ export class ErasureChunkStore implements ChunkStore, Startable {
     const map = this.#maps.current()
     const byMember = new Map<string, { member: ClusterMember; shards: Shard[]; keys: string[] }>()
     for (const { cid, encoded } of chunks) {
-      const members = place(cid.bytes, this.#total, map)
+      const members = place(cid.bytes, this.#total, placementView(map))
       encoded.shards.forEach((payload, index) => {
         const member = members[index] as ClusterMember
         const shard = encodeShard({ chunkCid: encoded.cid, k: this.#policy.dataShards, m: this.#policy.parityShards, index, chunkLengthBytes: encoded.chunkLengthBytes, payload })
