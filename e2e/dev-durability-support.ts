@@ -11,37 +11,10 @@ import { place } from '../core/placement.js'
 import { ShardClient } from '../storage-node/shard-client.js'
 import type { DevState } from '../cli/commands/dev/state.js'
 import { Dev, fetchText, waitUntil } from './harness.js'
+export { checkRegion, counts, fault, writeRegion } from './harness.js'
 
 export const K = 2
 export const M = 1
-
-/** nbdsh code writing `mib` MiB of seeded pseudo-random data (distinct chunks) at `base`, then flushing. */
-export function writeRegion(seed: number, base: number, mib: number): string {
-  return ['import random', `r = random.Random(${seed})`, `for i in range(${mib}):`, `    h.pwrite(r.randbytes(1048576), ${base} + i * 1048576)`, 'h.flush()'].join('\n')
-}
-
-/** nbdsh code reading the region back: prints "ok N err N bad N" (bad = wrong data). */
-export function checkRegion(seed: number, base: number, mib: number): string {
-  return [
-    'import random',
-    `r = random.Random(${seed})`,
-    'ok = err = bad = 0',
-    `for i in range(${mib}):`,
-    '    want = r.randbytes(1048576)',
-    '    try:',
-    `        got = h.pread(1048576, ${base} + i * 1048576)`,
-    '        ok, bad = (ok + 1, bad) if got == want else (ok, bad + 1)',
-    '    except nbd.Error:',
-    '        err += 1',
-    'print("ok", ok, "err", err, "bad", bad)',
-  ].join('\n')
-}
-
-export function counts(out: string): { ok: number; err: number; bad: number } {
-  const m = /ok (\d+) err (\d+) bad (\d+)/.exec(out)
-  assert.ok(m !== null, out)
-  return { ok: Number(m[1]), err: Number(m[2]), bad: Number(m[3]) }
-}
 
 function metric(text: string, name: string): number {
   let sum = 0
@@ -145,12 +118,6 @@ export async function waitPlaced(dev: Dev, chunks: ReadonlySet<string>, nodes: R
     const warnings = dev.lines.filter((l) => /"level":(40|50)/.test(l)).slice(-20)
     throw new Error(`${lastMissing.length} shards still missing, e.g. ${lastMissing.slice(0, 5).join(', ')}; last warnings:\n${warnings.join('\n')}`, { cause: err })
   })
-}
-
-export async function fault(dev: Dev, name: string, action: 'kill' | 'start'): Promise<void> {
-  const state = await dev.state()
-  const res = await fetch(`${state.statusUrl}v1/processes/${name}/${action}`, { method: 'POST', signal: AbortSignal.timeout(60_000) })
-  assert.equal(res.status, 200, `${action} ${name}`)
 }
 
 export function serving(state: DevState, except: readonly string[]): Array<{ id: string; address: string }> {

@@ -15,7 +15,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { run, runOk } from '../engine/nbd/testing.js'
 import { freePort } from '../cli/commands/dev/state.js'
-import { CLI_MAIN, Dev, MiB, fetchText, nbdshEnv, waitUntil } from './harness.js'
+import { CLI_MAIN, Dev, MiB, checkRegion, counts, fault, fetchText, nbdshEnv, waitUntil, writeRegion } from './harness.js'
 
 const BLOCK = 64 * 1024
 
@@ -31,48 +31,8 @@ function metricSum(text: string, name: string, labels = ''): number {
 }
 
 /** SIGKILLs a process of dev through its fault API; dev keeps it down until `start`. */
-async function fault(dev: Dev, name: string, action: 'kill' | 'start'): Promise<void> {
-  const state = await dev.state()
-  const res = await fetch(`${state.statusUrl}v1/processes/${name}/${action}`, { method: 'POST', signal: AbortSignal.timeout(60_000) })
-  assert.equal(res.status, 200, `${action} ${name}`)
-}
-
-/** nbdsh code writing `mib` MiB of seeded pseudo-random data (distinct chunks, no dedup) at `base`, then flushing. */
-function writeRegion(seed: number, base: number, mib: number): string {
-  return [
-    'import random',
-    `r = random.Random(${seed})`,
-    `for i in range(${mib}):`,
-    `    h.pwrite(r.randbytes(1048576), ${base} + i * 1048576)`,
-    'h.flush()',
-  ].join('\n')
-}
-
-/** nbdsh code reading the region back MiB by MiB: prints "ok N err N bad N" (bad = wrong data). */
-function checkRegion(seed: number, base: number, mib: number): string {
-  return [
-    'import random',
-    `r = random.Random(${seed})`,
-    'ok = err = bad = 0',
-    `for i in range(${mib}):`,
-    '    want = r.randbytes(1048576)',
-    '    try:',
-    `        got = h.pread(1048576, ${base} + i * 1048576)`,
-    '        ok, bad = (ok + 1, bad) if got == want else (ok, bad + 1)',
-    '    except nbd.Error:',
-    '        err += 1',
-    'print("ok", ok, "err", err, "bad", bad)',
-  ].join('\n')
-}
-
 async function nbdsh(uri: string, code: string, timeoutMs = 120_000): Promise<string> {
   return runOk('nbdsh', ['-u', uri, '-c', code], timeoutMs, nbdshEnv)
-}
-
-function counts(out: string): { ok: number; err: number; bad: number } {
-  const m = /ok (\d+) err (\d+) bad (\d+)/.exec(out)
-  assert.ok(m !== null, out)
-  return { ok: Number(m[1]), err: Number(m[2]), bad: Number(m[3]) }
 }
 
 describe('cairn dev under real faults', () => {

@@ -3,6 +3,7 @@
  * temporary data directory and free loopback ports, and gives tests its state
  * (dev.json), its log lines, and bounded waits on conditions. Test infrastructure.
  */
+import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -211,3 +212,46 @@ export function patterned(sizeBytes: number, seed: number): Buffer {
   return out
 }
 
+// ---------------------------------------------------------------- nbdsh regions and dev faults
+
+/** Kills or starts one of a `cairn dev`'s processes through its status server. */
+export async function fault(dev: Dev, name: string, action: 'kill' | 'start'): Promise<void> {
+  const state = await dev.state()
+  const res = await fetch(`${state.statusUrl}v1/processes/${name}/${action}`, { method: 'POST', signal: AbortSignal.timeout(60_000) })
+  assert.equal(res.status, 200, `${action} ${name}`)
+}
+
+/** nbdsh code writing `mib` MiB of seeded pseudo-random data (distinct chunks, no dedup) at `base`, then flushing. */
+export function writeRegion(seed: number, base: number, mib: number): string {
+  return [
+    'import random',
+    `r = random.Random(${seed})`,
+    `for i in range(${mib}):`,
+    `    h.pwrite(r.randbytes(1048576), ${base} + i * 1048576)`,
+    'h.flush()',
+  ].join('\n')
+}
+
+/** nbdsh code reading the region back MiB by MiB: prints "ok N err N bad N" (bad = wrong data). */
+export function checkRegion(seed: number, base: number, mib: number): string {
+  return [
+    'import random',
+    `r = random.Random(${seed})`,
+    'ok = err = bad = 0',
+    `for i in range(${mib}):`,
+    '    want = r.randbytes(1048576)',
+    '    try:',
+    `        got = h.pread(1048576, ${base} + i * 1048576)`,
+    '        ok, bad = (ok + 1, bad) if got == want else (ok, bad + 1)',
+    '    except nbd.Error:',
+    '        err += 1',
+    'print("ok", ok, "err", err, "bad", bad)',
+  ].join('\n')
+}
+
+/** The counts a {@link checkRegion} run printed. */
+export function counts(out: string): { ok: number; err: number; bad: number } {
+  const m = /ok (\d+) err (\d+) bad (\d+)/.exec(out)
+  assert.ok(m !== null, out)
+  return { ok: Number(m[1]), err: Number(m[2]), bad: Number(m[3]) }
+}
