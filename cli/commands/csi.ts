@@ -26,7 +26,7 @@ import { kubernetesEngineLocator, kubernetesNodeDirectory } from '../../csi-driv
 import { mountNodeAdminApi } from '../../csi-driver/node-admin.js'
 import { NodeStateStore } from '../../csi-driver/state.js'
 import { cachedClusterToken } from '../../control-plane/kubernetes/cluster-token.js'
-import { tokenVerifier } from '../../storage-node/auth.js'
+import { isLoopbackListen, tokenVerifier } from '../../storage-node/auth.js'
 import type { Express } from 'express'
 import { CsiIdentityService, controlPlaneReadiness } from '../../csi-driver/identity-service.js'
 import { KeyedLocks } from '../../csi-driver/locks.js'
@@ -148,13 +148,18 @@ export class CsiDriverProcess implements Startable {
 
   /**
    * The node admin API (csi-driver/node-admin.ts) on the metrics server. Locally it needs
-   * no token (loopback, like `cairn dev`'s engine); in a cluster it is served only with
+   * no token and is served only on a loopback listener; in a cluster it is served only with
    * the cluster token to check, and refuses every request until the Secret exists.
    */
   private nodeAdminRoutes(): ((app: Express) => void) | undefined {
     const store = new NodeStateStore(this.stateDirFor(this.nodeId()))
     const logger = this.logger.child({ component: 'node-admin' })
-    if (this.local) return (app) => mountNodeAdminApi(app, { store, logger })
+    if (this.local) {
+      // No token to check locally: served only where nothing but this machine can reach it.
+      if (isLoopbackListen(this.config.metricsListen)) return (app) => mountNodeAdminApi(app, { store, logger })
+      logger.warn({ metricsListen: this.config.metricsListen }, 'node admin API not served: without a cluster token it is served on loopback only')
+      return undefined
+    }
     const token = this.clusterToken()
     if (token === undefined) return undefined
     const authorize = async (header: string | undefined): Promise<boolean> => {
