@@ -163,7 +163,11 @@ export class CsiDriverProcess implements Startable {
     const token = this.clusterToken()
     if (token === undefined) return undefined
     const authorize = async (header: string | undefined): Promise<boolean> => {
-      const expected = await token().catch(() => undefined)
+      const expected = await token().catch((err: unknown) => {
+        // Refused, not crashed: the controller reports the engine unavailable and retries.
+        logger.warn({ err }, 'cannot read the cluster token; refusing node admin requests')
+        return undefined
+      })
       return expected !== undefined && tokenVerifier(expected)(header)
     }
     return (app) => mountNodeAdminApi(app, { store, authorize, logger })

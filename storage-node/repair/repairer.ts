@@ -19,6 +19,7 @@ import type { CodecPool } from '../../core/workers/pool.js'
 import type { PeerLiveness, PeerShards } from '../mesh/types.js'
 import { PageTokenError, type ListPage, type RepairStats, type ShardStore } from '../shard-store.js'
 import { PassAbortedError, systemClock, throwIfAborted, TokenBucket, type PaceClock } from '../scrub/pacing.js'
+import { PassLoop } from '../scrub/pass-loop.js'
 import { readStateFile, StateFileError, writeStateFile } from '../scrub/state-file.js'
 import { RepairBatch, type BatchTally, type ChunkGroup } from './batch.js'
 import { createRebuildCodec, type RebuildCodec } from './codec.js'
@@ -101,9 +102,7 @@ export class Repairer implements Startable {
   #state: RepairState = freshRepairState()
   #loaded = false
   #codec: RebuildCodec | undefined
-  #running: Promise<unknown> = Promise.resolve()
-  #loop: Promise<void> | undefined
-  #stopper: AbortController | undefined
+  readonly #passes: PassLoop<RepairPassReport>
 
   constructor(init: RepairerInit, components: RepairerComponents) {
     this.#c = components
@@ -134,21 +133,19 @@ export class Repairer implements Startable {
     this.#bucket = new TokenBucket({ bytesPerSecond: this.#cap }, this.#clock)
     this.#statePath = join(init.stateDir, 'repair-state.json')
     this.#metrics = repairMetrics(components.registry)
+    this.#passes = new PassLoop({ intervalMs: this.#intervalMs, what: 'repair' }, { clock: this.#clock, logger: components.logger }, (signal) => this.#pass(signal))
   }
 
   async start(): Promise<void> {
-    if (this.#stopper !== undefined) return
+    if (this.#passes.started) return
     await this.#load()
     this.#codec ??= await createRebuildCodec(this.#c.pool)
-    this.#stopper = new AbortController()
-    if (this.#intervalMs > 0) this.#loop = this.#background(this.#stopper.signal)
+    this.#passes.start()
   }
 
   /** Aborts the pass in progress (its cursor is saved) and waits for it. */
-  async stop(): Promise<void> {
-    this.#stopper?.abort()
-    await this.#loop
-    await this.#running.catch(() => undefined)
+  stop(): Promise<void> {
+    return this.#passes.stop()
   }
 
   stats(): RepairStats {
@@ -158,28 +155,13 @@ export class Repairer implements Startable {
 
   /** Runs one pass now, after any pass in progress: from the saved cursor if a pass was cut short. */
   runPass(signal?: AbortSignal): Promise<RepairPassReport> {
-    const run = this.#running.catch(() => undefined).then(() => this.#pass(signal))
-    this.#running = run
-    return run
+    return this.#passes.run(signal)
   }
 
   /** Known work not done: the last completed pass's leftovers, or this pass's if it already found more. */
   #backlog(): number {
     const pass = this.#state.pass
     return Math.max(this.#state.totals.backlogShards, pass.deferredShards + pass.failedShards)
-  }
-
-  async #background(signal: AbortSignal): Promise<void> {
-    while (!signal.aborted) {
-      try {
-        await this.runPass(signal)
-        await this.#clock.sleep(this.#intervalMs, signal)
-      } catch (err) {
-        if (err instanceof PassAbortedError) return
-        this.#c.logger.error({ err }, 'repair pass failed; retrying after the interval')
-        await this.#clock.sleep(this.#intervalMs, signal).catch(() => undefined)
-      }
-    }
   }
 
   async #load(): Promise<void> {
@@ -196,11 +178,9 @@ export class Repairer implements Startable {
     this.#metrics.backlog.set(this.#backlog())
   }
 
-  async #pass(signal: AbortSignal | undefined): Promise<RepairPassReport> {
+  async #pass(combined: AbortSignal | undefined): Promise<RepairPassReport> {
     await this.#load()
     this.#codec ??= await createRebuildCodec(this.#c.pool)
-    const signals = [signal, this.#stopper?.signal].filter((s): s is AbortSignal => s !== undefined)
-    const combined = signals.length > 0 ? AbortSignal.any(signals) : undefined
     const resumed = this.#state.cursor !== null
     let examined = 0
     try {

@@ -15,6 +15,7 @@ import type { SegmentShardStore } from '../segment-store.js'
 import { PageTokenError, ShardNotFoundError, type ShardInfo, type ScrubStats } from '../shard-store.js'
 import { counterOn, gaugeOn } from './metrics-util.js'
 import { PassAbortedError, systemClock, throwIfAborted, TokenBucket, type PaceClock } from './pacing.js'
+import { PassLoop } from './pass-loop.js'
 import { hasCounters, readStateFile, StateFileError, writeStateFile } from './state-file.js'
 
 export interface ScrubberInit {
@@ -76,9 +77,7 @@ export class Scrubber implements Startable {
   readonly #metrics: ReturnType<typeof scrubMetrics>
   #state: ScrubState = freshState()
   #loaded = false
-  #running: Promise<unknown> = Promise.resolve()
-  #loop: Promise<void> | undefined
-  #stopper: AbortController | undefined
+  readonly #passes: PassLoop<ScrubPassReport>
 
   constructor(init: ScrubberInit, components: ScrubberComponents) {
     if (!Number.isSafeInteger(init.intervalMs) || init.intervalMs < 0) throw new InvalidArgumentError(`intervalMs must be an integer >= 0, got ${init.intervalMs}`)
@@ -92,20 +91,18 @@ export class Scrubber implements Startable {
     this.#pageSize = pageSize
     this.#statePath = join(init.stateDir ?? components.store.init.dataDir, 'scrub-state.json')
     this.#metrics = scrubMetrics(components.registry)
+    this.#passes = new PassLoop({ intervalMs: this.#intervalMs, what: 'scrub' }, { clock: this.#clock, logger: this.#logger }, (signal) => this.#pass(signal))
   }
 
   async start(): Promise<void> {
-    if (this.#stopper !== undefined) return
+    if (this.#passes.started) return
     await this.#load()
-    this.#stopper = new AbortController()
-    if (this.#intervalMs > 0) this.#loop = this.#background(this.#stopper.signal)
+    this.#passes.start()
   }
 
   /** Aborts the pass in progress (its cursor is saved) and waits for it. */
-  async stop(): Promise<void> {
-    this.#stopper?.abort()
-    await this.#loop
-    await this.#running.catch(() => undefined)
+  stop(): Promise<void> {
+    return this.#passes.stop()
   }
 
   stats(): ScrubStats {
@@ -117,22 +114,7 @@ export class Scrubber implements Startable {
    * pass was cut short, else over the whole store.
    */
   runPass(signal?: AbortSignal): Promise<ScrubPassReport> {
-    const run = this.#running.catch(() => undefined).then(() => this.#pass(signal))
-    this.#running = run
-    return run
-  }
-
-  async #background(signal: AbortSignal): Promise<void> {
-    while (!signal.aborted) {
-      try {
-        await this.runPass(signal)
-        await this.#clock.sleep(this.#intervalMs, signal)
-      } catch (err) {
-        if (err instanceof PassAbortedError) return
-        this.#logger.error({ err }, 'scrub pass failed; retrying after the interval')
-        await this.#clock.sleep(this.#intervalMs, signal).catch(() => undefined)
-      }
-    }
+    return this.#passes.run(signal)
   }
 
   async #load(): Promise<void> {
@@ -148,10 +130,8 @@ export class Scrubber implements Startable {
     }
   }
 
-  async #pass(signal: AbortSignal | undefined): Promise<ScrubPassReport> {
+  async #pass(combined: AbortSignal | undefined): Promise<ScrubPassReport> {
     await this.#load()
-    const signals = [signal, this.#stopper?.signal].filter((s): s is AbortSignal => s !== undefined)
-    const combined = signals.length > 0 ? AbortSignal.any(signals) : undefined
     const resumed = this.#state.pageToken !== null
     try {
       for (;;) {
