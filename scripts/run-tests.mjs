@@ -26,10 +26,22 @@ if (files.length === 0) {
   process.exit(1)
 }
 const concurrency = Math.max(1, Math.min(2, availableParallelism()))
-const result = spawnSync(
-  process.execPath,
-  // A hung test fails after five minutes instead of eating CI's whole budget.
-  ['--test', `--test-concurrency=${concurrency}`, '--test-timeout=300000', '--test-reporter=spec', ...files],
-  { stdio: 'inherit', cwd: root },
-)
-process.exit(result.status ?? 1)
+// Files named *.serial.test.js measure wall-clock time (benchmark smoke tests): they run
+// after the others, one at a time, so a neighbour's load cannot push them past their bound.
+const serial = files.filter((f) => f.endsWith('.serial.test.js'))
+const parallel = files.filter((f) => !serial.includes(f))
+let status = 0
+for (const [group, n] of [
+  [parallel, concurrency],
+  [serial, 1],
+]) {
+  if (group.length === 0) continue
+  const result = spawnSync(
+    process.execPath,
+    // A hung test fails after five minutes instead of eating CI's whole budget.
+    ['--test', `--test-concurrency=${n}`, '--test-timeout=300000', '--test-reporter=spec', ...group],
+    { stdio: 'inherit', cwd: root },
+  )
+  if (result.status !== 0) status = result.status ?? 1
+}
+process.exit(status)
