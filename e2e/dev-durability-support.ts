@@ -5,10 +5,14 @@
  * read back through its ShardService, compared with the placement the map gives.
  */
 import assert from 'node:assert/strict'
+import { open, readdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import { membersInStates, type ClusterMap } from '../core/cluster-map.js'
 import { place } from '../core/placement.js'
+import type { ShardAddress } from '../core/shard.js'
 import { ShardClient } from '../storage-node/shard-client.js'
+import type { NodeStats } from '../storage-node/shard-store.js'
 import type { DevState } from '../cli/commands/dev/state.js'
 import { Dev, fetchText, waitUntil } from './harness.js'
 export { checkRegion, counts, fault, writeRegion } from './harness.js'
@@ -124,3 +128,102 @@ export function serving(state: DevState, except: readonly string[]): Array<{ id:
   return state.nodes.filter((n) => !except.includes(n.id)).map((n) => ({ id: n.id, address: n.address }))
 }
 
+
+/** The sum of every sample of `name` in a Prometheus text page. */
+export function metricSum(text: string, name: string): number {
+  return metric(text, name)
+}
+
+/** The sum of `name` over the /metrics pages of `nodes`. */
+export async function nodesMetric(nodes: ReadonlyArray<{ metricsAddress: string }>, name: string): Promise<number> {
+  let sum = 0
+  for (const node of nodes) sum += metric(await fetchText(`http://${node.metricsAddress}/metrics`), name)
+  return sum
+}
+
+/** Each node's Stats (store counters plus scrub and repair), by node id. */
+export async function nodeStats(nodes: ReadonlyArray<{ id: string; address: string }>): Promise<Map<string, NodeStats>> {
+  const out = new Map<string, NodeStats>()
+  for (const node of nodes) {
+    const client = new ShardClient({ address: node.address })
+    try {
+      out.set(node.id, (await client.stats()) as NodeStats)
+    } finally {
+      client.close()
+    }
+  }
+  return out
+}
+
+/** A deterministic generator (xorshift32) for picks the tests must be able to replay from a printed seed. */
+export function seededRandom(seed: number): () => number {
+  let x = seed >>> 0 || 1
+  return () => {
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    return (x >>> 0) / 2 ** 32
+  }
+}
+
+/** One shard to damage on disk: which node holds it, its address, and its encoded bytes as stored. */
+export interface ShardOnDisk {
+  nodeId: string
+  key: string
+  address: ShardAddress
+  bytes: Uint8Array
+}
+
+/** Reads the encoded bytes of `keys` (`cid/index`) from `node`, as its store holds them. */
+export async function readShards(node: { id: string; address: string }, keys: readonly string[]): Promise<ShardOnDisk[]> {
+  const client = new ShardClient({ address: node.address })
+  try {
+    const addresses = keys.map((key) => {
+      const slash = key.indexOf('/')
+      return { chunkCid: CID.parse(key.slice(0, slash)).bytes, index: Number(key.slice(slash + 1)) }
+    })
+    const results = await client.getShards(addresses)
+    return results.map((r, i) => {
+      assert.ok(r.ok, `${keys[i]} on ${node.id} reads before it is damaged`)
+      return { nodeId: node.id, key: keys[i] as string, address: addresses[i] as ShardAddress, bytes: r.shard.bytes }
+    })
+  } finally {
+    client.close()
+  }
+}
+
+/**
+ * Flips one random byte (xor with a random non-zero mask) inside each shard's record
+ * in the node's segment files, found by searching the files for the shard's encoded
+ * bytes: the node's index is an exclusive SQLite database, and the record's bytes are
+ * exactly what the store wrote. The running node reads the same page cache, so its
+ * next read of the shard sees the damage. Returns the file offset damaged per shard.
+ */
+export async function flipShardBytes(nodeDataDir: string, shards: readonly ShardOnDisk[], random: () => number): Promise<number[]> {
+  const dir = join(nodeDataDir, 'segments')
+  const files = (await readdir(dir)).filter((f) => f.endsWith('.seg')).sort()
+  const offsets: number[] = []
+  for (const shard of shards) {
+    let done = false
+    for (const file of files) {
+      const path = join(dir, file)
+      const at = (await readFile(path)).indexOf(Buffer.from(shard.bytes))
+      if (at < 0) continue
+      const pos = at + Math.floor(random() * shard.bytes.byteLength)
+      const fh = await open(path, 'r+')
+      try {
+        const one = Buffer.alloc(1)
+        await fh.read(one, 0, 1, pos)
+        one[0] = (one[0] as number) ^ (1 + Math.floor(random() * 255))
+        await fh.write(one, 0, 1, pos)
+      } finally {
+        await fh.close()
+      }
+      offsets.push(pos)
+      done = true
+      break
+    }
+    assert.ok(done, `the record of ${shard.key} is in a segment file of ${shard.nodeId}`)
+  }
+  return offsets
+}
