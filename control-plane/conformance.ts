@@ -99,6 +99,7 @@ export function controlPlaneConformance(name: string, factory: ConformanceFactor
     describe('volumes', () => volumeCases(seeded, volume))
     describe('pagination', () => paginationCases(run, seeded, volume))
     describe('epochs and attachment', () => epochCases(seeded, volume))
+    describe('read-only publishes (readers)', () => readerCases(seeded, volume))
     describe('heads and status', () => headCases(seeded, volume))
     describe('snapshots, restores and clones', () => snapshotCases(seeded, volume))
     describe('lifecycle and persistence', () => lifecycleCases(run, seeded, volume))
@@ -274,6 +275,7 @@ function volumeCases(seeded: Seeded, volume: MakeVolume): void {
       assert.deepEqual(v.status.head, { rootCid: null, sizeBytes: 8 * MiB, journalSeq: 0 })
       assert.equal(v.status.epoch, 0)
       assert.equal(v.status.attachment, null)
+      assert.deepEqual(v.status.readers, [])
       assert.equal(v.status.allocatedBytes, 0)
       assert.ok(typeof v.revision === 'string' && v.revision.length > 0)
       assert.ok(typeof v.uid === 'string' && v.uid.length > 0)
@@ -526,6 +528,75 @@ function epochCases(seeded: Seeded, volume: MakeVolume): void {
       await assert.rejects(cp.releaseAttachment('nope', 'node-a', 1), { name: 'NotFoundError' })
       await assert.rejects(cp.releaseAttachment('v', 'node-a', 0), { name: 'InvalidArgumentError' })
       assert.equal((await cp.getVolume('v')).status.epoch, 0)
+    }))
+}
+
+function readerCases(seeded: Seeded, volume: MakeVolume): void {
+  it('addReader records sorted readers once each; removeReader forgets them; both are idempotent', () =>
+    seeded(async (cp) => {
+      const v = await volume(cp, 'v')
+      const b = await cp.addReader('v', 'node-b')
+      assert.deepEqual(b.status.readers, ['node-b'])
+      assert.notEqual(b.revision, v.revision)
+      const ab = await cp.addReader('v', 'node-a')
+      assert.deepEqual(ab.status.readers, ['node-a', 'node-b'])
+      assert.deepEqual(await cp.addReader('v', 'node-b'), ab, 'adding a reader again changes nothing, not even the revision')
+      assert.equal(ab.status.epoch, 0, 'readers take no epoch')
+      assert.equal(ab.status.attachment, null)
+      assert.deepEqual(await cp.getVolume('v'), ab)
+      const a = await cp.removeReader('v', 'node-b')
+      assert.deepEqual(a.status.readers, ['node-a'])
+      assert.deepEqual(await cp.removeReader('v', 'node-b'), a, 'removing a non-reader changes nothing')
+      assert.deepEqual(await cp.removeReader('v', 'node-c'), a)
+      assert.deepEqual((await cp.removeReader('v', 'node-a')).status.readers, [])
+    }))
+
+  it('a reader is refused while a writer holds the attachment, and admitted once it is released', () =>
+    seeded(async (cp) => {
+      await volume(cp, 'v')
+      const held = await cp.acquireEpoch('v', 'node-w', 0)
+      await assert.rejects(cp.addReader('v', 'node-r'), { name: 'FailedPreconditionError', kind: 'failed-precondition' })
+      await assert.rejects(cp.addReader('v', 'node-w'), { name: 'FailedPreconditionError' }, 'not even the writer itself')
+      assert.deepEqual(await cp.getVolume('v'), held, 'a refused add changes nothing')
+      await cp.releaseAttachment('v', 'node-w', held.status.epoch)
+      assert.deepEqual((await cp.addReader('v', 'node-r')).status.readers, ['node-r'])
+    }))
+
+  it('a volume with readers cannot be deleted until the last reader is removed', () =>
+    seeded(async (cp) => {
+      await volume(cp, 'v')
+      await cp.addReader('v', 'node-a')
+      await cp.addReader('v', 'node-b')
+      await assert.rejects(cp.deleteVolume('v'), { name: 'FailedPreconditionError', kind: 'failed-precondition' })
+      await cp.removeReader('v', 'node-a')
+      await assert.rejects(cp.deleteVolume('v'), { name: 'FailedPreconditionError' })
+      await cp.removeReader('v', 'node-b')
+      await cp.deleteVolume('v')
+      await assert.rejects(cp.getVolume('v'), { name: 'NotFoundError' })
+    }))
+
+  it('concurrent adds and removes of different readers all land (no lost update)', () =>
+    seeded(async (cp) => {
+      await volume(cp, 'v')
+      const nodes = ['node-a', 'node-b', 'node-c', 'node-d', 'node-e', 'node-f']
+      await Promise.all(nodes.map((n) => cp.addReader('v', n)))
+      assert.deepEqual((await cp.getVolume('v')).status.readers, nodes)
+      await Promise.all(nodes.filter((_, i) => i % 2 === 0).map((n) => cp.removeReader('v', n)))
+      assert.deepEqual((await cp.getVolume('v')).status.readers, ['node-b', 'node-d', 'node-f'])
+    }))
+
+  it('readers survive other status writes and refuse bad arguments', () =>
+    seeded(async (cp) => {
+      await volume(cp, 'v')
+      const r = await cp.addReader('v', 'node-a')
+      const patched = await cp.updateVolumeStatus('v', r.revision, { health: 'healthy', allocatedBytes: 4096 })
+      assert.deepEqual(patched.status.readers, ['node-a'])
+      assert.deepEqual((await cp.resizeVolume('v', 2 * MiB)).status.readers, ['node-a'])
+      await assert.rejects(cp.addReader('nope', 'node-a'), { name: 'NotFoundError' })
+      await assert.rejects(cp.removeReader('nope', 'node-a'), { name: 'NotFoundError' })
+      await assert.rejects(cp.addReader('v', 'Node A'), { name: 'InvalidArgumentError' })
+      await assert.rejects(cp.removeReader('v', ''), { name: 'InvalidArgumentError' })
+      assert.deepEqual((await cp.getVolume('v')).status.readers, ['node-a'])
     }))
 }
 

@@ -10,6 +10,7 @@ import {
   ConflictError,
   EpochFencedError,
   FailedPreconditionError,
+  READERS_MAX,
   type Snapshot,
   type Volume,
   type VolumeHead,
@@ -57,7 +58,7 @@ export function newVolume(name: string, spec: VolumeSpec, birth: Birth, source: 
     revision: '',
     creationTime: birth.nowIso,
     ...spec,
-    status: { head, epoch: 0, attachment: null, journalReplicas: [], allocatedBytes: 0, health: 'unknown' },
+    status: { head, epoch: 0, attachment: null, readers: [], journalReplicas: [], allocatedBytes: 0, health: 'unknown' },
   }
 }
 
@@ -147,6 +148,32 @@ export function checkDeletable(volume: Volume): void {
   if (held !== null) {
     throw new FailedPreconditionError(`volume ${volume.name} is attached to ${held.nodeId} (epoch ${held.epoch}); detach first`)
   }
+  const readers = volume.status.readers
+  if (readers.length > 0) {
+    throw new FailedPreconditionError(`volume ${volume.name} is published read-only to ${readers.join(', ')}; unpublish it first`)
+  }
+}
+
+/**
+ * Records `nodeId` as a reader; undefined when it already is one. Refused while a writer
+ * holds the attachment: a reader must not see a head that another node is changing.
+ */
+export function withReader(volume: Volume, nodeIdRaw: unknown): Volume | undefined {
+  const nodeId = validateName('nodeId', nodeIdRaw)
+  const held = volume.status.attachment
+  if (held !== null) {
+    throw new FailedPreconditionError(`volume ${volume.name} is attached to ${held.nodeId} (epoch ${held.epoch}); it cannot also be read elsewhere`)
+  }
+  if (volume.status.readers.includes(nodeId)) return undefined
+  if (volume.status.readers.length >= READERS_MAX) throw new FailedPreconditionError(`volume ${volume.name} already has ${READERS_MAX} readers`)
+  return { ...volume, status: { ...volume.status, readers: [...volume.status.readers, nodeId].sort() } }
+}
+
+/** Forgets `nodeId` as a reader; undefined when it is not one. */
+export function withoutReader(volume: Volume, nodeIdRaw: unknown): Volume | undefined {
+  const nodeId = validateName('nodeId', nodeIdRaw)
+  if (!volume.status.readers.includes(nodeId)) return undefined
+  return { ...volume, status: { ...volume.status, readers: volume.status.readers.filter((r) => r !== nodeId) } }
 }
 
 /** A snapshot of the volume's current head. Its revision is set by the store. */

@@ -122,12 +122,21 @@ export interface VolumeStatus {
   /** Highest epoch ever granted for this volume incarnation; never decreases. 0 = never attached. */
   epoch: number
   attachment: Attachment | null
+  /**
+   * Nodes the volume is published to read-only (CSI MULTI_NODE_READER_ONLY), sorted, without repeats.
+   * Readers take no epoch; while any is recorded the volume cannot be deleted, and `addReader` is
+   * refused while a writer holds the attachment. Empty for a volume never published read-only.
+   */
+  readers: string[]
   /** Storage-node ids holding the journal. */
   journalReplicas: string[]
   /** Bytes of shards this volume references (accounting, not a quota). */
   allocatedBytes: number
   health: VolumeHealth
 }
+
+/** Most readers one volume records (the CRD's `status.readers` maxItems). */
+export const READERS_MAX = 1024
 
 /** Where a new volume's head starts: a snapshot's root (restore) or another volume's head (clone). */
 export type VolumeSource = { snapshot: string } | { volume: string }
@@ -267,7 +276,7 @@ export interface ControlPlane extends Startable {
   listVolumes(options?: ListOptions): Promise<Page<Volume>>
   /** Grows `sizeBytes`; the same size is a no-op; smaller → InvalidArgumentError. */
   resizeVolume(name: string, sizeBytes: number): Promise<Volume>
-  /** Deletes; absent is success; an attached volume → FailedPreconditionError. Snapshots of it remain. */
+  /** Deletes; absent is success; an attached volume, or one with readers → FailedPreconditionError. Snapshots of it remain. */
   deleteVolume(name: string): Promise<void>
   /** Applies `patch` if the volume's revision is `expectedRevision`, else ConflictError. */
   updateVolumeStatus(name: string, expectedRevision: string, patch: VolumeStatusPatch): Promise<Volume>
@@ -283,6 +292,13 @@ export interface ControlPlane extends Startable {
   acquireEpoch(volume: string, nodeId: string, expectedEpoch: number): Promise<Volume>
   /** Clears the attachment if it is (`nodeId`, `epoch`); otherwise (released, or taken over) changes nothing. The epoch stays. */
   releaseAttachment(volume: string, nodeId: string, epoch: number): Promise<Volume>
+  /**
+   * Records `nodeId` as a reader (read-only publish, no epoch). Already a reader: changes nothing.
+   * While a writer holds the attachment → FailedPreconditionError. Concurrent adds all land.
+   */
+  addReader(volume: string, nodeId: string): Promise<Volume>
+  /** Forgets `nodeId` as a reader; not a reader (or never was) changes nothing. Concurrent removes all land. */
+  removeReader(volume: string, nodeId: string): Promise<Volume>
 
   /** Saves the volume's current head as a snapshot (O(1)); the same volume again returns it; another → AlreadyExistsError. */
   createSnapshot(input: SnapshotInput): Promise<Snapshot>

@@ -252,12 +252,16 @@ function volumeStatusFromCr(cr: CustomResource, spec: VolumeSpec): VolumeStatus 
   const st = cr.status ?? {}
   const journalReplicas = st.journalReplicas ?? []
   if (!Array.isArray(journalReplicas)) fail('status.journalReplicas', 'must be an array')
+  const readers = st.readers ?? []
+  if (!Array.isArray(readers)) fail('status.readers', 'must be an array')
   const health = HEALTH_FROM_CR[String(st.health ?? 'Unknown')]
   if (health === undefined) fail('status.health', 'must be Healthy, Degraded, Unavailable or Unknown')
   const common = {
     journalReplicas: journalReplicas.map((id, i) => validateName(`status.journalReplicas[${i}]`, id)),
     allocatedBytes: validateInteger('status.allocatedBytes', st.allocatedBytes ?? 0, 0),
     health,
+    // Sorted and unique as the transitions keep them, whatever order a hand edit left.
+    readers: [...new Set(readers.map((id, i) => validateName(`status.readers[${i}]`, id)))].sort(),
   }
   if (!hasVolumeStatus(cr)) {
     // An epoch without a head means the status was rewritten by hand: refuse rather than restart epochs.
@@ -301,6 +305,7 @@ export function withVolumeStatus(cr: CustomResource, status: VolumeStatus): Cust
     journalReplicas: status.journalReplicas,
     allocatedBytes: status.allocatedBytes,
     health: HEALTH_TO_CR[status.health],
+    readers: status.readers,
   }
   delete next.attachment
   if (status.attachment !== null) {

@@ -88,6 +88,26 @@ describe('local control plane file', () => {
     await again.stop()
   })
 
+  it('migrates a version-2 file: volumes written before readers existed read as having none, and can take them', async () => {
+    const path = tempPath()
+    const cp = await opened(path)
+    await seed(cp)
+    await cp.stop()
+    // Turn the file back into what a version-2 build left: no readers field, no migration 3.
+    const db = new Database(path)
+    db.prepare("UPDATE objects SET body = json_remove(body, '$.status.readers') WHERE kind = 'Volume'").run()
+    db.prepare('DELETE FROM schema_migrations WHERE version >= 3').run()
+    db.close()
+    const again = await opened(path)
+    try {
+      const v = await again.getVolume('v')
+      assert.deepEqual(v.status.readers, [])
+      assert.deepEqual((await again.addReader('v', 'node-a')).status.readers, ['node-a'])
+    } finally {
+      await again.stop()
+    }
+  })
+
   it('refuses a file written by a newer schema, and leaves it untouched', async () => {
     const path = tempPath()
     const cp = await opened(path)

@@ -247,6 +247,14 @@ export class LocalControlPlane implements ControlPlane {
     return this.updateVolume(volume, (v) => t.withReleased(v, nodeId, epoch))
   }
 
+  async addReader(volume: string, nodeId: string): Promise<Volume> {
+    return this.updateVolume(volume, (v) => t.withReader(v, nodeId))
+  }
+
+  async removeReader(volume: string, nodeId: string): Promise<Volume> {
+    return this.updateVolume(volume, (v) => t.withoutReader(v, nodeId))
+  }
+
   // ---------------------------------------------------------------- snapshots
 
   async createSnapshot(input: SnapshotInput): Promise<Snapshot> {

@@ -47,6 +47,15 @@ const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 3,
+    description: 'volumes: status.readers, the nodes a volume is published to read-only',
+    // Bodies are rewritten in place without a new revision: [] is what the field meant before it existed.
+    sql: `
+      UPDATE objects SET body = json_set(body, '$.status.readers', json('[]'))
+        WHERE kind = 'Volume' AND json_type(body, '$.status.readers') IS NULL;
+    `,
+  },
 ]
 
 /** The schema version this code writes. */
