@@ -221,6 +221,45 @@ export function csiConformance(name: string, factory: () => Promise<CsiConforman
       await rejectsWith(d.controller('ControllerPublishVolume', { volume_id: src.volume_id, node_id: 'r3', volume_capability: cap, readonly: true }), Status.INVALID_ARGUMENT)
     })
 
+    full('read-only publishes are recorded: listed as published nodes, exclusive with a writer, block delete, undone by unpublish', async () => {
+      const src = await create(unique('rdsrc'))
+      const snap = (await d.controller('CreateSnapshot', { name: unique('rdsnap'), source_volume_id: src.volume_id })).snapshot as Wire
+      const v = await create(unique('rdro'), { volume_content_source: { snapshot: { snapshot_id: snap.snapshot_id } }, volume_capabilities: [mountCap('MULTI_NODE_READER_ONLY')] })
+      const id = String(v.volume_id)
+      const ro = { volume_id: id, volume_capability: mountCap('MULTI_NODE_READER_ONLY'), readonly: true }
+      const published = async () => ((await d.controller('ControllerGetVolume', { volume_id: id })).status as Wire).published_node_ids as string[]
+      const listed = async () => {
+        const entry = entriesOf(await d.controller('ListVolumes', {})).find((e) => (e.volume as Wire).volume_id === id)
+        return (entry?.status as Wire | undefined)?.published_node_ids as string[] | undefined
+      }
+      for (const node of ['r2', 'r1', 'r2']) await d.controller('ControllerPublishVolume', { ...ro, node_id: node })
+      assert.deepEqual((await h.cp.getVolume(id)).status.readers, ['r1', 'r2'], 'a repeated publish records the reader once')
+      assert.deepEqual([...(await published())].sort(), ['r1', 'r2'])
+      assert.deepEqual([...((await listed()) ?? [])].sort(), ['r1', 'r2'])
+      // A writer while readers hold it: elsewhere FAILED_PRECONDITION; on a reader's own node the publish is incompatible, ALREADY_EXISTS.
+      await rejectsWith(d.controller('ControllerPublishVolume', { volume_id: id, node_id: 'w1', volume_capability: MOUNT_SNW }), Status.FAILED_PRECONDITION)
+      await rejectsWith(d.controller('ControllerPublishVolume', { volume_id: id, node_id: 'r1', volume_capability: MOUNT_SNW }), Status.ALREADY_EXISTS)
+      await rejectsWith(d.controller('DeleteVolume', { volume_id: id }), Status.FAILED_PRECONDITION)
+      assert.equal((await h.cp.getVolume(id)).status.attachment, null, 'a refused writer took nothing')
+      await d.controller('ControllerUnpublishVolume', { volume_id: id, node_id: 'r1' })
+      await d.controller('ControllerUnpublishVolume', { volume_id: id, node_id: 'r1' })
+      assert.deepEqual(await published(), ['r2'])
+      await rejectsWith(d.controller('ControllerPublishVolume', { volume_id: id, node_id: 'w1', volume_capability: MOUNT_SNW }), Status.FAILED_PRECONDITION)
+      // Without a node id, unpublish means every node.
+      await d.controller('ControllerPublishVolume', { ...ro, node_id: 'r3' })
+      await d.controller('ControllerUnpublishVolume', { volume_id: id, node_id: '' })
+      assert.deepEqual(await published(), [])
+      // Now a writer may take it, and a reader is refused while it holds it: elsewhere FAILED_PRECONDITION, on its node ALREADY_EXISTS.
+      await d.controller('ControllerPublishVolume', { volume_id: id, node_id: 'w1', volume_capability: MOUNT_SNW })
+      assert.deepEqual(await published(), ['w1'])
+      await rejectsWith(d.controller('ControllerPublishVolume', { ...ro, node_id: 'r1' }), Status.FAILED_PRECONDITION)
+      await rejectsWith(d.controller('ControllerPublishVolume', { ...ro, node_id: 'w1' }), Status.ALREADY_EXISTS)
+      assert.deepEqual((await h.cp.getVolume(id)).status.readers, [])
+      await d.controller('ControllerUnpublishVolume', { volume_id: id, node_id: 'w1' })
+      await d.controller('DeleteVolume', { volume_id: id })
+      await rejectsWith(d.controller('ControllerGetVolume', { volume_id: id }), Status.NOT_FOUND)
+    })
+
     it('ValidateVolumeCapabilities confirms supported capabilities and explains unsupported ones', async () => {
       const v = await create(unique('val'))
       await rejectsWith(d.controller('ValidateVolumeCapabilities', { volume_id: '', volume_capabilities: [MOUNT_SNW] }), Status.INVALID_ARGUMENT)

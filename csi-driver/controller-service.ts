@@ -113,7 +113,7 @@ export class CsiControllerService implements T.ControllerService {
       const problem = capabilityProblem(cap, volume.source !== undefined && 'snapshot' in volume.source)
       if (problem !== undefined) throw new InvalidArgumentError(`volume_capability: ${problem}`)
       if (this.components.nodes !== undefined && !(await this.components.nodes(nodeId))) throw new CsiNotFoundError(`node ${nodeId} not found`)
-      if (cap.accessMode === 'MULTI_NODE_READER_ONLY') return this.publishReader(volume, req)
+      if (cap.accessMode === 'MULTI_NODE_READER_ONLY') return this.publishReader(volume, nodeId, req)
       return this.publishWriter(volume, nodeId, cap.accessMode)
     })
   }
@@ -125,9 +125,14 @@ export class CsiControllerService implements T.ControllerService {
     if (!isObjectName(volumeId)) return
     await this.components.locks.withLocks([volumeKey(volumeId)], async () => {
       const volume = await this.findVolume(volumeId)
-      const attachment = volume?.status.attachment
-      // Gone, never published, or already held by another node: nothing of this node's to undo.
-      if (attachment === undefined || attachment === null || (nodeId !== '' && attachment.nodeId !== nodeId)) return
+      // Gone or never published: nothing to undo.
+      if (volume === undefined) return
+      const readers = volume.status.readers.filter((r) => nodeId === '' || r === nodeId)
+      for (const reader of readers) await this.cp.removeReader(volumeId, reader)
+      if (readers.length > 0) this.components.logger.info({ volumeId, readers }, 'read-only publish removed')
+      const attachment = volume.status.attachment
+      // Held by another node (or nobody): nothing of this node's to release.
+      if (attachment === null || (nodeId !== '' && attachment.nodeId !== nodeId)) return
       await this.cp.releaseAttachment(volumeId, attachment.nodeId, attachment.epoch)
       this.components.logger.info({ volumeId, nodeId: attachment.nodeId, epoch: attachment.epoch }, 'volume unpublished')
     })
@@ -316,17 +321,29 @@ export class CsiControllerService implements T.ControllerService {
     if (!ok) throw new TopologyUnsatisfiableError(`block store ${blockStore} is not accessible from any requisite topology`)
   }
 
-  private async publishReader(volume: Volume, req: T.ControllerPublishVolumeRequest): Promise<{ publishContext: Record<string, string> }> {
+  private async publishReader(volume: Volume, nodeId: string, req: T.ControllerPublishVolumeRequest): Promise<{ publishContext: Record<string, string> }> {
     if (!req.readonly) throw new InvalidArgumentError('MULTI_NODE_READER_ONLY requires readonly')
     // Readers write nothing, so they take no epoch; a writer elsewhere would change what they read.
-    if (volume.status.attachment !== null) {
-      throw new CsiFailedPreconditionError(`volume ${volume.name} is published for writing on ${volume.status.attachment.nodeId}`)
+    const held = volume.status.attachment
+    if (held !== null && held.nodeId === nodeId) {
+      throw new CsiAlreadyExistsError(`volume ${volume.name} is already published for writing on node ${nodeId}, not read-only`)
+    }
+    if (held !== null) throw new CsiFailedPreconditionError(`volume ${volume.name} is published for writing on ${held.nodeId}`)
+    if (!volume.status.readers.includes(nodeId)) {
+      await this.cp.addReader(volume.name, nodeId)
+      this.components.logger.info({ volumeId: volume.name, nodeId }, 'volume published read-only')
     }
     return { publishContext: { [PUBLISH_CONTEXT.readOnly]: 'true' } }
   }
 
   private async publishWriter(volume: Volume, nodeId: string, mode: T.AccessMode): Promise<{ publishContext: Record<string, string> }> {
     const held = volume.status.attachment
+    const readers = volume.status.readers
+    if (readers.includes(nodeId)) {
+      throw new CsiAlreadyExistsError(`volume ${volume.name} is already published read-only on node ${nodeId}, not for ${mode}`)
+    }
+    // A writer would change the head under the readers' feet (spec: FAILED_PRECONDITION, published elsewhere).
+    if (readers.length > 0) throw new CsiFailedPreconditionError(`volume ${volume.name} is published read-only on ${readers.join(', ')}; unpublish it there first`)
     let attached = volume
     if (held !== null && held.nodeId !== nodeId && isSingleNodeMode(mode)) {
       throw new CsiFailedPreconditionError(`volume ${volume.name} is published on node ${held.nodeId}; unpublish it there first`)
@@ -421,7 +438,8 @@ function volumeStatus(v: Volume): T.VolumeStatus {
   const health = v.status.health
   const message = { unknown: 'health not reported yet', healthy: 'healthy', degraded: 'degraded: some shards need repair', failed: 'failed: data unavailable' }[health]
   return {
-    publishedNodeIds: v.status.attachment === null ? [] : [v.status.attachment.nodeId],
+    // The writer and every read-only publish: what the CO reconciles its attachments against.
+    publishedNodeIds: [...new Set([...(v.status.attachment === null ? [] : [v.status.attachment.nodeId]), ...v.status.readers])],
     volumeCondition: { abnormal: health === 'degraded' || health === 'failed', message },
   }
 }

@@ -127,7 +127,8 @@ function print(format: 'table' | 'json', result: Volume | Volume[] | { deleted: 
     v.status.health,
     String(v.status.epoch),
     v.status.attachment?.nodeId ?? '-',
+    v.status.readers.length === 0 ? '-' : v.status.readers.join(','),
     v.source === undefined ? '-' : 'snapshot' in v.source ? `snapshot/${v.source.snapshot}` : `volume/${v.source.volume}`,
   ])
-  printTable(['NAME', 'SIZE_BYTES', 'ALLOCATED_BYTES', 'HEALTH', 'EPOCH', 'ATTACHED_TO', 'SOURCE'], rows)
+  printTable(['NAME', 'SIZE_BYTES', 'ALLOCATED_BYTES', 'HEALTH', 'EPOCH', 'ATTACHED_TO', 'READERS', 'SOURCE'], rows)
 }
