@@ -83,6 +83,8 @@ export const storageNodeConfigSchema = z.object({
   repairBandwidthBytesPerSecond: z.number().int().min(1).default(64 * 1024 * 1024),
   /** Pause between repair passes, e.g. `1m`. */
   repairInterval: duration.default('1m'),
+  /** Copies put less than this long ago are neither moved nor a reason to rebuild (writes in flight, maps still spreading; ADR 0020). */
+  repairSettle: duration.default('60s'),
 })
 export type StorageNodeConfig = z.infer<typeof storageNodeConfigSchema>
 
@@ -158,6 +160,8 @@ export const devConfigSchema = z.object({
   repairBandwidthBytesPerSecond: z.number().int().min(1).default(64 * 1024 * 1024),
   /** Pause between repair passes on each storage node (a pass reads every local shard and asks peers about it: minutes, not seconds, on a laptop). */
   repairInterval: duration.default('2m'),
+  /** Each storage node's repair settle time: copies younger than this are not moved yet (ADR 0020). */
+  repairSettle: duration.default('60s'),
   /** Time between garbage collections of the dev block store. */
   gcInterval: duration.default('1h'),
   /** Shards put after a collection's mark start minus this are never swept (covers flushes in flight). */
@@ -211,6 +215,7 @@ export interface StorageNodeDurabilityConfig {
   scrubIntervalMs: number
   repairBandwidthBytesPerSecond: number
   repairIntervalMs: number
+  repairSettleMs: number
 }
 
 /**
@@ -242,6 +247,7 @@ export function storageNodeDurability(config: StorageNodeConfig): StorageNodeDur
     scrubIntervalMs: parseDurationMs(config.scrubInterval),
     repairBandwidthBytesPerSecond: config.repairBandwidthBytesPerSecond,
     repairIntervalMs: parseDurationMs(config.repairInterval),
+    repairSettleMs: parseDurationMs(config.repairSettle),
   }
 }
 

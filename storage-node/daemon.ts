@@ -68,6 +68,8 @@ export interface StorageNodeDurabilityInit {
   repairBandwidthBytesPerSecond: number
   /** Pause between repair passes. */
   repairIntervalMs: number
+  /** Copies younger than this are not moved or rebuilt yet. @default 60000 (the Repairer's) */
+  repairSettleMs?: number
 }
 
 export interface StorageNodeComponents {
@@ -174,7 +176,7 @@ export class StorageNode implements Startable {
       { store: this.store, logger: logger.child({ component: 'scrub', member: memberId }), registry },
     )
     const repairer = new Repairer(
-      { bandwidthBytesPerSecond: init.repairBandwidthBytesPerSecond, intervalMs: init.repairIntervalMs, stateDir: join(this.init.dataDir, 'repair') },
+      { bandwidthBytesPerSecond: init.repairBandwidthBytesPerSecond, intervalMs: init.repairIntervalMs, stateDir: join(this.init.dataDir, 'repair'), ...(init.repairSettleMs === undefined ? {} : { settleMs: init.repairSettleMs }) },
       { memberId, maps: placementMaps(maps), store: this.capacity, peers: mesh, liveness: mesh, logger: logger.child({ component: 'repair', member: memberId }), registry },
     )
     return { mesh, scrubber, repairer }

@@ -6,7 +6,7 @@ import type { DevState } from './dev/state.js'
 
 export const command: Command = {
   summary:
-    'run everything on this machine: cairn dev [--data-dir .cairn] [--data-shards 4 --parity-shards 2] [--size 10GiB] [--listen 127.0.0.1:10809] [--status-listen 127.0.0.1:10810] [--storage-nodes N (>= k+m)] [--member-down-timeout 10m] [--scrub-interval 1h] [--repair-interval 2m]',
+    'run everything on this machine: cairn dev [--data-dir .cairn] [--data-shards 4 --parity-shards 2] [--size 10GiB] [--listen 127.0.0.1:10809] [--status-listen 127.0.0.1:10810] [--storage-nodes N (>= k+m)] [--member-down-timeout 10m] [--scrub-interval 1h] [--repair-interval 2m] [--repair-settle 60s]',
   async run(argv) {
     const config = loadConfig(devConfigSchema, argv)
     const logger = createLogger('dev', config.logLevel)

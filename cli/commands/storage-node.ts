@@ -8,7 +8,7 @@ import { openClusterMaps } from './storage-node-maps.js'
 export const command: Command = {
   summary:
     'run a storage node: cairn storage-node --data-dir DIR --listen ADDR [--metrics-listen ADDR] [--cluster-token-file FILE] [--capacity-fraction F --capacity-min-bytes N --capacity-max-bytes N] ' +
-    '[--member-id ID --block-store NAME --mesh-listen ADDR --control-plane local|kubernetes [--control-plane-path FILE] --scrub-bytes-per-second N --scrub-interval 24h --repair-bandwidth-bytes-per-second N --repair-interval 1m]',
+    '[--member-id ID --block-store NAME --mesh-listen ADDR --control-plane local|kubernetes [--control-plane-path FILE] --scrub-bytes-per-second N --scrub-interval 24h --repair-bandwidth-bytes-per-second N --repair-interval 1m --repair-settle 60s]',
   async run(argv) {
     const config = loadConfig(storageNodeConfigSchema, argv)
     const durability = storageNodeDurability(config)
@@ -28,6 +28,7 @@ export const command: Command = {
                 scrubIntervalMs: durability.scrubIntervalMs,
                 repairBandwidthBytesPerSecond: durability.repairBandwidthBytesPerSecond,
                 repairIntervalMs: durability.repairIntervalMs,
+                repairSettleMs: durability.repairSettleMs,
               },
             }),
       },

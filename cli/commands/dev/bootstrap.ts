@@ -66,11 +66,15 @@ export interface DevMemberInput {
   peerId: string
   /** Its mesh `host:port`. */
   meshAddress: string
+  /** Set by `cairn node add --failure-domain`. @default its id (one node, one domain) */
+  failureDomain?: string
+  /** Set by `cairn node add --weight`. @default 1 */
+  weight?: number
 }
 
 /**
  * The dev cluster map's members: each node on its own failure domain, equal weights
- * (one disk). A member the supervisor has marked `down` stays down until it is healthy
+ * (one disk), unless `cairn node add` gave the node others. A member the supervisor has marked `down` stays down until it is healthy
  * again: restarting `cairn dev` does not forget an outage.
  */
 export function devMembers(nodes: readonly DevMemberInput[], previous: readonly ClusterMember[] = []): ClusterMember[] {
@@ -79,8 +83,8 @@ export function devMembers(nodes: readonly DevMemberInput[], previous: readonly 
     address: n.address,
     peerId: n.peerId,
     meshAddress: n.meshAddress,
-    failureDomain: n.id,
-    weight: 1,
+    failureDomain: n.failureDomain ?? n.id,
+    weight: n.weight ?? 1,
     state: previous.find((p) => p.id === n.id)?.state ?? ('active' as const),
   }))
 }

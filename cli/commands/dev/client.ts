@@ -15,6 +15,7 @@ import { silentLogger } from '../../../core/logger.js'
 import { LocalControlPlane } from '../../../control-plane/local/local-control-plane.js'
 import { FailedPreconditionError, type Volume } from '../../../control-plane/types.js'
 import { AdminApiError, AdminClient } from '../../../engine/host/index.js'
+import { RemoteError } from '../../../core/grpc.js'
 import { devPaths, readDevState } from './state.js'
 
 /** No control plane exists in the data directory. */
@@ -141,7 +142,7 @@ export async function runCli(command: string, format: OutputFormat, action: () =
     return 0
   } catch (err) {
     if (!(err instanceof CairnError)) throw err
-    const name = err instanceof AdminApiError ? err.remoteName : err.name
+    const name = err instanceof AdminApiError ? err.remoteName : err instanceof RemoteError ? (err.remoteName ?? err.name) : err.name
     if (format === 'json') console.log(JSON.stringify({ error: { name, kind: err.kind, message: err.message } }))
     else console.error(`cairn ${command}: ${err.message}`)
     return errorKind(err) === 'invalid-argument' ? 2 : 1

@@ -9,14 +9,15 @@
  * Each storage node runs the durability services (mesh, scrub, repair) and reads the
  * cluster map from this control plane. A node dead or unhealthy for
  * `--member-down-timeout` is marked down (member-health.ts); `cairn node remove`
- * takes one out of the map for good, and this process then stops it.
+ * takes one out of the map for good, and this process then stops it; `cairn node add`
+ * asks this process (status server, `POST /v1/nodes`) to start one more (ADR 0023).
  */
 import { access, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Logger } from '../../../core/logger.js'
 import type { Startable } from '../../../core/startable.js'
-import { FailedPreconditionError, type ClusterMap } from '../../../control-plane/types.js'
+import { FailedPreconditionError, type ClusterMap, type ClusterMember } from '../../../control-plane/types.js'
 import { LocalControlPlane } from '../../../control-plane/local/local-control-plane.js'
 import { createRegistry, HealthServer } from '../../../core/health-server.js'
 import { parseDurationMs, parseSizeBytes, type DevConfig } from '../../../core/config.js'
@@ -24,16 +25,19 @@ import { ConfigError } from '../../../core/errors.js'
 import { loadOrCreatePeerIdentity } from '../../../storage-node/mesh/index.js'
 import { bootstrap, devMembers, publishMembers, updateMembers, DEV_BLOCK_STORE } from './bootstrap.js'
 import { MemberHealthMonitor } from './member-health.js'
-import { readyMessage, readyz, Supervisor } from './supervisor.js'
+import { ChildStartError, readyMessage, readyz, Supervisor } from './supervisor.js'
 import { startDevGcSchedule, type DevGcSchedule } from './gc-schedule.js'
 import { devPaths, isAlive, nodePorts, readDevStateFile, removeDevState, writeDevState, type DevState } from './state.js'
 import { mountFaultApi, renderStatusPage, statusJson } from './status-page.js'
+import { mountNodeApi, nodeIndexesOnDisk, readNodeAddedMarker, writeNodeAddedMarker, type NodeAddRequest, type NodeAddResult } from './node-add.js'
 
 /** The `cairn` entry point, run by the children (dist/cli/main.js). */
 const CLI_MAIN = fileURLToPath(new URL('../../main.js', import.meta.url))
 const LOOPBACK = '127.0.0.1'
 /** The engine's attachment identity in dev. */
 const ENGINE_NODE_ID = 'dev-engine'
+/** How long `cairn node add` waits for the new storage node to serve. */
+const NODE_ADD_READY_TIMEOUT_MS = 90_000
 
 /** What the engine reports over IPC once it serves (cli/commands/engine.ts). */
 export interface EngineReady {
@@ -51,6 +55,11 @@ interface NodeHandle {
   dataDir: string
   /** As published in the map; re-read before every spawn (a wiped data directory gets a new identity). */
   peerId: string
+  /** From `cairn node add`; undefined: its own domain, weight 1. */
+  failureDomain?: string
+  weight?: number
+  /** The map epoch that first named it (0 for the nodes of the start): an older map does not mean it was removed. */
+  addedEpoch: number
   supervisor: Supervisor<void>
 }
 
@@ -68,6 +77,8 @@ export class DevEnvironment implements Startable {
   private startedAt = new Date().toISOString()
   private stateWrites: Promise<void> = Promise.resolve()
   private started = false
+  /** `cairn node add` requests, one at a time. */
+  private adding: Promise<unknown> = Promise.resolve()
 
   constructor(
     private readonly config: DevConfig,
@@ -111,6 +122,8 @@ export class DevEnvironment implements Startable {
 
   async stop(): Promise<void> {
     this.started = false
+    // An add in progress finishes first, so the node it starts is stopped with the others.
+    await this.adding.catch(() => undefined)
     await this.gc?.stop()
     // The engine first: its final flush needs the storage nodes.
     await this.engine?.stop()
@@ -188,6 +201,10 @@ export class DevEnvironment implements Startable {
       }
       this.nodes.push(await this.prepareNode(i, taken))
     }
+    // Nodes `cairn node add` started on an earlier run, beyond --storage-nodes.
+    for (const i of (await nodeIndexesOnDisk(this.paths.nodesDir)).filter((n) => n >= count).sort((a, b) => a - b)) {
+      if ((await exists(this.paths.nodeAdded(i))) && !(await exists(this.paths.nodeRemoved(i)))) this.nodes.push(await this.prepareNode(i, taken))
+    }
     if (this.nodes.length < shardsPerChunk) {
       throw new FailedPreconditionError(`only ${this.nodes.length} storage nodes remain after removals; k+m = ${shardsPerChunk} are needed (raise --storage-nodes)`)
     }
@@ -200,6 +217,7 @@ export class DevEnvironment implements Startable {
     const metricsAddress = `${LOOPBACK}:${ports.metricsPort}`
     const meshAddress = `${LOOPBACK}:${ports.meshPort}`
     const dataDir = this.paths.node(i)
+    const added = await readNodeAddedMarker(this.paths.nodeAdded(i))
     // Read (or made) before the node starts, so the map names it before it dials anyone.
     const { peerId } = await loadOrCreatePeerIdentity(dataDir)
     const args = [
@@ -208,8 +226,14 @@ export class DevEnvironment implements Startable {
       '--control-plane', 'local', '--control-plane-path', this.paths.controlPlane, '--cluster-map-refresh-interval', '1s',
       '--scrub-bytes-per-second', String(this.config.scrubBytesPerSecond), '--scrub-interval', this.config.scrubInterval,
       '--repair-bandwidth-bytes-per-second', String(this.config.repairBandwidthBytesPerSecond), '--repair-interval', this.config.repairInterval,
+      '--repair-settle', this.config.repairSettle,
     ]
-    const handle: NodeHandle = { index: i, id, address, metricsAddress, meshAddress, dataDir, peerId, supervisor: undefined as unknown as Supervisor<void> }
+    const handle: NodeHandle = {
+      index: i, id, address, metricsAddress, meshAddress, dataDir, peerId, addedEpoch: 0,
+      ...(added?.failureDomain === undefined ? {} : { failureDomain: added.failureDomain }),
+      ...(added?.weight === undefined ? {} : { weight: added.weight }),
+      supervisor: undefined as unknown as Supervisor<void>,
+    }
     handle.supervisor = new Supervisor<void>(
       {
         name: id,
@@ -242,7 +266,7 @@ export class DevEnvironment implements Startable {
 
   /** Stops the nodes `cairn node remove` took out of the map: they must not come back on their own. */
   private async followMap(map: ClusterMap): Promise<void> {
-    const removed = this.nodes.filter((n) => !map.members.some((m) => m.id === n.id))
+    const removed = this.nodes.filter((n) => n.addedEpoch <= map.epoch && !map.members.some((m) => m.id === n.id))
     if (removed.length === 0) return
     this.nodes = this.nodes.filter((n) => !removed.includes(n))
     for (const n of removed) {
@@ -286,11 +310,56 @@ export class DevEnvironment implements Startable {
           app.get('/', async (_req, res) => void res.type('html').send(renderStatusPage(await view())))
           app.get('/status.json', async (_req, res) => void res.json(statusJson(await view())))
           mountFaultApi(app, (name) => this.supervisorOf(name))
+          mountNodeApi(app, (request) => this.addNode(request))
         },
       },
       { logger: this.components.logger, registry: this.registry },
     )
     await this.status.start()
+  }
+
+  /**
+   * `cairn node add`: a new `node-N` (N never used before) is started, and only once it
+   * serves is it added to the cluster map, so no write is placed on it before it can
+   * take one. The marker is written first: a dev restarted after this starts the node
+   * again. The other nodes' repairers then move shards onto it (rebalance).
+   * @throws FailedPreconditionError when dev is not running
+   * @throws ChildStartError when the node does not become ready (it is stopped, its marker left for inspection)
+   */
+  addNode(request: NodeAddRequest): Promise<NodeAddResult> {
+    const run = this.adding.catch(() => undefined).then(() => this.addNodeNow(request))
+    this.adding = run
+    return run
+  }
+
+  private async addNodeNow(request: NodeAddRequest): Promise<NodeAddResult> {
+    const cp = this.cp
+    if (cp === undefined || !this.started) throw new FailedPreconditionError('cairn dev is not running; cannot add a node')
+    const used = [...this.nodes.map((n) => n.index), ...(await nodeIndexesOnDisk(this.paths.nodesDir))]
+    const index = Math.max(-1, ...used) + 1
+    await writeNodeAddedMarker(this.paths.nodeAdded(index), request)
+    const taken = new Set(this.nodes.flatMap((n) => [n.address, n.metricsAddress, n.meshAddress].map((a) => Number(a.slice(a.lastIndexOf(':') + 1)))))
+    const node = await this.prepareNode(index, taken)
+    this.components.logger.info({ node: node.id, failureDomain: node.failureDomain ?? node.id, weight: node.weight ?? 1 }, 'adding a storage node')
+    // A supervisor retries a child that never gets ready forever; an add gives up after a while.
+    let timer: NodeJS.Timeout | undefined
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new ChildStartError(`${node.id} did not become ready within ${NODE_ADD_READY_TIMEOUT_MS} ms; it was stopped`)), NODE_ADD_READY_TIMEOUT_MS)
+    })
+    try {
+      await Promise.race([node.supervisor.start(), timedOut])
+    } catch (err) {
+      await node.supervisor.stop()
+      throw err
+    } finally {
+      clearTimeout(timer)
+    }
+    const [member] = devMembers([node])
+    const map = await updateMembers(cp, (ms) => [...ms.filter((m) => m.id !== node.id), member as ClusterMember], this.components.logger)
+    node.addedEpoch = map.epoch
+    this.nodes.push(node)
+    this.stateChanged()
+    return { id: node.id, address: node.address, meshAddress: node.meshAddress, peerId: node.peerId, failureDomain: member?.failureDomain ?? node.id, weight: member?.weight ?? 1, epoch: map.epoch }
   }
 
   /** The supervisor of `engine` or `node-N`, for fault injection. */

@@ -20,6 +20,8 @@ export function devPaths(dataDir: string) {
     nodePorts: (index: number) => join(dataDir, 'nodes', `node-${index}`, 'ports.json'),
     /** Written by `cairn node remove`: the node left the cluster map and is not started again. */
     nodeRemoved: (index: number) => join(dataDir, 'nodes', `node-${index}`, 'removed.json'),
+    /** Written by `cairn node add` before the node starts: it is started on every later run, with its domain and weight. */
+    nodeAdded: (index: number) => join(dataDir, 'nodes', `node-${index}`, 'added.json'),
   }
 }
 
