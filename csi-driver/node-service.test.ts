@@ -131,6 +131,21 @@ describe('CSI node service over nbdfuse + loop against cairn dev', { concurrency
     await first.nodeStageVolume({ ...common, volumeId: 'tree', stagingTargetPath: staging, volumeCapability: mountCap('ext4', ['noatime']) })
     await first.nodePublishVolume({ ...common, volumeId: 'tree', stagingTargetPath: staging, targetPath: target, volumeCapability: mountCap('ext4', ['noatime']), readonly: false })
     await assert.rejects(first.nodeStageVolume({ ...common, volumeId: 'tree', stagingTargetPath: staging, volumeCapability: mountCap('xfs') }), { name: 'CsiAlreadyExistsError' })
+    // The same target or staging path again with another capability or readonly flag is ALREADY_EXISTS (spec), also after a plugin restart.
+    const multiWriter: VolumeCapability = { ...mountCap('ext4', ['noatime']), accessMode: 'SINGLE_NODE_MULTI_WRITER' }
+    const publishAgain = (service: CairnNodeService, cap: VolumeCapability, readonly: boolean) =>
+      service.nodePublishVolume({ ...common, volumeId: 'tree', stagingTargetPath: staging, targetPath: target, volumeCapability: cap, readonly })
+    const refusedAgain = async (service: CairnNodeService): Promise<void> => {
+      await assert.rejects(publishAgain(service, mountCap('ext4', ['noatime']), true), { name: 'CsiAlreadyExistsError' }, 'readonly flag')
+      await assert.rejects(publishAgain(service, mountCap('ext4'), false), { name: 'CsiAlreadyExistsError' }, 'mount flags')
+      await assert.rejects(publishAgain(service, multiWriter, false), { name: 'CsiAlreadyExistsError' }, 'access mode')
+      await assert.rejects(service.nodeStageVolume({ ...common, volumeId: 'tree', stagingTargetPath: staging, volumeCapability: multiWriter }), { name: 'CsiAlreadyExistsError' }, 'stage access mode')
+      await publishAgain(service, mountCap('ext4', ['noatime']), false)
+    }
+    await refusedAgain(first)
+    const restarted = nodeService('node-a')
+    await restarted.start()
+    await refusedAgain(restarted)
     const mounts = await readMounts()
     assert.ok(mounts.find((m) => m.mountPoint === staging)?.mountOptions.includes('noatime'), 'the staging mount has the requested flag')
     await writeTree(target, tree)
@@ -140,6 +155,8 @@ describe('CSI node service over nbdfuse + loop against cairn dev', { concurrency
     await assert.rejects(writeFile(join(roTarget, 'nope.txt'), 'x'), { code: 'EROFS' })
     assert.ok((await readFile(join(roTarget, 'readme.txt'))).equals(tree['readme.txt'] as Buffer))
     await first.nodeUnpublishVolume({ volumeId: 'tree', targetPath: roTarget })
+    const recorded = (await new NodeStateStore(join(work, 'state-node-a')).read('tree'))?.publishes
+    assert.deepEqual(Object.keys(recorded ?? {}), [target], 'unpublish forgets the target; the other publish stays recorded')
     const stats = await first.nodeGetVolumeStats({ volumeId: 'tree', volumePath: target, stagingTargetPath: staging })
     assert.equal(stats.volumeCondition?.abnormal, false)
     const bytes = stats.usage.find((u) => u.unit === 'BYTES')

@@ -6,6 +6,7 @@
  */
 import { rm, rmdir, stat } from 'node:fs/promises'
 import { isAbsolute } from 'node:path'
+import { isDeepStrictEqual } from 'node:util'
 import { CairnError, InvalidArgumentError } from '../core/errors.js'
 import type { Logger } from '../core/logger.js'
 import type { Startable } from '../core/startable.js'
@@ -17,7 +18,7 @@ import { cleanupVolume, recoverVolumes, stageVolume, type StageStep, type Stager
 import { CsiAlreadyExistsError, CsiFailedPreconditionError, CsiNotFoundError } from './errors.js'
 import { KeyedLocks } from './locks.js'
 import { bindMount, blockDeviceSizeBytes, filesystemUsage, FS_TYPES, growFilesystem, mountedAt, unmountAll, type FsType } from './mounts/filesystem.js'
-import { NodeStateStore, type VolumeAccess, type VolumeState } from './state.js'
+import { NodeStateStore, type PublishRecord, type VolumeAccess, type VolumeState } from './state.js'
 import type {
   AccessMode, NodeCapability, NodeExpandVolumeRequest, NodeGetVolumeStatsRequest, NodeGetVolumeStatsResponse, NodeInfo,
   NodePublishVolumeRequest, NodeService, NodeStageVolumeRequest, NodeUnpublishVolumeRequest, NodeUnstageVolumeRequest, VolumeCapability, VolumeCondition,
@@ -90,14 +91,15 @@ class NodeServiceImpl implements CairnNodeService {
   async nodeStageVolume(req: NodeStageVolumeRequest): Promise<void> {
     requireId(req.volumeId, 'volume_id')
     requirePath(req.stagingTargetPath, 'staging_target_path')
-    const { access, readOnly } = validateCapability(req.volumeCapability)
+    const { access, readOnly, accessMode } = validateCapability(req.volumeCapability)
     await this.locks.withLocks([req.volumeId], async () => {
       const existing = await this.store.read(req.volumeId)
-      if (existing?.phase === 'staged') return this.checkSameStage(existing, req.stagingTargetPath, access, readOnly)
+      if (existing?.phase === 'staged') return this.checkSameStage(existing, req.stagingTargetPath, { access, readOnly, accessMode })
       // A state left half-done (crash, failed cleanup) is undone before staging again.
       if (existing !== undefined) await cleanupVolume(existing, this.stager)
       await this.checkVolumeLimit()
-      await stageVolume({ volumeId: req.volumeId, stagingPath: req.stagingTargetPath, access, readOnly, attachMode: await this.attachMode() }, this.stager)
+      const attachMode = await this.attachMode()
+      await stageVolume({ volumeId: req.volumeId, stagingPath: req.stagingTargetPath, access, readOnly, accessMode, attachMode }, this.stager)
     })
   }
 
@@ -115,17 +117,17 @@ class NodeServiceImpl implements CairnNodeService {
     requireId(req.volumeId, 'volume_id')
     requirePath(req.stagingTargetPath, 'staging_target_path')
     requirePath(req.targetPath, 'target_path')
-    const { access, readOnly } = validateCapability(req.volumeCapability)
+    const { access, readOnly, accessMode } = validateCapability(req.volumeCapability)
     await this.locks.withLocks([req.volumeId], async () => {
       const state = await this.stagedState(req.volumeId, req.stagingTargetPath)
       if (state.access.type !== access.type) throw new CsiAlreadyExistsError(`volume ${req.volumeId} is staged for ${state.access.type} access, not ${access.type}`)
-      const wantRo = readOnly || req.readonly
+      const wanted: PublishRecord = { access, accessMode, readOnly: readOnly || req.readonly }
       const current = await mountedAt(req.targetPath)
-      if (current !== undefined && current.mountOptions.includes('ro') !== wantRo) {
-        throw new CsiAlreadyExistsError(`${req.targetPath} is already published ${wantRo ? 'read-write' : 'read-only'}`)
-      }
-      if (state.access.type === 'block') await bindMount(requireDevice(state), req.targetPath, wantRo, true)
-      else await bindMount(state.stagingPath, req.targetPath, wantRo, false)
+      if (current !== undefined) checkSamePublish(state, req.targetPath, wanted, current.mountOptions.includes('ro'))
+      if (state.access.type === 'block') await bindMount(requireDevice(state), req.targetPath, wanted.readOnly, true)
+      else await bindMount(state.stagingPath, req.targetPath, wanted.readOnly, false)
+      // Recorded after the mount: a plugin killed in between is caught by the mount's own ro flag next time.
+      await this.store.write({ ...state, publishes: { ...state.publishes, [req.targetPath]: wanted } })
     })
   }
 
@@ -134,6 +136,7 @@ class NodeServiceImpl implements CairnNodeService {
     requirePath(req.targetPath, 'target_path')
     await this.locks.withLocks([req.volumeId], async () => {
       await unmountAll(req.targetPath)
+      await this.forgetPublish(req.volumeId, req.targetPath)
       // The CO expects the target gone; rmdir (not a recursive delete) never removes data someone left in it.
       const target = await stat(req.targetPath).catch(() => undefined)
       if (target?.isDirectory() === true) await rmdir(req.targetPath)
@@ -219,12 +222,22 @@ class NodeServiceImpl implements CairnNodeService {
     return state
   }
 
-  private async checkSameStage(state: VolumeState, stagingPath: string, access: VolumeAccess, readOnly: boolean): Promise<void> {
-    const same = state.stagingPath === stagingPath && JSON.stringify(state.access) === JSON.stringify(access) && state.readOnly === readOnly
-    if (!same) throw new CsiAlreadyExistsError(`volume ${state.volumeId} is already staged at ${state.stagingPath} with other parameters`)
-    if (access.type === 'mount' && (await mountedAt(stagingPath)) === undefined) {
+  private async checkSameStage(state: VolumeState, stagingPath: string, wanted: { access: VolumeAccess; readOnly: boolean; accessMode: string }): Promise<void> {
+    // State written before access modes were recorded can only be compared on the rest.
+    const sameMode = state.accessMode === undefined || state.accessMode === wanted.accessMode
+    const same = state.stagingPath === stagingPath && isDeepStrictEqual(state.access, wanted.access) && state.readOnly === wanted.readOnly && sameMode
+    if (!same) throw new CsiAlreadyExistsError(`volume ${state.volumeId} is already staged at ${state.stagingPath} with another capability`)
+    if (wanted.access.type === 'mount' && (await mountedAt(stagingPath)) === undefined) {
       throw new CsiFailedPreconditionError(`volume ${state.volumeId} is recorded as staged but ${stagingPath} is not mounted; unstage it first`)
     }
+  }
+
+  /** Drops the target's publish record, if the volume is still staged here and has one. */
+  private async forgetPublish(volumeId: string, targetPath: string): Promise<void> {
+    const state = await this.store.read(volumeId)
+    if (state?.publishes?.[targetPath] === undefined) return
+    const { [targetPath]: _gone, ...publishes } = state.publishes
+    await this.store.write({ ...state, publishes })
   }
 
   private async checkVolumeLimit(): Promise<void> {
@@ -251,18 +264,32 @@ function requirePath(value: string, field: string): void {
 }
 
 /** The capability as this plugin serves it. @throws InvalidArgumentError for what it cannot serve. */
-export function validateCapability(cap: VolumeCapability | undefined): { access: VolumeAccess; readOnly: boolean } {
+export function validateCapability(cap: VolumeCapability | undefined): { access: VolumeAccess; readOnly: boolean; accessMode: AccessMode } {
   if (cap === undefined) throw new InvalidArgumentError('volume_capability is required')
   if (cap.accessType === undefined) throw new InvalidArgumentError('volume_capability needs an access type (block or mount)')
   if (!SUPPORTED_MODES.has(cap.accessMode)) throw new InvalidArgumentError(`access mode ${cap.accessMode} is not supported`)
   const readOnly = READ_ONLY_MODES.has(cap.accessMode)
-  if (cap.accessType.kind === 'block') return { access: { type: 'block' }, readOnly }
+  const accessMode = cap.accessMode
+  if (cap.accessType.kind === 'block') return { access: { type: 'block' }, readOnly, accessMode }
   const fsType = cap.accessType.fsType === '' ? 'ext4' : cap.accessType.fsType
   if (!FS_TYPES.includes(fsType as FsType)) throw new InvalidArgumentError(`fs_type ${JSON.stringify(fsType)} is not supported (ext4, xfs)`)
   for (const flag of cap.accessType.mountFlags) {
     if (flag === '' || /[\s,\0]/.test(flag)) throw new InvalidArgumentError(`mount flag ${JSON.stringify(flag)} is not a single option`)
   }
-  return { access: { type: 'mount', fsType: fsType as FsType, mountFlags: [...cap.accessType.mountFlags] }, readOnly }
+  return { access: { type: 'mount', fsType: fsType as FsType, mountFlags: [...cap.accessType.mountFlags] }, readOnly, accessMode }
+}
+
+/**
+ * A target already mounted may only be published again exactly as it was (spec: ALREADY_EXISTS when the
+ * capability or readonly flag differs). Without a record (published by an older plugin) only the mount's
+ * own ro flag can be compared.
+ */
+function checkSamePublish(state: VolumeState, targetPath: string, wanted: PublishRecord, mountedRo: boolean): void {
+  const recorded = state.publishes?.[targetPath]
+  if (recorded !== undefined && !isDeepStrictEqual(recorded, wanted)) {
+    throw new CsiAlreadyExistsError(`${targetPath} is already published with another capability or readonly flag`)
+  }
+  if (mountedRo !== wanted.readOnly) throw new CsiAlreadyExistsError(`${targetPath} is already published ${mountedRo ? 'read-only' : 'read-write'}`)
 }
 
 function requireDevice(state: VolumeState): string {

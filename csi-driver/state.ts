@@ -15,6 +15,14 @@ const accessSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('block') }),
 ])
 
+/** What one NodePublishVolume was made with: a publish of the same target with anything else is ALREADY_EXISTS. */
+const publishSchema = z.object({
+  access: accessSchema,
+  accessMode: z.string().min(1),
+  /** The effective flag: the request's `readonly` or a read-only access mode. */
+  readOnly: z.boolean(),
+})
+
 export const volumeStateSchema = z.object({
   version: z.literal(1),
   volumeId: z.string().min(1),
@@ -23,12 +31,17 @@ export const volumeStateSchema = z.object({
   stagingPath: z.string().min(1),
   access: accessSchema,
   readOnly: z.boolean(),
+  /** The CSI access mode the volume was staged with; absent in state written before it was recorded. */
+  accessMode: z.string().min(1).optional(),
+  /** Target path → what it was published with; absent in state written before publishes were recorded. */
+  publishes: z.record(z.string(), publishSchema).optional(),
   attachMode: z.enum(['nbd', 'fuse']),
   engine: z.object({ pid: z.number().int(), socketPath: z.string(), adminAddress: z.string() }).nullable(),
   device: z.string().nullable(),
 })
 export type VolumeState = z.infer<typeof volumeStateSchema>
 export type VolumeAccess = z.infer<typeof accessSchema>
+export type PublishRecord = z.infer<typeof publishSchema>
 
 /** Per-volume state files and working directories under one state dir. */
 export class NodeStateStore {

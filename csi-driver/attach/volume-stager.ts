@@ -29,6 +29,8 @@ export interface StageRequest {
   stagingPath: string
   access: VolumeAccess
   readOnly: boolean
+  /** Recorded so a later NodeStage with another access mode is ALREADY_EXISTS, also after a plugin restart. */
+  accessMode: string
   attachMode: AttachMode
 }
 
