@@ -51,10 +51,12 @@ export interface RepairerInit {
   settleMs?: number
   /** Most addresses per `has` call. @default 1024 */
   hasBatchMax?: number
-  /** Chunks rebuilt concurrently within a batch. @default 4 */
+  /** Codec jobs (of `codecBatchChunks` chunks each) in flight at once within a batch. @default 4 */
   rebuildConcurrency?: number
-  /** Most shard bytes in one put to a peer (stays under the mesh's and the store's batch limits). @default 1048576 (1 MiB) */
+  /** Most shard bytes in one put to or get from a peer (stays under the mesh's and the store's batch limits). @default 1048576 (1 MiB) */
   putBatchBytesMax?: number
+  /** Chunks per decode or encode job on the codec pool: one thread hop per job, not per chunk. @default 16 */
+  codecBatchChunks?: number
 }
 
 export interface RepairerComponents {
@@ -96,6 +98,7 @@ export class Repairer implements Startable {
   readonly #hasBatchMax: number
   readonly #rebuildConcurrency: number
   readonly #putBatchBytesMax: number
+  readonly #codecBatchChunks: number
   readonly #clock: PaceClock
   readonly #bucket: TokenBucket
   readonly #metrics: RepairMetrics
@@ -115,6 +118,7 @@ export class Repairer implements Startable {
     this.#hasBatchMax = init.hasBatchMax ?? 1024
     this.#rebuildConcurrency = init.rebuildConcurrency ?? 4
     this.#putBatchBytesMax = init.putBatchBytesMax ?? 1024 * 1024
+    this.#codecBatchChunks = init.codecBatchChunks ?? 16
     for (const [name, v, min] of [
       ['intervalMs', this.#intervalMs, 0],
       ['batchChunks', this.#batchChunks, 1],
@@ -124,6 +128,7 @@ export class Repairer implements Startable {
       ['hasBatchMax', this.#hasBatchMax, 1],
       ['rebuildConcurrency', this.#rebuildConcurrency, 1],
       ['putBatchBytesMax', this.#putBatchBytesMax, 1],
+      ['codecBatchChunks', this.#codecBatchChunks, 1],
     ] as const) {
       if (!Number.isSafeInteger(v) || v < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got ${v}`)
     }
@@ -217,6 +222,7 @@ export class Repairer implements Startable {
       hasBatchMax: this.#hasBatchMax,
       rebuildConcurrency: this.#rebuildConcurrency,
       putBatchBytesMax: this.#putBatchBytesMax,
+      codecBatchChunks: this.#codecBatchChunks,
     }
     const settledBefore = this.#clock.nowMs() - this.#settleMs
     const history = (this.#c.maps.history?.() ?? []).filter((m) => m.epoch < map.epoch).sort((a, b) => b.epoch - a.epoch)
