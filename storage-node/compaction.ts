@@ -42,6 +42,8 @@ export async function compactSegment(store: SegmentShardStore, source: SegmentRo
     const removed = store.index.finishCompaction(source.id, targetId, sizeBytes, moved, dropped)
     store.segments.set(targetId, target)
     store.segments.delete(source.id)
+    // Same turn as the swap: no read can use a cached location in the old segment.
+    store.forgetLocations()
     await sourceFile.retire()
     await unlink(sourceFile.path)
     await syncDirectory(store.segmentsDir)

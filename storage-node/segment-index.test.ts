@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { AddressFilter, SegmentIndex } from './segment-index.js'
+import { AddressFilter, addressHash, LocationCache, SegmentIndex } from './segment-index.js'
 import { fixtureCid } from './fixtures.js'
 
 /** A 36-byte CID-shaped key from a seeded xorshift32 stream. */
@@ -54,4 +54,21 @@ test('commitWrites of a record believed fresh replaces a row that exists after a
     index.close()
     await rm(dir, { recursive: true, force: true })
   }
+})
+
+test('the location cache holds at most its bound, drops the oldest first, and a hash collision is a miss', () => {
+  const cids = seededCids(11, 5)
+  const cache = new LocationCache(3)
+  const row = (i: number) => ({ cid: Buffer.from(cids[i]!), idx: 1, segment: 1, offset: i * 100, length: 100, lastPutMs: 0, corrupt: false })
+  for (let i = 0; i < 4; i++) cache.set(addressHash(cids[i]!, 1), row(i))
+  assert.equal(cache.size, 3)
+  assert.equal(cache.get(addressHash(cids[0]!, 1), cids[0]!, 1), undefined, 'the oldest went')
+  assert.equal(cache.get(addressHash(cids[3]!, 1), cids[3]!, 1)?.offset, 300)
+  // Same hash slot, another address: not this shard's location.
+  assert.equal(cache.get(addressHash(cids[3]!, 1), cids[4]!, 1), undefined)
+  assert.equal(cache.get(addressHash(cids[3]!, 1), cids[3]!, 2), undefined)
+  assert.equal(new LocationCache(0).size, 0)
+  const off = new LocationCache(0)
+  off.set(addressHash(cids[0]!, 1), row(0))
+  assert.equal(off.size, 0, 'a zero bound disables it')
 })

@@ -85,13 +85,20 @@ export class SegmentIndex {
   private readonly db: Database.Database
   private readonly stmts
 
-  /** Opens (creating if needed) the index; holds an exclusive lock so a second process cannot open the same directory. */
-  constructor(path: string) {
+  /** Holds `<path>.lock` exclusively while open: a second store on the directory is refused. */
+  private readonly lock: Database.Database | undefined
+
+  /**
+   * Opens (creating if needed) the index.
+   * @param options.lockFile take the directory's exclusive lock (`<path>.lock`); false only
+   *   for a second connection of the same store (its index worker). @default true
+   */
+  constructor(path: string, options: { lockFile?: boolean } = {}) {
     try {
-      // No busy wait: a locked directory is an error now, not in five seconds.
-      this.db = new Database(path, { timeout: 0 })
-      // Exclusive locking: a second daemon on the same directory fails here instead of corrupting it.
-      this.db.pragma('locking_mode = EXCLUSIVE')
+      this.lock = options.lockFile === false ? undefined : lockDirectory(`${path}.lock`)
+      // Two connections of one store share the file (the index worker writes, this one
+      // reads and makes the rarer durable changes): a writer waits for the other's commit.
+      this.db = new Database(path, { timeout: 10_000 })
       this.db.pragma('journal_mode = WAL')
       this.db.pragma('synchronous = NORMAL')
       // Random keys dirty about one page per indexed row, and every automatic checkpoint
@@ -101,6 +108,7 @@ export class SegmentIndex {
       this.db.pragma('wal_autocheckpoint = 8192')
       this.db.exec(schema)
     } catch (err) {
+      this.lock?.close()
       throw new DataDirError(`cannot open shard index ${path}: ${(err as Error).message}`, { cause: err })
     }
     this.checkVersion()
@@ -116,7 +124,8 @@ export class SegmentIndex {
       remove: db.prepare('DELETE FROM shards WHERE cid = ? AND idx = ? AND last_put_ms < ? RETURNING segment, length'),
       markCorrupt: db.prepare('UPDATE shards SET corrupt = 1 WHERE cid = ? AND idx = ? AND segment = ? AND offset = ?'),
       segments: db.prepare('SELECT id, state, size_bytes AS sizeBytes, live_bytes AS liveBytes FROM segments ORDER BY id'),
-      setSegment: db.prepare('UPDATE segments SET size_bytes = ?, live_bytes = live_bytes + ? WHERE id = ?'),
+      // max(): flushes of one segment commit in order, but a committed size must never go back.
+      setSegment: db.prepare('UPDATE segments SET size_bytes = max(size_bytes, ?), live_bytes = live_bytes + ? WHERE id = ?'),
       addLive: db.prepare('UPDATE segments SET live_bytes = live_bytes + ? WHERE id = ?'),
       insertSegment: db.prepare('INSERT INTO segments (id, state, size_bytes, live_bytes) VALUES (?, ?, 0, 0)'),
       setState: db.prepare('UPDATE segments SET state = ? WHERE id = ?'),
@@ -137,8 +146,14 @@ export class SegmentIndex {
     }
   }
 
+  /** False once closed. */
+  get open(): boolean {
+    return this.db.open
+  }
+
   close(): void {
     if (this.db.open) this.db.close()
+    if (this.lock?.open === true) this.lock.close()
   }
 
   /** Runs `fn` in one transaction whose commit is fsynced before it returns. */
@@ -306,6 +321,26 @@ export class SegmentIndex {
   }
 }
 
+/**
+ * Takes an exclusive SQLite lock on `path` and keeps it until the returned connection
+ * closes. SQLite's POSIX locks end with the process (no stale lock after a crash) and it
+ * arbitrates connections inside one process too, so a second store in the same process
+ * is refused as well. No busy wait: a locked directory is an error now, not in seconds.
+ */
+function lockDirectory(path: string): Database.Database {
+  const lock = new Database(path, { timeout: 0 })
+  try {
+    lock.pragma('locking_mode = EXCLUSIVE')
+    lock.exec('CREATE TABLE IF NOT EXISTS owner (id INTEGER PRIMARY KEY, pid INTEGER NOT NULL)')
+    // Only a write takes the exclusive lock (a read keeps a shared one), and exclusive mode keeps it.
+    lock.prepare('INSERT OR REPLACE INTO owner (id, pid) VALUES (1, ?)').run(process.pid)
+    return lock
+  } catch (err) {
+    lock.close()
+    throw err
+  }
+}
+
 export function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 }
@@ -409,4 +444,104 @@ function mix32(x: number): number {
   x = Math.imul(x ^ (x >>> 16), 0x85ebca6b)
   x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35)
   return (x ^ (x >>> 16)) | 0
+}
+
+/**
+ * Records in a form that crosses to a worker thread cheaply: a record's CID is usually a
+ * view into its whole shard, and cloning a view copies the buffer behind it, so the CIDs
+ * are packed into one array and the numbers into another.
+ */
+export interface PackedRecords {
+  cids: Uint8Array
+  /** End offset of each record's CID in `cids`. */
+  cidEnds: Uint32Array
+  /** Five numbers a record: index, offsetBytes, lengthBytes, lastPutMs, fresh (0/1). */
+  numbers: Float64Array
+}
+
+export function packRecords(records: readonly NewRecord[]): PackedRecords {
+  let total = 0
+  for (const r of records) total += r.cid.length
+  const cids = new Uint8Array(total)
+  const cidEnds = new Uint32Array(records.length)
+  const numbers = new Float64Array(records.length * 5)
+  let at = 0
+  records.forEach((r, i) => {
+    cids.set(r.cid, at)
+    at += r.cid.length
+    cidEnds[i] = at
+    numbers.set([r.index, r.offsetBytes, r.lengthBytes, r.lastPutMs, r.fresh === true ? 1 : 0], i * 5)
+  })
+  return { cids, cidEnds, numbers }
+}
+
+export function unpackRecords(packed: PackedRecords): NewRecord[] {
+  const { cids, cidEnds, numbers } = packed
+  const records: NewRecord[] = new Array(cidEnds.length)
+  let start = 0
+  for (let i = 0; i < cidEnds.length; i++) {
+    const end = cidEnds[i] as number
+    const n = i * 5
+    records[i] = {
+      cid: cids.subarray(start, end),
+      index: numbers[n] as number,
+      offsetBytes: numbers[n + 1] as number,
+      lengthBytes: numbers[n + 2] as number,
+      lastPutMs: numbers[n + 3] as number,
+      fresh: numbers[n + 4] === 1,
+    }
+    start = end
+  }
+  return records
+}
+
+interface CachedLocation {
+  cid: Buffer
+  index: number
+  segment: number
+  offset: number
+  length: number
+}
+
+/**
+ * Where recently read shards live, so a repeated read skips the index lookup (3–7 µs of a
+ * ~16 µs read). Bounded: past `maxEntries` the oldest entry goes. Keyed by the address
+ * hash with the address kept to compare, so a collision is a miss, never a wrong shard
+ * (and every read still verifies the record it finds). Only the store's read path fills
+ * it, and the store clears it whenever rows move or go (deletes, corrupt marks,
+ * compaction); a put never moves a stored shard.
+ */
+export class LocationCache {
+  private readonly entries = new Map<number, CachedLocation>()
+
+  /** @param maxEntries most locations held; 0 disables the cache */
+  constructor(private readonly maxEntries: number) {}
+
+  get size(): number {
+    return this.entries.size
+  }
+
+  get(hash: number, cid: Uint8Array, index: number): CachedLocation | undefined {
+    const e = this.entries.get(hash)
+    if (e === undefined || e.index !== index || Buffer.compare(e.cid, cid) !== 0) return undefined
+    return e
+  }
+
+  set(hash: number, row: ShardRow): void {
+    if (this.maxEntries <= 0) return
+    if (this.entries.size >= this.maxEntries && !this.entries.has(hash)) {
+      // Insertion order: the first key is the oldest.
+      this.entries.delete(this.entries.keys().next().value as number)
+    }
+    // A copy: row.cid may be a view into a large read buffer.
+    this.entries.set(hash, { cid: Buffer.from(row.cid), index: row.idx, segment: row.segment, offset: row.offset, length: row.length })
+  }
+
+  delete(hash: number): void {
+    this.entries.delete(hash)
+  }
+
+  clear(): void {
+    this.entries.clear()
+  }
 }

@@ -1,7 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtemp, rm, open, writeFile, readdir, stat, appendFile, cp } from 'node:fs/promises'
+import { spawn } from 'node:child_process'
 import { tmpdir } from 'node:os'
+import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { Registry } from 'prom-client'
 import { silentLogger } from '../core/logger.js'
@@ -10,6 +12,7 @@ import { createSegmentShardStore, type SegmentShardStore, type SegmentStoreInit 
 import { createStorageNodeMetrics } from './metrics.js'
 import { addressHash } from './segment-index.js'
 import { fixtureCid, fixtureShard } from './fixtures.js'
+import { killTestBatch } from './segment-store-kill.fixture.js'
 
 async function withStore(init: Partial<SegmentStoreInit>, fn: (store: SegmentShardStore, dir: string) => Promise<void>): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'cairn-store-'))
@@ -276,20 +279,35 @@ test('acknowledged shards still waiting for the index read, dedupe, list and del
   })
 })
 
-test('the index catches up on its own: past indexFlushRecords during a put, and after indexFlushIntervalMs', async () => {
-  await withStore({ indexFlushRecords: 4, indexFlushIntervalMs: 20 }, async (store) => {
-    const shards = Array.from({ length: 12 }, (_, i) => fixtureShard(i, 0, 512))
-    await store.putShards(shards.slice(0, 4))
-    await store.putShards(shards.slice(4, 8))
-    assert.ok(store.index.lookup(shards[0]!.header), 'the second put indexed the first group')
-    const deadline = Date.now() + 5000
-    while (store.index.lookup(shards[7]!.header) === undefined) {
-      assert.ok(Date.now() < deadline, 'the timer indexes the last group')
-      await new Promise((resolve) => setImmediate(resolve))
-    }
-    await assertReadsBack(store, shards.slice(0, 8))
+/** Waits (bounded) until the index itself, not the waiting records, holds `shard`. */
+async function untilIndexed(store: SegmentShardStore, shard: Shard, what: string): Promise<void> {
+  const deadline = Date.now() + 20_000
+  while (store.index.lookup(shard.header) === undefined) {
+    assert.ok(Date.now() < deadline, what)
+    await new Promise((resolve) => setTimeout(resolve, 1))
+  }
+}
+
+for (const indexWorker of [true, false]) {
+  test(`the index catches up on its own: past indexFlushRecords during a put, and after indexFlushIntervalMs (index worker: ${indexWorker})`, async () => {
+    // No timer here: only the second put can start the flush of the first group.
+    await withStore({ indexWorker, indexFlushRecords: 4, indexFlushIntervalMs: 3_600_000 }, async (store) => {
+      const shards = Array.from({ length: 8 }, (_, i) => fixtureShard(i, 0, 512))
+      await store.putShards(shards.slice(0, 4))
+      assert.equal(store.index.lookup(shards[0]!.header), undefined, 'four records wait')
+      await store.putShards(shards.slice(4, 8))
+      await untilIndexed(store, shards[0]!, 'the second put indexed the first group')
+      await assertReadsBack(store, shards)
+    })
+    await withStore({ indexWorker, indexFlushRecords: 1_000_000, indexFlushIntervalMs: 20 }, async (store) => {
+      const shards = Array.from({ length: 4 }, (_, i) => fixtureShard(i, 0, 512))
+      await store.putShards(shards)
+      await untilIndexed(store, shards[3]!, 'the timer indexes the last group')
+      await assertReadsBack(store, shards)
+      assert.equal((await store.stats()).shardCount, 4)
+    })
   })
-})
+}
 
 test('a crash loses waiting index rows but no acknowledged shard: recovery rolls them forward, replacing a corrupt copy', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'cairn-store-'))
@@ -396,9 +414,10 @@ test('a put is acknowledged, and its shards become visible, only after the durab
       return r
     })
     await started
+    // The flush of the first group (on the index worker) finishes while the write is held.
+    await untilIndexed(store, first[0]!, 'the first group was indexed during the slow write')
     await settleTurns()
     assert.equal(acked, false, 'no ack before the write returns')
-    assert.ok(store.index.lookup(first[0]!.header), 'the first group was indexed during the slow write')
     assert.deepEqual(await store.hasShards(second.map((s) => s.header)), [false, false, false, false])
     await assert.rejects(store.getShard(second[0]!.header), { name: 'ShardNotFoundError' })
     slow.open()
@@ -490,5 +509,93 @@ test('two different shards whose address hashes collide are both written, in one
     assert.deepEqual(await store.putShards([a]), { writtenCount: 1, existingCount: 0 })
     assert.deepEqual(await store.putShards([b]), { writtenCount: 1, existingCount: 0 }, `seed ${seed}`)
     await assertReadsBack(store, [a, b])
+  })
+})
+
+test('SIGKILL while puts and index-worker flushes run: after a restart every acknowledged shard reads back', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-store-kill-'))
+  try {
+    const child = spawn(process.execPath, [fileURLToPath(new URL('./segment-store-kill.fixture.js', import.meta.url)), dir], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, signal) => resolve(signal)))
+    let acked = -1
+    let text = ''
+    // Kill once enough batches are acknowledged that flushes and segment rolls have happened.
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (chunk: Buffer) => {
+        text += chunk.toString()
+        const lines = text.split('\n')
+        text = lines.pop() ?? ''
+        for (const line of lines) acked = Number(line.split(' ')[1])
+        if (acked >= 60) {
+          child.kill('SIGKILL')
+          resolve()
+        }
+      })
+      void exited.then(() => reject(new Error(`the put loop exited after ${acked + 1} batches before it was killed`)))
+    })
+    assert.equal(await exited, 'SIGKILL')
+    const store = await reopen(dir)
+    try {
+      for (let n = 0; n <= acked; n++) await assertReadsBack(store, killTestBatch(n))
+      assert.ok((await store.stats()).shardCount >= (acked + 1) * 8, 'the index counts every acknowledged shard')
+    } finally {
+      await store.stop()
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+test('a synchronous flush waits for the worker: then the index holds every shard, deletes see them, and a re-put in flight keeps its newer time', async () => {
+  let clockMs = 1_000
+  await withStore({ indexFlushRecords: 4, indexFlushIntervalMs: 3_600_000, nowMs: () => clockMs }, async (store) => {
+    const shards = Array.from({ length: 12 }, (_, i) => fixtureShard(i, 3, 512))
+    await store.putShards(shards.slice(0, 4))
+    await store.putShards(shards.slice(4, 8)) // hands the first four to the worker
+    clockMs = 2_000
+    // Likely still in flight: the re-put must refresh the row the worker commits with the old time.
+    assert.deepEqual(await store.putShards([shards[0]!]), { writtenCount: 0, existingCount: 1 })
+    await store.putShards(shards.slice(8, 12))
+    store.flushIndex()
+    for (const s of shards) assert.ok(store.index.lookup(s.header), `shard ${s.header.index} is indexed after flushIndex`)
+    assert.equal(store.index.lookup(shards[0]!.header)!.lastPutMs, 2_000)
+    assert.equal(await store.deleteShards(shards.slice(0, 2).map((s) => s.header), { lastPutBeforeUnixMs: 1_500 }), 1, 'the re-put shard is kept')
+    assert.equal((await store.stats()).shardCount, 11)
+  })
+})
+
+test('cached read locations never outlive their rows: delete, bit rot, repair put and compaction after the shards were read', async () => {
+  // Room for every shard: an eviction must not hide a stale entry.
+  await withStore({ segmentSizeBytes: 32 * 1024, compactionLiveRatio: 0.5, locationCacheEntries: 64 }, async (store) => {
+    const shards = Array.from({ length: 40 }, (_, i) => fixtureShard(i, 2, 3000))
+    for (let i = 0; i < shards.length; i += 8) await store.putShards(shards.slice(i, i + 8))
+    await assertReadsBack(store, shards) // fills the cache
+    // Delete: a cached shard is gone, not read from its old place.
+    const deleted = shards[39] as Shard
+    assert.equal(await store.deleteShards([deleted.header]), 1)
+    await assert.rejects(store.getShard(deleted.header), { name: 'ShardNotFoundError' })
+    // Bit rot under a cached location: still verified, then marked; a repair put replaces it.
+    const victim = shards[38] as Shard
+    store.flushIndex()
+    const row = store.index.lookup(victim.header)!
+    const fh = await open(store.segments.get(row.segment)!.path, 'r+')
+    const at = row.offset + row.length - 10
+    const one = Buffer.alloc(1)
+    await fh.read(one, 0, 1, at)
+    await fh.write(Buffer.from([one[0]! ^ 0x01]), 0, 1, at)
+    await fh.close()
+    await assert.rejects(store.getShard(victim.header), { name: 'ShardCorruptError' })
+    await assert.rejects(store.getShard(victim.header), { name: 'ShardCorruptError' }, 'stays corrupt')
+    assert.deepEqual(await store.putShards([victim]), { writtenCount: 1, existingCount: 0 })
+    await assertReadsBack(store, [victim])
+    // Compaction moves cached shards to a new segment and unlinks the old one.
+    const dead = shards.slice(0, 30).filter((_, i) => i % 4 !== 0)
+    await store.deleteShards(dead.map((s) => s.header))
+    const live = shards.filter((s) => !dead.includes(s) && s !== deleted)
+    await assertReadsBack(store, live)
+    let compacted = 0
+    while (await store.compactOnce()) compacted += 1
+    assert.ok(compacted >= 1, `compacted ${compacted} segments`)
+    await assertReadsBack(store, live)
   })
 })

@@ -9,7 +9,8 @@ import { join } from 'node:path'
 import type { Logger } from '../core/logger.js'
 import { CairnError, ResourceExhaustedError, ShuttingDownError, assert } from '../core/errors.js'
 import { decodeShard, formatAddress, shardKey, ShardCorruptError, validateAddress, type Shard, type ShardAddress } from '../core/shard.js'
-import { AddressFilter, addressHash, asBuffer, SegmentIndex, type NewRecord, type ShardRow } from './segment-index.js'
+import { AddressFilter, addressHash, asBuffer, LocationCache, packRecords, SegmentIndex, type NewRecord, type ShardRow } from './segment-index.js'
+import { IndexFlusher, type FlushReply } from './index-flusher.js'
 import { listSegmentFiles, scanRecords, SegmentFile, segmentFileName, syncDirectory } from './segment-file.js'
 import { compactSegment, pickCompactionCandidate } from './compaction.js'
 import type { StoreMetrics } from './metrics.js'
@@ -59,6 +60,19 @@ export interface SegmentStoreInit {
   indexFlushRecords?: number
   /** Waiting records are indexed at the latest this long after their group's ack. @default 50 */
   indexFlushIntervalMs?: number
+  /**
+   * Run the write-behind index flushes on a worker thread with its own SQLite connection,
+   * off the event loop (which otherwise spends most of a put's CPU on them). If the
+   * worker cannot start or dies, the event loop flushes as before.
+   * @default true
+   */
+  indexWorker?: boolean
+  /**
+   * Locations of recently read shards kept in memory (about 150 bytes each), so a
+   * repeated read skips the index lookup; 0 disables it.
+   * @default 65536
+   */
+  locationCacheEntries?: number
   /** Reads one getShards call keeps in flight. @default 32 */
   readConcurrency?: number
   /** @default 1000 */
@@ -131,6 +145,15 @@ export class SegmentShardStore implements ShardStore {
    */
   private readonly unindexed = new Map<string, UnindexedRecord>()
   private indexTimer: NodeJS.Timeout | undefined
+  /** The index worker, when it runs; see `indexWorker`. */
+  private flusher: IndexFlusher | undefined
+  /**
+   * The records of the flush the worker is running, with the last-put time each had when
+   * sent: they stay in `unindexed` (and readable from it) until the worker's commit is done.
+   */
+  private flushing: Array<[string, UnindexedRecord, number]> = []
+  /** Read-path locations (see `locationCacheEntries`); cleared whenever rows move or go. */
+  private readonly locations: LocationCache
   /**
    * Every address the index or `unindexed` holds (and some deleted ones). Trusted only
    * once `filterReady`: it is filled from the index in the background after start.
@@ -153,11 +176,14 @@ export class SegmentShardStore implements ShardStore {
       syncReads: init.syncReads ?? true,
       indexFlushRecords: init.indexFlushRecords ?? 128,
       indexFlushIntervalMs: init.indexFlushIntervalMs ?? 50,
+      indexWorker: init.indexWorker ?? true,
+      locationCacheEntries: init.locationCacheEntries ?? 65_536,
       readConcurrency: init.readConcurrency ?? 32,
       listPageSizeDefault: init.listPageSizeDefault ?? 1000,
       listPageSizeMax: init.listPageSizeMax ?? 10_000,
       nowMs: init.nowMs ?? Date.now,
     }
+    this.locations = new LocationCache(this.options.locationCacheEntries)
   }
 
   get stopping(): boolean {
@@ -174,9 +200,19 @@ export class SegmentShardStore implements ShardStore {
       await this.closeFiles()
       throw err
     }
+    if (this.options.indexWorker) await this.startFlusher()
     this.state = 'running'
     this.filterBuild = this.buildFilter()
     this.scheduleCompaction()
+  }
+
+  private async startFlusher(): Promise<void> {
+    try {
+      this.flusher = await IndexFlusher.start({ indexPath: join(this.init.dataDir, 'index.sqlite'), onReply: (reply) => this.flushed(reply) })
+    } catch (err) {
+      // Slower, never wrong: the event loop indexes the waiting records itself.
+      this.components.logger.warn({ err }, 'index worker did not start; indexing on the event loop')
+    }
   }
 
   /** Resolves when the background filter build has ended: true if puts of new shards now skip the index lookup. */
@@ -231,6 +267,9 @@ export class SegmentShardStore implements ShardStore {
 
   private async closeFiles(): Promise<void> {
     clearTimeout(this.indexTimer)
+    // Idle by now (stop flushed synchronously); its connection closes before ours checkpoints.
+    await this.flusher?.stop()
+    this.flusher = undefined
     for (const segment of this.segments.values()) await segment.retire()
     this.segments.clear()
     this.index?.close()
@@ -397,6 +436,8 @@ export class SegmentShardStore implements ShardStore {
    * time; after it, making the records visible is a map insert each.
    */
   private async appendAndFsync(writes: readonly PlannedWrite[], nowMs: number): Promise<void> {
+    // Bounded: if the worker falls behind, the writer waits for it rather than let records pile up.
+    if (this.flusher?.busy === true && this.unindexed.size >= 8 * this.options.indexFlushRecords) await this.flusher.idle()
     let totalBytes = 0
     for (const w of writes) totalBytes += w.shard.bytes.length
     if (this.activeSizeBytes > 0 && this.activeSizeBytes + totalBytes > this.options.segmentSizeBytes) await this.rollSegment()
@@ -426,11 +467,19 @@ export class SegmentShardStore implements ShardStore {
     this.scheduleIndexFlush()
   }
 
-  /** Flushes the waiting records if there are enough of them; returns a failure instead of throwing. */
+  /**
+   * Flushes the waiting records if there are enough of them: hands them to the index
+   * worker if it is free, else indexes them here. Returns a failure instead of throwing.
+   */
   private flushIndexIfDue(): unknown {
-    if (this.unindexed.size < this.options.indexFlushRecords) return undefined
+    if (this.unindexed.size - this.flushing.length < this.options.indexFlushRecords) return undefined
     try {
-      this.flushIndex()
+      if (this.flusher?.usable === true) {
+        // Busy: the records wait for the next group, and the worker is not queued behind.
+        if (!this.flusher.busy) this.sendFlush(this.flusher)
+      } else {
+        this.flushIndex()
+      }
       return undefined
     } catch (err) {
       return err
@@ -438,15 +487,64 @@ export class SegmentShardStore implements ShardStore {
   }
 
   /**
-   * Indexes every record waiting in memory in one transaction (synchronous=NORMAL: a
-   * lost commit is rolled forward from the segment on restart). Synchronous, so no put,
-   * read or delete interleaves with it. Call before anything that reads the index as a whole.
+   * Hands every waiting record to the index worker in one request. The records stay in
+   * `unindexed` until its commit is done (`flushed`). Every record past the committed size
+   * waits, so the new committed size is activeSizeBytes.
+   */
+  private sendFlush(flusher: IndexFlusher): void {
+    clearTimeout(this.indexTimer)
+    this.indexTimer = undefined
+    if (this.unindexed.size === 0) return
+    this.flushing = [...this.unindexed].map(([key, record]) => [key, record, record.lastPutMs])
+    flusher.send(this.active.id, this.activeSizeBytes, packRecords(this.flushing.map(([, record]) => record)))
+  }
+
+  /** The worker's answer to `sendFlush`: committed records leave `unindexed`; a failure leaves them for a retry. */
+  private flushed(reply: FlushReply): void {
+    const sent = this.flushing
+    this.flushing = []
+    if (!reply.ok) {
+      this.components.logger.error({ errorName: reply.errorName, errorMessage: reply.errorMessage }, 'index worker failed to index acknowledged shards; retrying')
+      this.scheduleIndexFlush()
+      return
+    }
+    const refreshed: ShardAddress[] = []
+    let lastPutMs = 0
+    for (const [key, record, sentLastPutMs] of sent) {
+      if (this.unindexed.get(key) !== record) continue
+      this.unindexed.delete(key)
+      // Re-put while in flight: the worker committed the older time, so refresh the row.
+      if (record.lastPutMs > sentLastPutMs) {
+        refreshed.push({ chunkCid: record.cid, index: record.index })
+        lastPutMs = Math.max(lastPutMs, record.lastPutMs)
+      }
+    }
+    this.counts.shards -= reply.replaced.count
+    this.counts.bytes -= reply.replaced.bytes
+    this.counts.corrupt -= reply.replaced.corrupt
+    this.updateGauges()
+    try {
+      // A later time than some of them had only delays GC; an earlier one could sweep a re-put shard.
+      if (refreshed.length > 0 && this.index.open) this.index.touchAll(refreshed, lastPutMs)
+    } catch (err) {
+      this.components.logger.error({ err }, 'refreshing last-put times of re-put shards failed')
+    }
+    this.scheduleIndexFlush()
+  }
+
+  /**
+   * Indexes every record waiting in memory: waits for the worker's flush in flight, then
+   * commits the rest in one transaction on this thread (synchronous=NORMAL: a lost commit
+   * is rolled forward from the segment on restart). Synchronous, so no put, read or
+   * delete interleaves with it. Call before anything that reads the index as a whole or
+   * changes rows.
    */
   flushIndex(): void {
     clearTimeout(this.indexTimer)
     this.indexTimer = undefined
+    // First the worker's commit: committed sizes must advance in record order.
+    this.flusher?.waitSync()
     if (this.unindexed.size === 0) return
-    // Every record past the committed size waits here, so the new committed size is activeSizeBytes.
     const replaced = this.index.commitWrites(this.active.id, this.activeSizeBytes, [...this.unindexed.values()])
     this.unindexed.clear()
     this.counts.shards -= replaced.count
@@ -456,11 +554,14 @@ export class SegmentShardStore implements ShardStore {
   }
 
   private scheduleIndexFlush(): void {
-    if (this.indexTimer !== undefined || this.unindexed.size === 0) return
+    if (this.indexTimer !== undefined || this.state === 'stopped' || this.unindexed.size === this.flushing.length) return
     this.indexTimer = setTimeout(() => {
       this.indexTimer = undefined
       try {
-        this.flushIndex()
+        const flusher = this.flusher
+        if (flusher?.usable !== true) this.flushIndex()
+        // A busy worker reschedules this when it answers (`flushed`).
+        else if (!flusher.busy) this.sendFlush(flusher)
       } catch (err) {
         // The records stay waiting (and readable); the next flush retries them.
         this.components.logger.error({ err }, 'indexing acknowledged shards failed')
@@ -504,7 +605,9 @@ export class SegmentShardStore implements ShardStore {
   private getShardNow(address: ShardAddress): Shard {
     this.assertOpen()
     validateAddress(address)
-    const row = this.findRow(address)
+    const hash = addressHash(address.chunkCid, address.index)
+    const cached = this.locations.get(hash, address.chunkCid, address.index)
+    const row = cached !== undefined ? { cid: cached.cid, idx: cached.index, segment: cached.segment, offset: cached.offset, length: cached.length, lastPutMs: 0, corrupt: false } : this.findRow(address)
     if (row === undefined) throw new ShardNotFoundError(`no shard ${formatAddress(address)}`)
     if (row.corrupt) throw new ShardCorruptError(`shard ${formatAddress(address)} failed verification earlier`)
     // Nothing can retire a segment while this runs: compaction swaps segments between awaits.
@@ -516,7 +619,14 @@ export class SegmentShardStore implements ShardStore {
     } catch (err) {
       throw new ShardReadError(`reading shard ${formatAddress(address)} failed`, { cause: err })
     }
-    return this.verify(address, row, bytes)
+    const shard = this.verify(address, row, bytes)
+    if (cached === undefined) this.locations.set(hash, row)
+    return shard
+  }
+
+  /** Empties the read-path location cache: rows moved (compaction) or went. */
+  forgetLocations(): void {
+    this.locations.clear()
   }
 
   private async getShardAsync(address: ShardAddress): Promise<Shard> {
@@ -565,6 +675,7 @@ export class SegmentShardStore implements ShardStore {
 
   /** Flags a bad stored shard so it is reported absent and a repair's put replaces it. */
   recordCorrupt(row: ShardRow, cause: unknown, mark = true): void {
+    this.locations.delete(addressHash(row.cid, row.idx))
     this.components.metrics?.badShards.inc()
     this.components.logger.error({ shard: formatAddress({ chunkCid: row.cid, index: row.idx }), segment: row.segment, offset: row.offset, err: cause }, 'stored shard failed verification')
     if (!mark || this.state !== 'running') return
@@ -618,6 +729,7 @@ export class SegmentShardStore implements ShardStore {
     const cutoff = options.lastPutBeforeUnixMs ?? Number.MAX_SAFE_INTEGER
     this.flushIndex()
     const gone = this.index.deleteShards(addresses, cutoff)
+    for (const a of addresses) this.locations.delete(addressHash(a.chunkCid, a.index))
     this.counts.shards -= gone.count
     this.counts.bytes -= gone.bytes
     this.counts.corrupt -= gone.corrupt
