@@ -5,7 +5,7 @@ import { runCairn } from './harness.js'
 
 test('cairn bench nbd --scale 0.01 measures cairn, qemu-nbd and nbdkit and reports ratios, snapshot latency and engine memory', async () => {
   // About 40 s on a quiet 2-core machine. The runner gives *.serial.test files the machine
-  // to themselves; the bound still leaves room for a slow one (the runner stops a file at 300 s).
+  // to themselves; the bound still leaves room for a slow one (the runner stops a file at 420 s).
   const r = await runCairn(['bench', 'nbd', '--scale', '0.01'], 280_000)
   // Results stream as they are measured, so on failure stdout shows how far the run got.
   assert.equal(r.code, 0, `stderr:\n${r.stderr}\nstdout so far:\n${r.stdout}`)

@@ -1,10 +1,8 @@
 /**
  * Real faults against `cairn dev`: the engine SIGKILLed while a client writes and
  * flushes, a shard file corrupted on disk, a second engine taking the volume over
- * (fencing), and storage nodes SIGKILLed (m, then m+1) during I/O.
- *
- * Killed storage nodes are kept down by holding their gRPC port, so the supervisor's
- * restarts fail until the test lets go: the fault lasts as long as the test wants.
+ * (fencing). Storage nodes SIGKILLed during I/O are in dev-faults-nodes.test.ts (a
+ * file of its own, so each file stays well inside the runner's per-file bound).
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -13,9 +11,9 @@ import { mkdtemp, open, readFile, readdir, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { run, runOk } from '../engine/nbd/testing.js'
+import { runOk } from '../engine/nbd/testing.js'
 import { freePort } from '../cli/commands/dev/state.js'
-import { CLI_MAIN, Dev, MiB, checkRegion, counts, fault, fetchText, nbdshEnv, waitUntil, writeRegion } from './harness.js'
+import { CLI_MAIN, Dev, MiB, checkRegion, counts, fetchText, nbdshEnv, waitUntil, writeRegion } from './harness.js'
 
 const BLOCK = 64 * 1024
 
@@ -30,7 +28,6 @@ function metricSum(text: string, name: string, labels = ''): number {
   return sum
 }
 
-/** SIGKILLs a process of dev through its fault API; dev keeps it down until `start`. */
 async function nbdsh(uri: string, code: string, timeoutMs = 120_000): Promise<string> {
   return runOk('nbdsh', ['-u', uri, '-c', code], timeoutMs, nbdshEnv)
 }
@@ -156,32 +153,5 @@ describe('cairn dev under real faults', () => {
       await Promise.race([bExit, new Promise((resolve) => setTimeout(resolve, 30_000).unref())])
       if (b.exitCode === null) b.kill('SIGKILL')
     }
-  })
-
-  test('SIGKILL of m storage nodes during I/O: reads and writes go on; m+1: I/O errors, never wrong data', async () => {
-    const base = 64 * MiB
-    const mib = 72 // more than the engine's chunk cache, so reads reach the shards
-    await nbdsh(dev.uri, writeRegion(41, base, mib))
-    assert.equal((await dev.cli(['snapshot', 'create', 'before-node-kill', '--volume', 'demo'])).code, 0)
-    const writer = run('nbdsh', ['-u', dev.uri, '-c', writeRegion(42, 192 * MiB, 16)], 120_000, nbdshEnv)
-    try {
-      await fault(dev, 'node-0', 'kill')
-      await fault(dev, 'node-1', 'kill')
-      const w = await writer
-      assert.equal(w.code, 0, `writes go on with m nodes down: ${w.stdout}${w.stderr}`)
-      assert.deepEqual(counts(await nbdsh(dev.uri, checkRegion(41, base, mib))), { ok: mib, err: 0, bad: 0 }, 'reads go on with m nodes down')
-      assert.deepEqual(counts(await nbdsh(dev.uri, checkRegion(42, 192 * MiB, 16))), { ok: 16, err: 0, bad: 0 })
-      await fault(dev, 'node-2', 'kill')
-      // m+1 down: fewer than k shards of any chunk remain; only cached chunks can still be read.
-      const degraded = counts(await nbdsh(dev.uri, checkRegion(41, base, mib)))
-      assert.equal(degraded.bad, 0, 'never wrong data')
-      assert.ok(degraded.err > 0, 'clear I/O errors')
-    } finally {
-      for (const n of ['node-0', 'node-1', 'node-2']) await fault(dev, n, 'start')
-    }
-    // Nodes back: a fresh engine (no cache, fresh connections) reads everything right.
-    await dev.killEngine()
-    assert.deepEqual(counts(await nbdsh(dev.uri, checkRegion(41, base, mib))), { ok: mib, err: 0, bad: 0 })
-    assert.deepEqual(counts(await nbdsh(dev.uri, checkRegion(42, 192 * MiB, 16))), { ok: 16, err: 0, bad: 0 })
   })
 })
