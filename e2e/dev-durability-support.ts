@@ -44,10 +44,21 @@ export async function waitFlushed(dev: Dev, chunksMin: number): Promise<void> {
 export async function clusterMap(dev: Dev): Promise<ClusterMap> {
   const out = await dev.cli(['node', 'list', '--output', 'json'])
   assert.equal(out.code, 0, out.stderr)
-  const listed = JSON.parse(out.stdout) as { epoch: number; nodes: Array<{ id: string; state: 'active' | 'down' | 'draining'; address: string; meshAddress: string | null; peerId: string }> }
+  const listed = JSON.parse(out.stdout) as {
+    epoch: number
+    nodes: Array<{ id: string; state: 'active' | 'down' | 'draining'; address: string; meshAddress: string | null; peerId: string; failureDomain?: string; weight?: number }>
+  }
   return {
     epoch: listed.epoch,
-    members: listed.nodes.map((n) => ({ id: n.id, address: n.address, peerId: n.peerId, ...(n.meshAddress === null ? {} : { meshAddress: n.meshAddress }), failureDomain: n.id, weight: 1, state: n.state })),
+    members: listed.nodes.map((n) => ({
+      id: n.id,
+      address: n.address,
+      peerId: n.peerId,
+      ...(n.meshAddress === null ? {} : { meshAddress: n.meshAddress }),
+      failureDomain: n.failureDomain ?? n.id,
+      weight: n.weight ?? 1,
+      state: n.state,
+    })),
   }
 }
 
@@ -99,6 +110,18 @@ export function misplaced(chunks: ReadonlySet<string>, map: ClusterMap, held: Ma
     })
   }
   return bad
+}
+
+/** Copies (of `chunks`) held by a member that the current map does not place them on: old copies a rebalance must delete. */
+export function strays(chunks: ReadonlySet<string>, map: ClusterMap, held: Map<string, Set<string>>): string[] {
+  const exclude = membersInStates(map, ['down'])
+  const placed = new Set<string>()
+  for (const cid of chunks) place(CID.parse(cid).bytes, K + M, map, { exclude }).forEach((member, index) => placed.add(`${cid}/${index}@${member.id}`))
+  const out: string[] = []
+  for (const [nodeId, keys] of held) {
+    for (const key of keys) if (chunks.has(key.slice(0, key.indexOf('/'))) && !placed.has(`${key}@${nodeId}`)) out.push(`${key}@${nodeId}`)
+  }
+  return out
 }
 
 export function chunksOf(held: Map<string, Set<string>>): Set<string> {
