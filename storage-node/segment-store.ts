@@ -604,9 +604,10 @@ export class SegmentShardStore implements ShardStore {
   /** The synchronous read path: lookup, pread, verify, with no await in between. */
   private getShardNow(address: ShardAddress): Shard {
     this.assertOpen()
-    validateAddress(address)
     const hash = addressHash(address.chunkCid, address.index)
-    const cached = this.locations.get(hash, address.chunkCid, address.index)
+    // A hit proves the address valid (its bytes and index equal a stored shard's), so only a miss validates.
+    const cached = address.chunkCid instanceof Uint8Array ? this.locations.get(hash, address.chunkCid, address.index) : undefined
+    if (cached === undefined) validateAddress(address)
     const row = cached !== undefined ? { cid: cached.cid, idx: cached.index, segment: cached.segment, offset: cached.offset, length: cached.length, lastPutMs: 0, corrupt: false } : this.findRow(address)
     if (row === undefined) throw new ShardNotFoundError(`no shard ${formatAddress(address)}`)
     if (row.corrupt) throw new ShardCorruptError(`shard ${formatAddress(address)} failed verification earlier`)
