@@ -1,0 +1,122 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { silentLogger } from '../../core/logger.js'
+import { toNbdErrno } from '../nbd/errors.js'
+import { NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES, NBD_EPERM } from '../nbd/protocol.js'
+import { attachReadOnly } from './read-only-volume.js'
+import { createEngineHarness, type EngineHarness } from './testing/harness.js'
+import { prng } from './testing/random.js'
+
+const CHUNK = 65536
+const fill = (n: number, v: number): Buffer => Buffer.alloc(n, v)
+
+function openReadOnly(h: EngineHarness, volumeName: string) {
+  return attachReadOnly({ volumeName }, { controlPlane: h.cp, chunkStore: h.chunks, manifest: h.manifest, logger: silentLogger() })
+}
+
+/** A volume written by a writer engine (some chunks, a trimmed hole, an unaligned tail), then cleanly detached. */
+async function writtenVolume(h: EngineHarness, name: string): Promise<void> {
+  await h.createVolume(name, 16 * CHUNK)
+  const w = await h.attach(name, 'writer')
+  await w.pwrite(0, fill(2 * CHUNK, 1), { fua: false })
+  await w.pwrite(5 * CHUNK + 100, fill(3000, 2), { fua: false })
+  await w.pwrite(8 * CHUNK, fill(CHUNK, 3), { fua: false })
+  await w.trim(8 * CHUNK, CHUNK, { fua: false })
+  await w.stop()
+}
+
+test('a read-only attach reads exactly what the writer left, takes no epoch and writes nothing', async () => {
+  const h = await createEngineHarness()
+  try {
+    await writtenVolume(h, 'vol')
+    const before = await h.cp.getVolume('vol')
+    assert.equal(before.status.attachment, null)
+    const ro = await openReadOnly(h, 'vol')
+    const second = await openReadOnly(h, 'vol')
+    // What a writer's engine reads for the same head is the reference (same read path, nothing dirty).
+    const ref = await h.attach('vol', 'reference')
+    const seed = 20261123
+    const rand = prng(seed).next
+    for (let i = 0; i < 40; i++) {
+      const offset = Math.floor(rand() * 15 * CHUNK)
+      const length = 1 + Math.floor(rand() * Math.min(3 * CHUNK, 16 * CHUNK - offset - 1))
+      const want = Buffer.from(await ref.pread(offset, length))
+      assert.ok(Buffer.from(await ro.pread(offset, length)).equals(want), `read ${offset}+${length} differs (seed ${seed})`)
+      assert.ok(Buffer.from(await second.pread(offset, length)).equals(want), `second reader ${offset}+${length} differs (seed ${seed})`)
+    }
+    assert.deepEqual(await ro.extents(0, 16 * CHUNK), await ref.extents(0, 16 * CHUNK))
+    assert.equal((await ro.extents(8 * CHUNK, CHUNK))[0]?.hole, true, 'the trimmed chunk is a hole')
+    assert.ok(Buffer.from(await ro.pread(0, CHUNK)).equals(fill(CHUNK, 1)))
+    await ref.stop()
+    const after = await h.cp.getVolume('vol')
+    // Only the reference writer moved the epoch; the readers left the head and attachment as they were.
+    assert.equal(after.status.epoch, before.status.epoch + 1)
+    assert.deepEqual(after.status.head.rootCid, before.status.head.rootCid)
+    assert.equal(ro.sizeBytes, 16 * CHUNK)
+  } finally {
+    await h.cleanup()
+  }
+})
+
+test('writes, trims and zeroes are refused with EPERM and change nothing', async () => {
+  const h = await createEngineHarness()
+  try {
+    await writtenVolume(h, 'vol')
+    const ro = await openReadOnly(h, 'vol')
+    assert.equal(ro.isReadOnly, true)
+    const head = (await h.cp.getVolume('vol')).status.head
+    const write = await ro.pwrite(0, fill(10, 9), { fua: false }).then(() => undefined, (e: unknown) => e)
+    assert.equal((write as Error).name, 'ReadOnlyVolumeError')
+    assert.equal(toNbdErrno(write, NBD_CMD_WRITE), NBD_EPERM)
+    const trim = await ro.trim(0, CHUNK, { fua: false }).then(() => undefined, (e: unknown) => e)
+    assert.equal(toNbdErrno(trim, NBD_CMD_TRIM), NBD_EPERM)
+    const zero = await ro.zero(0, CHUNK, { fua: false, fast: false, noHole: false }).then(() => undefined, (e: unknown) => e)
+    assert.equal(toNbdErrno(zero, NBD_CMD_WRITE_ZEROES), NBD_EPERM)
+    await ro.flush()
+    assert.ok(Buffer.from(await ro.pread(0, CHUNK)).equals(fill(CHUNK, 1)), 'the data is unchanged')
+    assert.deepEqual((await h.cp.getVolume('vol')).status.head, head)
+    await ro.close()
+    await assert.rejects(ro.pread(0, 10), { name: 'ReadOnlyVolumeClosedError' })
+  } finally {
+    await h.cleanup()
+  }
+})
+
+test('a read-only attach is refused while a writer holds the volume, and allowed once it detached', async () => {
+  const h = await createEngineHarness()
+  try {
+    await h.createVolume('vol', 4 * CHUNK)
+    const w = await h.attach('vol', 'writer')
+    // Acknowledged but only in the writer's journal and dirty map: the head lags.
+    await w.pwrite(0, fill(CHUNK, 7), { fua: true })
+    await assert.rejects(openReadOnly(h, 'vol'), { name: 'VolumeWriterAttachedError' })
+    await w.stop()
+    const ro = await openReadOnly(h, 'vol')
+    assert.ok(Buffer.from(await ro.pread(0, CHUNK)).equals(fill(CHUNK, 7)), 'the clean detach folded the write into the head')
+  } finally {
+    await h.cleanup()
+  }
+})
+
+test('a volume restored from a snapshot is served read-only by many readers, never attached, epoch 0', async () => {
+  const h = await createEngineHarness()
+  try {
+    await writtenVolume(h, 'src')
+    await h.cp.createSnapshot({ name: 'snap', volume: 'src' })
+    await h.createVolume('restored', 32 * CHUNK, { snapshot: 'snap' })
+    const readers = await Promise.all([openReadOnly(h, 'restored'), openReadOnly(h, 'restored'), openReadOnly(h, 'restored')])
+    for (const r of readers) {
+      assert.equal(r.sizeBytes, 32 * CHUNK, 'a restore bigger than its snapshot serves its own size')
+      const got = Buffer.from(await r.pread(0, 32 * CHUNK))
+      assert.ok(got.subarray(0, 2 * CHUNK).equals(fill(2 * CHUNK, 1)))
+      assert.ok(got.subarray(5 * CHUNK + 100, 5 * CHUNK + 3100).equals(fill(3000, 2)))
+      assert.ok(got.subarray(16 * CHUNK).equals(fill(16 * CHUNK, 0)), 'past the snapshot reads zeroes')
+    }
+    const v = await h.cp.getVolume('restored')
+    assert.equal(v.status.epoch, 0)
+    assert.equal(v.status.attachment, null)
+    await assert.rejects(openReadOnly(h, 'missing'), { name: 'NotFoundError' })
+  } finally {
+    await h.cleanup()
+  }
+})
