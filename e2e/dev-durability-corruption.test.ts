@@ -10,6 +10,9 @@
  * - repair rewrites every one: the census reads every shard back through each node's
  *   ShardService, every chunk has k+m healthy shards on its placement, and no node
  *   has a shard flagged corrupt any more.
+ * A second round damages shards again and reads them at once with a cold engine, so
+ * the reader meets rot nobody has flagged yet (and falls back to parity); it too is
+ * found and rebuilt.
  *
  * Scrub runs every second and repair waits (1 h interval, after the pass it runs at
  * start) until the damage is found, so scrub is the one that finds it: a repair pass
@@ -19,6 +22,7 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { runOk } from '../engine/nbd/testing.js'
+import type { DevState } from '../cli/commands/dev/state.js'
 import { Dev, nbdshEnv, waitUntil } from './harness.js'
 import {
   chunksOf,
@@ -65,6 +69,20 @@ function pickDamage(held: Map<string, Set<string>>, random: () => number): Map<s
   return picked
 }
 
+/** Flips a random byte in ~1% of `held`'s shards (one per chunk at most), on the running nodes. */
+async function damage(state: DevState, held: Map<string, Set<string>>, random: () => number): Promise<{ picked: Map<string, string[]>; damaged: ShardOnDisk[] }> {
+  const picked = pickDamage(held, random)
+  const damaged: ShardOnDisk[] = []
+  for (const node of state.nodes) {
+    const keys = picked.get(node.id) ?? []
+    if (keys.length === 0) continue
+    const shards = await readShards(node, keys)
+    await flipShardBytes(node.dataDir, shards, random)
+    damaged.push(...shards)
+  }
+  return { picked, damaged }
+}
+
 describe('cairn dev durability: 1% of shards rotted on disk are found by scrub and rebuilt by repair', () => {
   let dev: Dev
   const devs: Dev[] = []
@@ -89,17 +107,7 @@ describe('cairn dev durability: 1% of shards rotted on disk are found by scrub a
       assert.ok(chunks.size >= CHUNKS_WRITTEN, `${chunks.size} chunks stored`)
       const scrubBadBefore = await nodeStats(nodes)
 
-      // Damage the picked shards in place, on the running nodes.
-      const random = seededRandom(SEED)
-      const picked = pickDamage(held, random)
-      const damaged: ShardOnDisk[] = []
-      for (const node of state.nodes) {
-        const keys = picked.get(node.id) ?? []
-        if (keys.length === 0) continue
-        const shards = await readShards(node, keys)
-        await flipShardBytes(node.dataDir, shards, random)
-        damaged.push(...shards)
-      }
+      const { picked, damaged } = await damage(state, held, seededRandom(SEED))
       const total = [...held.values()].reduce((n, s) => n + s.size, 0)
       assert.ok(damaged.length >= DAMAGED_MIN && damaged.length >= total / 100, `${damaged.length} of ${total} shards damaged`)
       t.diagnostic(`damaged ${damaged.length} of ${total} shards: ${damaged.map((d) => `${d.key}@${d.nodeId}`).join(', ')}`)
@@ -143,6 +151,18 @@ describe('cairn dev durability: 1% of shards rotted on disk are found by scrub a
       const census = await healthyShards(restarted)
       for (const shard of damaged) assert.ok(census.get(shard.nodeId)?.has(shard.key), `${shard.key} is healthy again on ${shard.nodeId}`)
       assert.deepEqual(counts(await runOk('nbdsh', ['-u', dev.uri, '-c', checkRegion(SEED, 0, MIB_WRITTEN)], 120_000, nbdshEnv)), { ok: MIB_WRITTEN, err: 0, bad: 0 }, 'reads after repair')
+
+      // Second round: rot that a reader meets before scrub or repair flag it. A cold engine reads every data shard and must fall back to parity.
+      const state2 = await dev.state()
+      const foundBefore = await nodesMetric(state2.nodes, 'cairn_storage_node_bad_shards_found_total')
+      const second = (await damage(state2, census, seededRandom(SEED + 1))).damaged
+      await dev.killEngine()
+      assert.deepEqual(counts(await runOk('nbdsh', ['-u', dev.uri, '-c', checkRegion(SEED, 0, MIB_WRITTEN)], 120_000, nbdshEnv)), { ok: MIB_WRITTEN, err: 0, bad: 0 }, 'cold reads over unflagged rot')
+      await waitUntil(async () => (await nodesMetric(state2.nodes, 'cairn_storage_node_bad_shards_found_total')) - foundBefore >= second.length, 120_000, 'the second round of rot to be found', 250)
+      await waitPlaced(dev, chunks, restarted)
+      const census2 = await healthyShards(restarted)
+      for (const shard of second) assert.ok(census2.get(shard.nodeId)?.has(shard.key), `${shard.key} is healthy again on ${shard.nodeId} (second round)`)
+      t.diagnostic(`second round: ${second.length} shards damaged under a cold engine, all found and rebuilt`)
     } catch (err) {
       throw new Error(`corruption test failed (seed ${SEED}): ${(err as Error).message}`, { cause: err })
     }
