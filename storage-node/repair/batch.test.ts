@@ -122,3 +122,28 @@ test('a chunk whose fetched source does not match its CID fails alone: the other
     await cluster.stop()
   }
 })
+
+test('batchBytesMax ends a batch early: bounded by bytes, each chunk here is its own batch (one has call each)', async () => {
+  const cluster = await createTestCluster(4)
+  try {
+    const written = await writeChunks(cluster, seededChunks(24, 4096, 41), 2, 1)
+    const slots = written.map((c) => place(c.cid, 3, cluster.maps.current()).findIndex((m) => m.id === 'n1')).filter((slot) => slot >= 0)
+    // A chunk at another slot asks its slot-0 holder; one at slot 0 asks both other targets.
+    const perChunkCalls = slots.reduce((n, slot) => n + (slot === 0 ? 2 : 1), 0)
+    for (const [init, expected] of [
+      [{ batchBytesMax: 1 }, perChunkCalls],
+      [{}, undefined],
+    ] as const) {
+      let hasCalls = 0
+      cluster.peers.beforeCall = (kind) => {
+        if (kind === 'has') hasCalls += 1
+      }
+      await repairerFor(cluster, 'n1', init).runPass()
+      cluster.peers.beforeCall = undefined
+      if (expected !== undefined) assert.equal(hasCalls, expected)
+      else assert.ok(hasCalls <= 6, `one batch asks each of the 3 other members at most twice (screen, then targets), got ${hasCalls}`)
+    }
+  } finally {
+    await cluster.stop()
+  }
+})
