@@ -507,6 +507,22 @@ function epochCases(seeded: Seeded, volume: MakeVolume): void {
       assert.ok(c.status.epoch > b.status.epoch)
     }))
 
+  it('acquireEpoch records the publish access; the same node re-acquiring without one keeps it, another node does not', () =>
+    seeded(async (cp) => {
+      await volume(cp, 'v')
+      const access = { mode: 'SINGLE_NODE_WRITER', readOnly: true }
+      const a = await cp.acquireEpoch('v', 'node-a', 0, access)
+      assert.deepEqual(a.status.attachment?.access, access)
+      assert.deepEqual((await cp.getVolume('v')).status.attachment?.access, access, 'stored, not only returned')
+      const again = await cp.acquireEpoch('v', 'node-a', a.status.epoch)
+      assert.deepEqual(again.status.attachment?.access, access, "the engine's own re-acquire keeps the publish's access")
+      const b = await cp.acquireEpoch('v', 'node-b', again.status.epoch)
+      assert.equal(b.status.attachment?.access, undefined, 'another node starts without one')
+      await assert.rejects(cp.acquireEpoch('v', 'node-a', b.status.epoch, { mode: '', readOnly: false }), { name: 'InvalidArgumentError' })
+      await assert.rejects(cp.acquireEpoch('v', 'node-a', b.status.epoch, { mode: 'SINGLE_NODE_WRITER', readOnly: 'no' } as never), { name: 'InvalidArgumentError' })
+      assert.equal((await cp.getVolume('v')).status.epoch, b.status.epoch, 'a refused acquire changes nothing')
+    }))
+
   it('epochs strictly increase over many acquisitions', () =>
     seeded(async (cp) => {
       await volume(cp, 'v')

@@ -11,13 +11,14 @@ import {
   EpochFencedError,
   FailedPreconditionError,
   READERS_MAX,
+  type Attachment,
   type Snapshot,
   type Volume,
   type VolumeHead,
   type VolumeSpec,
   type VolumeStatusPatch,
 } from './types.js'
-import { validateInteger, validateName, validateVolumeSize } from './validate.js'
+import { validateAccess, validateInteger, validateName, validateVolumeSize } from './validate.js'
 
 /** What a new object needs from its store: an identity and a time. */
 export interface Birth {
@@ -123,15 +124,22 @@ export function withHead(volume: Volume, epoch: unknown, head: VolumeHead): Volu
   return { ...volume, status: { ...volume.status, head } }
 }
 
-/** Grants `nodeId` the epoch after `expectedEpoch`, fencing every earlier holder. */
-export function withAcquiredEpoch(volume: Volume, nodeIdRaw: unknown, expectedEpochRaw: unknown, nowIso: string): Volume {
+/**
+ * Grants `nodeId` the epoch after `expectedEpoch`, fencing every earlier holder. The engine a CSI publish
+ * started re-acquires without an access of its own; the same node keeps the access its publish recorded.
+ */
+export function withAcquiredEpoch(volume: Volume, nodeIdRaw: unknown, expectedEpochRaw: unknown, nowIso: string, accessRaw?: unknown): Volume {
   const nodeId = validateName('nodeId', nodeIdRaw)
   const expectedEpoch = validateInteger('expectedEpoch', expectedEpochRaw, 0)
+  const given = accessRaw === undefined ? undefined : validateAccess(accessRaw)
   if (volume.status.epoch !== expectedEpoch) {
     throw new ConflictError(`volume ${volume.name} is at epoch ${volume.status.epoch}, not ${expectedEpoch}`)
   }
   const epoch = expectedEpoch + 1
-  return { ...volume, status: { ...volume.status, epoch, attachment: { nodeId, epoch, since: nowIso } } }
+  const held = volume.status.attachment
+  const access = given ?? (held?.nodeId === nodeId ? held.access : undefined)
+  const attachment: Attachment = { nodeId, epoch, since: nowIso, ...(access === undefined ? {} : { access }) }
+  return { ...volume, status: { ...volume.status, epoch, attachment } }
 }
 
 /** Clears the attachment if (`nodeId`, `epoch`) holds it; undefined when there is nothing to change. */

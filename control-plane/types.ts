@@ -113,6 +113,15 @@ export interface Attachment {
   epoch: number
   /** RFC 3339 time the epoch was granted. */
   since: string
+  /** How the CSI publish that took this attachment asked for the volume; absent when unknown (an engine attached on its own). */
+  access?: AttachmentAccess
+}
+
+/** The capability a writer was published with, so a repeat publish with another one is told apart (CSI ALREADY_EXISTS). */
+export interface AttachmentAccess {
+  /** CSI access mode name, for example `SINGLE_NODE_WRITER`. */
+  mode: string
+  readOnly: boolean
 }
 
 export type VolumeHealth = 'unknown' | 'healthy' | 'degraded' | 'failed'
@@ -288,8 +297,9 @@ export interface ControlPlane extends Startable {
   /**
    * If the volume's epoch is `expectedEpoch`, grants `nodeId` a strictly larger epoch and records it as the
    * attachment (taking over from any previous holder), else ConflictError. Of concurrent callers, exactly one wins.
+   * `access` is recorded with it; without one, a re-acquire by the same node keeps the access it had.
    */
-  acquireEpoch(volume: string, nodeId: string, expectedEpoch: number): Promise<Volume>
+  acquireEpoch(volume: string, nodeId: string, expectedEpoch: number, access?: AttachmentAccess): Promise<Volume>
   /** Clears the attachment if it is (`nodeId`, `epoch`); otherwise (released, or taken over) changes nothing. The epoch stays. */
   releaseAttachment(volume: string, nodeId: string, epoch: number): Promise<Volume>
   /**

@@ -11,6 +11,7 @@ import { validateClusterMap as validateCoreClusterMap } from '../core/cluster-ma
 import {
   LIST_LIMIT_DEFAULT,
   LIST_LIMIT_MAX,
+  type AttachmentAccess,
   type BlockStoreInput,
   type BlockStoreSpec,
   type ClusterMap,
@@ -240,4 +241,13 @@ export function validateClusterMap(value: unknown): ClusterMap {
 /** The page size to use; absent means the default. */
 export function resolveLimit(limit: unknown): number {
   return limit === undefined ? LIST_LIMIT_DEFAULT : validateInteger('limit', limit, 1, LIST_LIMIT_MAX)
+}
+
+/** @throws InvalidArgumentError unless `{mode: non-empty name, readOnly: boolean}` */
+export function validateAccess(raw: unknown): AttachmentAccess {
+  if (typeof raw !== 'object' || raw === null) throw new InvalidArgumentError('access: must be {mode, readOnly}')
+  const { mode, readOnly } = raw as Record<string, unknown>
+  if (typeof mode !== 'string' || !/^[A-Z][A-Z_]{0,63}$/.test(mode)) throw new InvalidArgumentError('access.mode: must be an access mode name such as SINGLE_NODE_WRITER')
+  if (typeof readOnly !== 'boolean') throw new InvalidArgumentError('access.readOnly: must be a boolean')
+  return { mode, readOnly }
 }

@@ -255,6 +255,14 @@ export function csiConformance(name: string, factory: () => Promise<CsiConforman
       await rejectsWith(d.controller('ControllerPublishVolume', { ...ro, node_id: 'r1' }), Status.FAILED_PRECONDITION)
       await rejectsWith(d.controller('ControllerPublishVolume', { ...ro, node_id: 'w1' }), Status.ALREADY_EXISTS)
       assert.deepEqual((await h.cp.getVolume(id)).status.readers, [])
+      // The writer's node again: the same capability is the same publish; another one, or another readonly flag, is ALREADY_EXISTS.
+      const again = await d.controller('ControllerPublishVolume', { volume_id: id, node_id: 'w1', volume_capability: MOUNT_SNW })
+      assert.equal((await h.cp.getVolume(id)).status.attachment?.epoch, Number((again.publish_context as Record<string, string>)['cairn.dev/epoch']))
+      await rejectsWith(d.controller('ControllerPublishVolume', { volume_id: id, node_id: 'w1', volume_capability: MOUNT_SNW, readonly: true }), Status.ALREADY_EXISTS)
+      await rejectsWith(
+        d.controller('ControllerPublishVolume', { volume_id: id, node_id: 'w1', volume_capability: mountCap('SINGLE_NODE_MULTI_WRITER') }),
+        Status.ALREADY_EXISTS,
+      )
       await d.controller('ControllerUnpublishVolume', { volume_id: id, node_id: 'w1' })
       await d.controller('DeleteVolume', { volume_id: id })
       await rejectsWith(d.controller('ControllerGetVolume', { volume_id: id }), Status.NOT_FOUND)

@@ -6,7 +6,7 @@
  */
 import { InvalidArgumentError } from '../core/errors.js'
 import type { Logger } from '../core/logger.js'
-import { LIST_LIMIT_MAX, NotFoundError, type ClusterMap, type ControlPlane, type Snapshot, type Volume } from '../control-plane/types.js'
+import { LIST_LIMIT_MAX, NotFoundError, type AttachmentAccess, type ClusterMap, type ControlPlane, type Snapshot, type Volume } from '../control-plane/types.js'
 import { VOLUME_SIZE_ALIGNMENT_BYTES, VOLUME_SIZE_MAX_BYTES } from '../control-plane/validate.js'
 import type { VolumeEngines } from './engines.js'
 import {
@@ -114,7 +114,7 @@ export class CsiControllerService implements T.ControllerService {
       if (problem !== undefined) throw new InvalidArgumentError(`volume_capability: ${problem}`)
       if (this.components.nodes !== undefined && !(await this.components.nodes(nodeId))) throw new CsiNotFoundError(`node ${nodeId} not found`)
       if (cap.accessMode === 'MULTI_NODE_READER_ONLY') return this.publishReader(volume, nodeId, req)
-      return this.publishWriter(volume, nodeId, cap.accessMode)
+      return this.publishWriter(volume, nodeId, { mode: cap.accessMode, readOnly: req.readonly === true })
     })
   }
 
@@ -336,11 +336,18 @@ export class CsiControllerService implements T.ControllerService {
     return { publishContext: { [PUBLISH_CONTEXT.readOnly]: 'true' } }
   }
 
-  private async publishWriter(volume: Volume, nodeId: string, mode: T.AccessMode): Promise<{ publishContext: Record<string, string> }> {
+  private async publishWriter(volume: Volume, nodeId: string, access: AttachmentAccess): Promise<{ publishContext: Record<string, string> }> {
     const held = volume.status.attachment
     const readers = volume.status.readers
+    const mode = access.mode as T.AccessMode
     if (readers.includes(nodeId)) {
       throw new CsiAlreadyExistsError(`volume ${volume.name} is already published read-only on node ${nodeId}, not for ${mode}`)
+    }
+    // The same node again with another capability (spec: ALREADY_EXISTS). An attachment taken by an engine on its own records no access.
+    if (held !== null && held.nodeId === nodeId && held.access !== undefined && (held.access.mode !== access.mode || held.access.readOnly !== access.readOnly)) {
+      throw new CsiAlreadyExistsError(
+        `volume ${volume.name} is already published on node ${nodeId} as ${held.access.mode}${held.access.readOnly ? ' read-only' : ''}, not ${mode}${access.readOnly ? ' read-only' : ''}`,
+      )
     }
     // A writer would change the head under the readers' feet (spec: FAILED_PRECONDITION, published elsewhere).
     if (readers.length > 0) throw new CsiFailedPreconditionError(`volume ${volume.name} is published read-only on ${readers.join(', ')}; unpublish it there first`)
@@ -349,7 +356,7 @@ export class CsiControllerService implements T.ControllerService {
       throw new CsiFailedPreconditionError(`volume ${volume.name} is published on node ${held.nodeId}; unpublish it there first`)
     }
     if (held === null || held.nodeId !== nodeId) {
-      attached = await this.cp.acquireEpoch(volume.name, nodeId, volume.status.epoch)
+      attached = await this.cp.acquireEpoch(volume.name, nodeId, volume.status.epoch, access)
       this.components.logger.info({ volumeId: volume.name, nodeId, epoch: attached.status.epoch }, 'volume published')
     }
     const epoch = attached.status.attachment?.epoch ?? attached.status.epoch

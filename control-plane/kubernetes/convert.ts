@@ -40,6 +40,7 @@ import {
   resolveBlockStore,
   resolveStoragePolicy,
   resolveVolume,
+  validateAccess,
   validateHead,
   validateInteger,
   validateName,
@@ -291,7 +292,12 @@ function attachmentFromCr(value: unknown, epoch: number): VolumeStatus['attachme
   const held = validateInteger('status.attachment.epoch', a.epoch, 1)
   if (held !== epoch) fail('status.attachment.epoch', `is ${held}, but the volume's epoch is ${epoch}`)
   if (typeof a.since !== 'string' || Number.isNaN(Date.parse(a.since))) fail('status.attachment.since', 'must be a time')
-  return { nodeId, epoch: held, since: a.since }
+  if (a.access === undefined) return { nodeId, epoch: held, since: a.since }
+  try {
+    return { nodeId, epoch: held, since: a.since, access: validateAccess(a.access) }
+  } catch (err) {
+    return fail('status.attachment.access', (err as Error).message)
+  }
 }
 
 /** `cr` with its status replaced by `status`, keeping the fields Cairn does not own (conditions, …). */
@@ -309,7 +315,8 @@ export function withVolumeStatus(cr: CustomResource, status: VolumeStatus): Cust
   }
   delete next.attachment
   if (status.attachment !== null) {
-    next.attachment = { node: status.attachment.nodeId, epoch: status.attachment.epoch, since: status.attachment.since }
+    const { nodeId, epoch, since, access } = status.attachment
+    next.attachment = { node: nodeId, epoch, since, ...(access === undefined ? {} : { access: { mode: access.mode, readOnly: access.readOnly } }) }
   }
   return { ...cr, status: next }
 }

@@ -33,6 +33,7 @@ import {
   type StoragePolicy,
   type StoragePolicyInput,
   type Volume,
+  type AttachmentAccess,
   type VolumeHead,
   type VolumeInput,
   type VolumeSpec,
@@ -256,8 +257,8 @@ export class KubernetesControlPlane implements ControlPlane {
     })
   }
 
-  async acquireEpoch(volume: string, nodeId: string, expectedEpoch: number): Promise<Volume> {
-    const updated = await this.updateVolume(volume, (v) => t.withAcquiredEpoch(v, nodeId, expectedEpoch, new Date().toISOString()))
+  async acquireEpoch(volume: string, nodeId: string, expectedEpoch: number, access?: AttachmentAccess): Promise<Volume> {
+    const updated = await this.updateVolume(volume, (v) => t.withAcquiredEpoch(v, nodeId, expectedEpoch, new Date().toISOString(), access))
     this.deps.logger.info({ volume, nodeId, epoch: updated.status.epoch, uid: updated.uid }, 'epoch granted')
     return updated
   }

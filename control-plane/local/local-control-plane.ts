@@ -31,6 +31,7 @@ import {
   type StoragePolicy,
   type StoragePolicyInput,
   type Volume,
+  type AttachmentAccess,
   type VolumeHead,
   type VolumeInput,
   type VolumeStatusPatch,
@@ -236,8 +237,8 @@ export class LocalControlPlane implements ControlPlane {
     })
   }
 
-  async acquireEpoch(volume: string, nodeId: string, expectedEpoch: number): Promise<Volume> {
-    const updated = await this.updateVolume(volume, (v) => t.withAcquiredEpoch(v, nodeId, expectedEpoch, this.nowIso()))
+  async acquireEpoch(volume: string, nodeId: string, expectedEpoch: number, access?: AttachmentAccess): Promise<Volume> {
+    const updated = await this.updateVolume(volume, (v) => t.withAcquiredEpoch(v, nodeId, expectedEpoch, this.nowIso(), access))
     const attachment = updated.status.attachment
     this.deps.logger.info({ volume, nodeId, epoch: attachment?.epoch }, 'epoch granted')
     return updated
