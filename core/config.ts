@@ -107,6 +107,11 @@ export const engineConfigSchema = z.object({
   /** `lazy`: attach a volume on its first NBD connection; `eager`: attach every volume at start. */
   attach: z.enum(['lazy', 'eager']).default('lazy'),
   /**
+   * Serve volumes read-only at their control-plane head: no epoch taken, nothing written,
+   * refused while a writer holds the volume (engine/volume/read-only-volume.ts). @default false
+   */
+  readOnly: z.boolean().default(false),
+  /**
    * Every export advertises at least this size, so a client that reads the size once
    * (nbdfuse) sees the volume grow online; I/O past the volume's real size is refused
    * (engine/nbd/growable.ts). Multiple of 4096, at most 2^52. @default the volume's size

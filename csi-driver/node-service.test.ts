@@ -18,6 +18,7 @@ import { findEnginePids } from './attach/engine-process.js'
 import { readMounts } from './mounts/mountinfo.js'
 import { createNodeService, type CairnNodeService } from './node-service.js'
 import { NodeStateStore } from './state.js'
+import { createLocalControlPlane } from '../control-plane/local/local-control-plane.js'
 import type { VolumeCapability } from './types.js'
 
 const mountCap = (fsType = 'ext4', mountFlags: string[] = []): VolumeCapability => ({
@@ -315,6 +316,55 @@ describe('CSI node service over nbdfuse + loop against cairn dev', { concurrency
     const info = await service.nodeGetInfo()
     assert.equal(info.accessibleTopology?.segments['topology.cairn.dev/node'], 'node-v')
     assert.deepEqual(await service.nodeGetCapabilities(), ['STAGE_UNSTAGE_VOLUME', 'GET_VOLUME_STATS', 'EXPAND_VOLUME', 'VOLUME_CONDITION', 'SINGLE_NODE_MULTI_WRITER'])
+  })
+
+  test('a snapshot-sourced volume published read-only is staged by two node plugins at once, both read the tree, and no epoch is taken', async () => {
+    await createVolume('rosrc', '64MiB')
+    const writer = nodeService('node-w')
+    await writer.start()
+    const src = await stagePublish(writer, 'rosrc', mountCap('ext4'))
+    const tree: Tree = { 'shared.txt': Buffer.from('read by many\n'), 'd/blob.bin': patterned(MiB + 17, 7) }
+    await writeTree(src.target, tree)
+    // A clean unstage flushes the writer's engine into the head before it releases the volume.
+    await unpublishUnstage(writer, 'rosrc', src.staging, src.target)
+    assert.equal((await dev.cli(['snapshot', 'create', 'ro-snap', '--volume', 'rosrc'])).code, 0)
+    await createVolume('ro', '', ['--from-snapshot', 'ro-snap'])
+    const cp = createLocalControlPlane({ path: join(dev.dataDir, 'control-plane.sqlite') }, { logger: silentLogger() })
+    await cp.start()
+    try {
+      const before = (await cp.getVolume('ro')).status
+      const readerCap: VolumeCapability = { ...mountCap('ext4'), accessMode: 'MULTI_NODE_READER_ONLY' }
+      const roContext = { ...common, publishContext: { 'cairn.dev/read-only': 'true' } }
+      const one = nodeService('node-r1')
+      const two = nodeService('node-r2')
+      await Promise.all([one.start(), two.start()])
+      // The read-only context with a writable capability is a contradiction: refused before anything is staged.
+      await assert.rejects(one.nodeStageVolume({ ...roContext, volumeId: 'ro', stagingTargetPath: join(work, 'staging', 'ro-bad'), volumeCapability: mountCap('ext4') }), { name: 'InvalidArgumentError' })
+      const readers: Array<{ service: CairnNodeService; staging: string; target: string }> = []
+      for (const service of [one, two]) {
+        const staging = join(work, 'staging', `ro-${services.indexOf(service)}`)
+        const target = join(work, 'pods', `ro-${services.indexOf(service)}`, 'mnt')
+        staged.push({ service, volumeId: 'ro', stagingTargetPath: staging, targets: [target] })
+        await service.nodeStageVolume({ ...roContext, volumeId: 'ro', stagingTargetPath: staging, volumeCapability: readerCap })
+        await service.nodePublishVolume({ ...roContext, volumeId: 'ro', stagingTargetPath: staging, targetPath: target, volumeCapability: readerCap, readonly: true })
+        readers.push({ service, staging, target })
+      }
+      // Both are staged and serving at the same time: neither fenced the other.
+      for (const r of readers) {
+        assertTree(await readTree(r.target), tree)
+        await assert.rejects(writeFile(join(r.target, 'nope.txt'), 'x'), { code: 'EROFS' })
+        const stats = await r.service.nodeGetVolumeStats({ volumeId: 'ro', volumePath: r.target, stagingTargetPath: r.staging })
+        assert.equal(stats.volumeCondition?.abnormal, false, stats.volumeCondition?.message)
+      }
+      const during = (await cp.getVolume('ro')).status
+      assert.equal(during.epoch, before.epoch, 'no reader took an epoch')
+      assert.equal(during.attachment, null)
+      assert.deepEqual(during.head, before.head, 'no reader wrote a head')
+      for (const r of readers) await unpublishUnstage(r.service, 'ro', r.staging, r.target)
+      assert.equal((await cp.getVolume('ro')).status.epoch, before.epoch)
+    } finally {
+      await cp.stop()
+    }
   })
 
   test('nothing is leaked: no mount, loop device, FUSE mount or engine under the test directory', async () => {

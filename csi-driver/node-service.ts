@@ -15,6 +15,7 @@ import { detectAttachMode, setLoopSizeLimit, type AttachMode } from './attach/bl
 import { CommandFailedError } from './attach/command.js'
 import { engineReady, type EngineLaunchInit } from './attach/engine-process.js'
 import { cleanupVolume, recoverVolumes, stageVolume, type StageStep, type StagerComponents } from './attach/volume-stager.js'
+import { PUBLISH_CONTEXT } from './controller-service.js'
 import { CsiAlreadyExistsError, CsiFailedPreconditionError, CsiNotFoundError } from './errors.js'
 import { KeyedLocks } from './locks.js'
 import { bindMount, blockDeviceSizeBytes, filesystemUsage, FS_TYPES, growFilesystem, mountedAt, unmountAll, type FsType } from './mounts/filesystem.js'
@@ -92,14 +93,15 @@ class NodeServiceImpl implements CairnNodeService {
     requireId(req.volumeId, 'volume_id')
     requirePath(req.stagingTargetPath, 'staging_target_path')
     const { access, readOnly, accessMode } = validateCapability(req.volumeCapability)
+    const engineReadOnly = readOnlyPublish(req.publishContext, readOnly)
     await this.locks.withLocks([req.volumeId], async () => {
       const existing = await this.store.read(req.volumeId)
-      if (existing?.phase === 'staged') return this.checkSameStage(existing, req.stagingTargetPath, { access, readOnly, accessMode })
+      if (existing?.phase === 'staged') return this.checkSameStage(existing, req.stagingTargetPath, { access, readOnly, accessMode, engineReadOnly })
       // A state left half-done (crash, failed cleanup) is undone before staging again.
       if (existing !== undefined) await cleanupVolume(existing, this.stager)
       await this.checkVolumeLimit()
       const attachMode = await this.attachMode()
-      await stageVolume({ volumeId: req.volumeId, stagingPath: req.stagingTargetPath, access, readOnly, accessMode, attachMode }, this.stager)
+      await stageVolume({ volumeId: req.volumeId, stagingPath: req.stagingTargetPath, access, readOnly, accessMode, attachMode, engineReadOnly }, this.stager)
     })
   }
 
@@ -222,10 +224,13 @@ class NodeServiceImpl implements CairnNodeService {
     return state
   }
 
-  private async checkSameStage(state: VolumeState, stagingPath: string, wanted: { access: VolumeAccess; readOnly: boolean; accessMode: string }): Promise<void> {
+  private async checkSameStage(
+    state: VolumeState, stagingPath: string, wanted: { access: VolumeAccess; readOnly: boolean; accessMode: string; engineReadOnly: boolean },
+  ): Promise<void> {
     // State written before access modes were recorded can only be compared on the rest.
     const sameMode = state.accessMode === undefined || state.accessMode === wanted.accessMode
-    const same = state.stagingPath === stagingPath && isDeepStrictEqual(state.access, wanted.access) && state.readOnly === wanted.readOnly && sameMode
+    const sameEngine = (state.engineReadOnly ?? false) === wanted.engineReadOnly
+    const same = state.stagingPath === stagingPath && isDeepStrictEqual(state.access, wanted.access) && state.readOnly === wanted.readOnly && sameMode && sameEngine
     if (!same) throw new CsiAlreadyExistsError(`volume ${state.volumeId} is already staged at ${state.stagingPath} with another capability`)
     if (wanted.access.type === 'mount' && (await mountedAt(stagingPath)) === undefined) {
       throw new CsiFailedPreconditionError(`volume ${state.volumeId} is recorded as staged but ${stagingPath} is not mounted; unstage it first`)
@@ -290,6 +295,20 @@ function checkSamePublish(state: VolumeState, targetPath: string, wanted: Publis
     throw new CsiAlreadyExistsError(`${targetPath} is already published with another capability or readonly flag`)
   }
   if (mountedRo !== wanted.readOnly) throw new CsiAlreadyExistsError(`${targetPath} is already published ${mountedRo ? 'read-only' : 'read-write'}`)
+}
+
+/**
+ * Whether the volume's engine serves it read-only (no epoch): the controller's read-only
+ * publish says so in the publish context. A writable capability with that context is a
+ * contradiction the CO must not send.
+ * @throws InvalidArgumentError for a malformed flag or a writable capability
+ */
+function readOnlyPublish(publishContext: Record<string, string>, capabilityReadOnly: boolean): boolean {
+  const flag = publishContext[PUBLISH_CONTEXT.readOnly]
+  if (flag === undefined || flag === 'false') return false
+  if (flag !== 'true') throw new InvalidArgumentError(`publish_context ${PUBLISH_CONTEXT.readOnly} must be 'true' or 'false', not ${JSON.stringify(flag)}`)
+  if (!capabilityReadOnly) throw new InvalidArgumentError(`publish_context ${PUBLISH_CONTEXT.readOnly} is 'true' but the access mode is writable`)
+  return true
 }
 
 function requireDevice(state: VolumeState): string {

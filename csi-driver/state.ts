@@ -36,6 +36,8 @@ export const volumeStateSchema = z.object({
   /** Target path → what it was published with; absent in state written before publishes were recorded. */
   publishes: z.record(z.string(), publishSchema).optional(),
   attachMode: z.enum(['nbd', 'fuse']),
+  /** The engine serves read-only and holds no epoch (staged from a read-only publish); absent in older state: false. */
+  engineReadOnly: z.boolean().optional(),
   engine: z.object({ pid: z.number().int(), socketPath: z.string(), adminAddress: z.string() }).nullable(),
   device: z.string().nullable(),
 })

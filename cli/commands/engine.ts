@@ -17,7 +17,7 @@ import { EngineRuntime } from '../../engine/host/runtime.js'
 
 export const command: Command = {
   summary:
-    'serve the volumes of a Local control plane over NBD: cairn engine --data-dir DIR [--listen 127.0.0.1:10809] [--socket PATH] [--metrics-listen ADDR] [--node-id ID] [--attach lazy|eager] [--volume NAME] [--export-size-ceiling-bytes N] [--control-plane local|kubernetes] [--kubeconfig FILE] [--cluster-token-file FILE] [--namespace NS]',
+    'serve the volumes of a Local control plane over NBD: cairn engine --data-dir DIR [--listen 127.0.0.1:10809] [--socket PATH] [--metrics-listen ADDR] [--node-id ID] [--attach lazy|eager] [--read-only] [--volume NAME] [--export-size-ceiling-bytes N] [--control-plane local|kubernetes] [--kubeconfig FILE] [--cluster-token-file FILE] [--namespace NS]',
   async run(argv) {
     const config = loadConfig(engineConfigSchema, argv)
     const logger = createLogger('engine', config.logLevel)
@@ -63,7 +63,7 @@ class EngineProcess {
     this.runtime = new EngineRuntime({ blockStore: config.blockStore, nodeId: config.nodeId, clusterToken }, { controlPlane: this.cp, logger, registry: this.registry })
     this.host = new EngineHost(
       { blockStore: config.blockStore, attach: config.attach },
-      { controlPlane: this.cp, attachVolume: this.runtime.attachVolume, logger, registry: this.registry },
+      { controlPlane: this.cp, attachVolume: config.readOnly ? this.runtime.attachReadOnly : this.runtime.attachVolume, logger, registry: this.registry },
     )
     const listen: NbdListenAddress[] = [parseHostPort(config.listen)]
     if (config.socket !== undefined) listen.push({ path: config.socket })

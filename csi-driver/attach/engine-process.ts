@@ -1,6 +1,7 @@
 /**
  * The volume's engine on this node: a detached `cairn engine` child per staged volume,
- * serving only that volume (lazy attach: the first NBD connection takes the epoch)
+ * serving only that volume (lazy attach: the first NBD connection takes the epoch, or,
+ * for a read-only publish, `--read-only`: it serves the head and takes no epoch)
  * on a Unix socket under the plugin's state dir. Detached, so a restarted node plugin
  * finds it still serving and the filesystem above it never notices.
  */
@@ -58,6 +59,8 @@ export const DEFAULT_EXPORT_SIZE_CEILING_BYTES = 2 ** 50
 export interface EngineStartOptions {
   /** Pass `--export-size-ceiling-bytes` (engine/nbd/growable.ts). @default none */
   exportSizeCeilingBytes?: number
+  /** Pass `--read-only`: serve the volume's head without taking its epoch (read-only publishes). @default false */
+  readOnly?: boolean
 }
 
 export interface RunningEngine {
@@ -88,6 +91,7 @@ export async function startEngine(init: EngineLaunchInit, volumeId: string, volu
     '--control-plane', init.controlPlane ?? 'local',
     ...(init.kubeconfig === undefined ? [] : ['--kubeconfig', init.kubeconfig]),
     ...(options.exportSizeCeilingBytes === undefined ? [] : ['--export-size-ceiling-bytes', String(options.exportSizeCeilingBytes)]),
+    ...(options.readOnly === true ? ['--read-only'] : []),
   ]
   const log = await open(join(volumeDir, 'engine.log'), 'a')
   try {

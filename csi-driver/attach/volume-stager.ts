@@ -32,6 +32,8 @@ export interface StageRequest {
   /** Recorded so a later NodeStage with another access mode is ALREADY_EXISTS, also after a plugin restart. */
   accessMode: string
   attachMode: AttachMode
+  /** The engine serves the volume read-only and takes no epoch (a read-only publish: several nodes at once). @default false */
+  engineReadOnly?: boolean
 }
 
 /** Runs the whole pipeline; on failure undoes what it did and rethrows. */
@@ -42,7 +44,7 @@ export async function stageVolume(req: StageRequest, c: StagerComponents): Promi
     const volumeDir = c.store.volumeDir(req.volumeId)
     // nbdfuse fixes its file's size at connect: the export advertises a ceiling and the loop device is limited to the volume.
     const growable = req.attachMode === 'fuse'
-    const engine = await ensureEngine(c, req.volumeId, volumeDir, growable)
+    const engine = await ensureEngine(c, req.volumeId, volumeDir, growable, req.engineReadOnly === true)
     state = { ...state, engine }
     await c.store.write(state)
     await c.onStep?.(req.volumeId, 'engine-started')
@@ -74,10 +76,12 @@ async function mountFilesystem(req: StageRequest, device: string, fsType: FsType
 }
 
 /** A fresh engine: one left on the socket by an earlier, interrupted run is stopped first (it flushes on SIGTERM). */
-async function ensureEngine(c: StagerComponents, volumeId: string, volumeDir: string, growable: boolean): Promise<NonNullable<VolumeState['engine']>> {
+async function ensureEngine(
+  c: StagerComponents, volumeId: string, volumeDir: string, growable: boolean, readOnly: boolean,
+): Promise<NonNullable<VolumeState['engine']>> {
   await stopEngine(join(volumeDir, 'engine.sock'), c.engine.stopTimeoutMs)
   const exportSizeCeilingBytes = growable ? (c.engine.exportSizeCeilingBytes ?? DEFAULT_EXPORT_SIZE_CEILING_BYTES) : undefined
-  return startEngine(c.engine, volumeId, volumeDir, { exportSizeCeilingBytes })
+  return startEngine(c.engine, volumeId, volumeDir, { exportSizeCeilingBytes, readOnly })
 }
 
 /** The volume's size as its engine holds it (the export may advertise more). */

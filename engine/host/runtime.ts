@@ -15,6 +15,7 @@ import { MerkleManifest } from '../chunks/manifest.js'
 import { ReplicatedJournal, type JournalMember } from '../journal/replicated-journal.js'
 import { JournalClient } from '../../storage-node/journal/journal-client.js'
 import { attachVolume, type JournalFactoryInit, type VolumeEngine, type VolumeEngineOptions } from '../volume/index.js'
+import { attachReadOnly, ReadOnlyVolumeError, type ReadOnlyVolume } from '../volume/read-only-volume.js'
 import { ControlPlaneMaps, EmptyClusterMapError } from './cluster-maps.js'
 import type { HostedVolume, VolumeAttacher } from './types.js'
 
@@ -91,6 +92,20 @@ export class EngineRuntime implements Startable {
     return hosted(engine)
   }
 
+  /**
+   * The attacher of a read-only engine (`cairn engine --read-only`): serves the volume's
+   * head, takes no epoch and so fences nobody; refused while a writer holds the volume.
+   */
+  readonly attachReadOnly: VolumeAttacher = async (volumeName) => {
+    const volume = await this.components.controlPlane.getVolume(volumeName)
+    const stores = await this.storesFor(volume.storagePolicy)
+    const ro = await attachReadOnly(
+      { volumeName, lookupCacheEntries: this.init.volume?.lookupCacheEntries },
+      { controlPlane: this.components.controlPlane, chunkStore: stores.chunks, manifest: stores.manifest, logger: this.components.logger },
+    )
+    return hostedReadOnly(ro)
+  }
+
   private storesFor(policyName: string): Promise<PolicyStores> {
     let stores = this.stores.get(policyName)
     if (stores === undefined) {
@@ -151,6 +166,20 @@ export class EngineRuntime implements Startable {
       // Not fatal: this engine keeps serving; the next attach starts from the recorded set and replaces unreachable members again.
       logger.warn({ volume: volumeName, err }, 'recording new journal replicas failed')
     }
+  }
+}
+
+/** The host's view of a read-only volume: nothing to checkpoint (it writes nothing), no growing, nothing to release. */
+function hostedReadOnly(volume: ReadOnlyVolume): HostedVolume {
+  return {
+    name: volume.volumeName,
+    backend: volume,
+    checkpoint: async () => undefined,
+    resize: async () => {
+      throw new ReadOnlyVolumeError(`volume ${volume.volumeName} is served read-only here; grow it where it is attached for writing`)
+    },
+    status: () => volume.status(),
+    detach: () => volume.close(),
   }
 }
 

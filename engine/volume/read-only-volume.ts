@@ -44,7 +44,7 @@ export class ReadOnlyVolumeClosedError extends CairnError {
 
 export interface ReadOnlyAttachInit {
   volumeName: string
-  /** Cached chunk index → CID lookups of the head's manifest. @default 65536 */
+  /** Cached chunk index → CID lookups of the head's manifest. @default 32768 (the writer engine's default) */
   lookupCacheEntries?: number
 }
 
@@ -85,7 +85,7 @@ export async function attachReadOnly(init: ReadOnlyAttachInit, components: ReadO
     },
     {
       dirty: new DirtyMap(policy.chunkSizeBytes),
-      lookups: new LookupCache(components.manifest, root, init.lookupCacheEntries ?? 65536),
+      lookups: new LookupCache(components.manifest, root, init.lookupCacheEntries ?? 32768),
       chunkStore: components.chunkStore,
       manifest: components.manifest,
       chunkSizeBytes: policy.chunkSizeBytes,
