@@ -7,7 +7,9 @@
  * dropped from the map; every remaining member then runs one repair pass at
  * once, unpaced, with the core worker pool for decode and encode. Peers are
  * in-process (no network): the number is the repair logic, the store and the
- * codec, not the mesh.
+ * codec, not the mesh. The mesh rows measure what the rebuild asks of it:
+ * gets of many shards per call (what repair makes) next to one shard per call
+ * (what it made before), between two libp2p nodes in this process.
  */
 import { execFile } from 'node:child_process'
 import { open, rm } from 'node:fs/promises'
@@ -15,6 +17,9 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { silentLogger } from '../core/logger.js'
 import { CodecPool } from '../core/workers/pool.js'
+import { encodeShard, type ShardAddress } from '../core/shard.js'
+import { createCodecJobRunner } from '../core/workers/codec-jobs.js'
+import { startTestMeshCluster, stopTestMeshNodes, type TestMeshNode } from '../storage-node/mesh/test-cluster.js'
 import { Repairer, type RepairPassReport } from '../storage-node/repair/repairer.js'
 import { createTestCluster, seededChunks, writeChunks } from '../storage-node/repair/test-support.js'
 import type { SegmentShardStore } from '../storage-node/segment-store.js'
@@ -37,6 +42,49 @@ export const repairSuite: BenchSuite = async function* (options: BenchOptions): 
   yield { name: 'repair.rebuild.per-cpu-second', value: 1000 / rebuild.cpuSecondsPerGB, unit: 'MB/s', settings: { ...settings, measures: 'rebuilt shard bytes per CPU second of this process' } }
   yield { name: 'repair.disk.sequential-read', value: disk, unit: 'MB/s', settings: { tool: 'dd bs=1M iflag=direct', sameDirAs: 'the stores' } }
   yield { name: 'repair.rebuild-vs-disk-read', value: rebuild.mbPerSecond / disk, unit: 'ratio', settings: { ...settings, pairing: 'same run' } }
+  const shards = Math.max(32, Math.round(256 * options.scale))
+  for (const perCall of [64, 1]) {
+    const mesh = await meshGets(shards, perCall)
+    const meshSettings = { shardBytes: CHUNK_BYTES / K, shards, shardsPerCall: perCall, callsInFlight: MESH_CALLS_IN_FLIGHT, nodes: '2 libp2p nodes in this process (TCP, Noise, yamux)', machine: 'shared 2 cores, loaded' }
+    yield { name: `repair.mesh.get-${perCall}.throughput`, value: mesh.mbPerSecond, unit: 'MB/s', settings: meshSettings }
+    yield { name: `repair.mesh.get-${perCall}.cpu`, value: mesh.cpuSecondsPerGB, unit: 'CPU s/GB', settings: { ...meshSettings, measures: 'CPU time of both ends per GB of shards received' } }
+  }
+}
+
+const MESH_CALLS_IN_FLIGHT = 8
+
+/** Gets `shards` shards of one 4+2 slot from a peer over the mesh, `perCall` per call, twice over (the first call warms the connection). */
+async function meshGets(shardCount: number, perCall: number): Promise<{ mbPerSecond: number; cpuSecondsPerGB: number }> {
+  const nodes: TestMeshNode[] = await startTestMeshCluster(['a', 'b'])
+  try {
+    const [a, b] = nodes as [TestMeshNode, TestMeshNode]
+    const runner = await createCodecJobRunner('wasm-simd')
+    const encoded = runner.run({ kind: 'encode', dataShards: K, parityShards: M, chunks: seededChunks(shardCount, CHUNK_BYTES, 5) })
+    const shards = encoded.map((e) => encodeShard({ chunkCid: e.cid, k: K, m: M, index: 0, chunkLengthBytes: CHUNK_BYTES, payload: e.shards[0] as Uint8Array }))
+    await b.store.putShards(shards)
+    const addresses: ShardAddress[] = shards.map((s) => ({ chunkCid: s.header.chunkCid, index: 0 }))
+    await a.mesh.get('b', addresses.slice(0, 1))
+    const calls: ShardAddress[][] = []
+    for (let round = 0; round < 2; round++) for (let i = 0; i < addresses.length; i += perCall) calls.push(addresses.slice(i, i + perCall))
+    const cpuBefore = process.cpuUsage()
+    const started = process.hrtime.bigint()
+    let bytes = 0
+    let next = 0
+    const caller = async (): Promise<void> => {
+      while (next < calls.length) {
+        for (const r of await a.mesh.get('b', calls[next++] as ShardAddress[])) {
+          if (!r.ok) throw r.error
+          bytes += r.shard.bytes.byteLength
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: MESH_CALLS_IN_FLIGHT }, caller))
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9
+    const cpu = process.cpuUsage(cpuBefore)
+    return { mbPerSecond: bytes / 1e6 / seconds, cpuSecondsPerGB: (cpu.user + cpu.system) / 1e6 / (bytes / 1e9) }
+  } finally {
+    await stopTestMeshNodes(nodes)
+  }
 }
 
 async function rebuildLostMember(workDir: string, chunkCount: number): Promise<{ mbPerSecond: number; cpuSecondsPerGB: number; shards: number; moved: number }> {
