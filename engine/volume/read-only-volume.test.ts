@@ -1,6 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { silentLogger } from '../../core/logger.js'
+import { runOk, startTestServer } from '../nbd/testing.js'
 import { toNbdErrno } from '../nbd/errors.js'
 import { NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES, NBD_EPERM } from '../nbd/protocol.js'
 import { attachReadOnly } from './read-only-volume.js'
@@ -9,6 +10,8 @@ import { prng } from './testing/random.js'
 
 const CHUNK = 65536
 const fill = (n: number, v: number): Buffer => Buffer.alloc(n, v)
+/** nbdsh needs Debian's python3 (it has the nbd module), which a pyenv on PATH can hide. */
+const nbdshEnv = { ...process.env, PATH: `/usr/bin:${process.env.PATH ?? ''}` }
 
 function openReadOnly(h: EngineHarness, volumeName: string) {
   return attachReadOnly({ volumeName }, { controlPlane: h.cp, chunkStore: h.chunks, manifest: h.manifest, logger: silentLogger() })
@@ -116,6 +119,37 @@ test('a volume restored from a snapshot is served read-only by many readers, nev
     assert.equal(v.status.epoch, 0)
     assert.equal(v.status.attachment, null)
     await assert.rejects(openReadOnly(h, 'missing'), { name: 'NotFoundError' })
+  } finally {
+    await h.cleanup()
+  }
+})
+
+test('over NBD the export is advertised read-only, reads the head and a write gets EPERM on the wire', async () => {
+  const h = await createEngineHarness()
+  try {
+    await writtenVolume(h, 'vol')
+    const ro = await openReadOnly(h, 'vol')
+    const server = await startTestServer({ vol: ro })
+    try {
+      // Strict mode off, so libnbd sends the write and the answer is the server's, not the client library's.
+      const script = [
+        'h.set_strict_mode(0)',
+        `h.connect_uri(${JSON.stringify(server.uri('vol'))})`,
+        'print("ro", h.is_read_only())',
+        'print("size", h.get_size())',
+        'print("first", h.pread(4, 0).hex())',
+        'try:\n    h.pwrite(b"x" * 512, 0)\n    print("write ok")\nexcept nbd.Error as e:\n    print("write errno", e.errno)',
+        'print("after", h.pread(4, 0).hex())',
+      ].join('\n')
+      const out = await runOk('nbdsh', ['-c', script], 60_000, nbdshEnv)
+      assert.match(out, /^ro True$/m)
+      assert.match(out, new RegExp(`^size ${16 * CHUNK}$`, 'm'))
+      assert.match(out, /^first 01010101$/m)
+      assert.match(out, /^write errno EPERM$/m)
+      assert.match(out, /^after 01010101$/m)
+    } finally {
+      await server.stop()
+    }
   } finally {
     await h.cleanup()
   }
