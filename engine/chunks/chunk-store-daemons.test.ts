@@ -5,69 +5,20 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { createInterface } from 'node:readline'
 import type { CID } from 'multiformats/cid'
 import { Registry } from 'prom-client'
-import type { ClusterMap } from '../../core/cluster-map.js'
 import { CodecPool } from '../../core/workers/pool.js'
 import { fillSeeded } from '../../storage-node/fixtures.js'
 import { ErasureChunkStore } from './chunk-store.js'
-
-const MAIN = fileURLToPath(new URL('../../cli/main.js', import.meta.url))
-
-interface Daemon {
-  child: ChildProcess
-  grpcAddress: string
-  exited: Promise<unknown>
-}
-
-/** Starts a daemon and resolves once it logs that it serves (bounded wait). */
-async function startDaemon(dataDir: string): Promise<Daemon> {
-  const args = [MAIN, 'storage-node', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--compaction-interval-ms', '0']
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] })
-  const exited = new Promise((resolve) => child.once('exit', resolve))
-  const stderr: string[] = []
-  let timer: NodeJS.Timeout | undefined
-  try {
-    const grpcAddress = await new Promise<string>((resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`daemon did not serve within 30 s:\n${stderr.join('\n')}`)), 30_000)
-      createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (line) => {
-        stderr.push(line)
-        try {
-          const entry = JSON.parse(line) as { msg?: string; grpcAddress?: string }
-          if (entry.msg === 'storage node serving') resolve(entry.grpcAddress as string)
-        } catch {
-          // not a log line
-        }
-      })
-      void exited.then(() => reject(new Error(`daemon exited before serving:\n${stderr.join('\n')}`)))
-    })
-    return { child, grpcAddress, exited }
-  } catch (err) {
-    child.kill('SIGKILL')
-    throw err
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-async function kill(d: Daemon): Promise<void> {
-  d.child.kill('SIGKILL')
-  await d.exited
-}
+import { daemonMap, killDaemon as kill, startDaemon, type Daemon } from './test-daemons.js'
 
 test('SIGKILLed storage daemons: m lost still read and write, m+1 lost fail with typed errors', async () => {
   const root = await mkdtemp(join(tmpdir(), 'cairn-chunks-daemons-'))
   const daemons = await Promise.all(Array.from({ length: 6 }, (_, i) => startDaemon(join(root, `n${i}`))))
-  const map: ClusterMap = {
-    epoch: 1,
-    members: daemons.map((d, i) => ({ id: `node-${i}`, address: d.grpcAddress, peerId: `peer-${i}`, failureDomain: `zone-${i}`, weight: 1, state: 'active' })),
-  }
+  const map = daemonMap(daemons)
   const pool = new CodecPool({ workers: 1 })
   await pool.start()
   const registry = new Registry()

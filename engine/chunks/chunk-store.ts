@@ -45,16 +45,17 @@ export interface ChunkPolicy {
 
 /**
  * Memory bounds of a chunk store; engine/host/memory-budget.ts adds them up. The put
- * bound is 32 MiB since the flusher keeps 4 batches of 4 MiB in flight, and every put
- * byte costs about 1 + (k+m)/k bytes while encoded (ADR 0010, 2026-11-22).
+ * bound is 8 MiB: the flusher keeps 4 batches of 2 MiB in flight, and every put byte
+ * costs up to 1 + 4(k+m)/k bytes (packed, shards, framed shards, the serialized batch and
+ * gRPC's length-prefixed copy of it) while in flight (ADR 0010, 2026-11-23).
  */
-export const CHUNK_STORE_MEMORY_DEFAULTS = { cacheMaxBytes: 64 * 1024 * 1024, inFlightPutBytesMax: 32 * 1024 * 1024 } as const
+export const CHUNK_STORE_MEMORY_DEFAULTS = { cacheMaxBytes: 24 * 1024 * 1024, inFlightPutBytesMax: 8 * 1024 * 1024 } as const
 
 export interface ChunkStoreInit {
   policy: ChunkPolicy
-  /** Bytes of verified chunks kept for reads. @default 67108864 (64 MiB) */
+  /** Bytes of verified chunks kept for reads. @default 25165824 (24 MiB) */
   cacheMaxBytes?: number
-  /** Chunk bytes of puts in progress at once; further puts wait (backpressure). @default 33554432 (32 MiB) */
+  /** Chunk bytes of puts in progress at once; further puts wait (backpressure). Each costs up to 1 + 4(k+m)/k bytes while in flight. @default 8388608 (8 MiB) */
   inFlightPutBytesMax?: number
   /** A put call is cut into waves of at most this many chunk bytes; each wave sends one batch per node. @default 16777216 (16 MiB) */
   putWaveBytesMax?: number

@@ -138,6 +138,29 @@ test('append waits while the retained budget is full and goes on after the next 
   await j.close()
 })
 
+test('records admitted when an ack frees the window are sent even if a later one must still wait (no stall)', async () => {
+  // Five appends in one turn against a window of two records: 1-2 go at once, 3-5 wait.
+  // The acks of 1-2 admit 3 and 4 while 5 still does not fit. Before the fix admission
+  // stopped at 5 without sending 3 and 4, and with nothing in flight to trigger a send,
+  // their durability (and every sync) waited for ever.
+  const j = journal('vol-admit-stall', 1, { windowBytes: 13_000 })
+  await j.open()
+  const data = seededBytes(6000, 9)
+  const appends = [0, 1, 2, 3, 4].map((i) => j.append({ kind: 'write', offsetBytes: i * 8192, data }))
+  let timer: NodeJS.Timeout | undefined
+  const stalled = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('admitted records never became durable')), 20_000)
+  })
+  try {
+    const records = await Promise.race([Promise.all(appends), stalled])
+    assert.deepEqual(records.map((r) => r.seq), [1, 2, 3, 4, 5])
+    await Promise.race([Promise.all([...records.map((r) => r.durable), j.sync()]), stalled])
+  } finally {
+    clearTimeout(timer)
+  }
+  await j.close()
+})
+
 test('open with no reachable replica fails with JournalUnavailableError', async () => {
   const dead = [{ id: 'x', address: '127.0.0.1:1' }]
   const j = new ReplicatedJournal({ volumeUid: 'vol-none', epoch: 1, replicas: dead }, { pickReplacement: () => undefined, onReplicasChanged: () => undefined })

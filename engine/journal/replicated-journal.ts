@@ -20,7 +20,7 @@ import { decodeOp, encodeOp } from './op-codec.js'
  * map holds until the checkpoint, so the retained bound is kept below the dirty map's:
  * together they were most of a 700 MiB engine (ADR 0009, 2026-11-22).
  */
-export const JOURNAL_MEMORY_DEFAULTS = { windowBytes: 32 * 1024 * 1024, retainedBytesMax: 64 * 1024 * 1024 } as const
+export const JOURNAL_MEMORY_DEFAULTS = { windowBytes: 8 * 1024 * 1024, retainedBytesMax: 32 * 1024 * 1024, messageBytesMax: 1024 * 1024 } as const
 
 /** A storage node that can hold a journal replica. */
 export interface JournalMember {
@@ -34,11 +34,11 @@ export interface ReplicatedJournalInit {
   epoch: number
   /** The replica set recorded for the volume (policy's journalReplicas members). */
   replicas: readonly JournalMember[]
-  /** Record bytes sent but not yet durable before `append` waits. @default 33554432 (32 MiB) */
+  /** Record bytes sent but not yet durable before `append` waits; every replica's stream holds serialized copies of them. @default 8388608 (8 MiB) */
   windowBytes?: number
   /** Records sent but not yet durable before `append` waits. @default 4096 */
   windowRecords?: number
-  /** Bytes of records kept for replacements until a checkpoint covers them; past it `append` waits for a checkpoint. @default 67108864 (64 MiB) */
+  /** Bytes of records kept for replacements until a checkpoint covers them; past it `append` waits for a checkpoint. @default 33554432 (32 MiB) */
   retainedBytesMax?: number
   /** `append` calls waiting for room at once; more fail with ResourceExhaustedError. @default 4096 */
   admissionQueueMax?: number
@@ -46,7 +46,7 @@ export interface ReplicatedJournalInit {
   replaceTimeoutMs?: number
   /** A replica that acknowledges nothing for this long while records are outstanding is replaced. @default 15000 */
   ackTimeoutMs?: number
-  /** Most record bytes per Append message (a larger record goes alone). @default 4194304 (4 MiB) */
+  /** Most record bytes per Append message (a larger record goes alone). @default 1048576 (1 MiB) */
   messageBytesMax?: number
   /**
    * Append messages one replica may have unacknowledged; records admitted meanwhile
@@ -138,7 +138,7 @@ export class ReplicatedJournal implements VolumeJournal {
       admissionQueueMax: init.admissionQueueMax ?? 4096,
       replaceTimeoutMs: init.replaceTimeoutMs ?? 30_000,
       ackTimeoutMs: init.ackTimeoutMs ?? 15_000,
-      messageBytesMax: init.messageBytesMax ?? 4 * 1024 * 1024,
+      messageBytesMax: init.messageBytesMax ?? JOURNAL_MEMORY_DEFAULTS.messageBytesMax,
       messagesInFlightMax: init.messagesInFlightMax ?? 1,
     }
     if (!Number.isSafeInteger(this.opts.messagesInFlightMax) || this.opts.messagesInFlightMax < 1) {
@@ -303,7 +303,10 @@ export class ReplicatedJournal implements VolumeJournal {
       const unackedRecords = this.admittedSeq - this.durableSeq
       const windowFull = unackedRecords > 0 && (unackedRecords >= this.opts.windowRecords || this.unackedBytes + bytes > this.opts.windowBytes)
       const retainedFull = this.retained.length > 0 && this.retainedBytes + bytes > this.opts.retainedBytesMax
-      if (windowFull || retainedFull) return
+      // break, not return: records admitted by earlier turns of this loop must still be sent.
+      // Returning here left them unsent with nothing in flight to trigger a send: the
+      // journal, and with it every writer and the flusher's sync, stalled for good.
+      if (windowFull || retainedFull) break
       this.admissions.shift()
       assert(head.record.seq === this.admittedSeq + 1, `journal seq ${head.record.seq} admitted after ${this.admittedSeq}`)
       this.retain(head.record)

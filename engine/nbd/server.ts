@@ -20,7 +20,7 @@ export interface NbdServerInit {
   listen: readonly NbdListenAddress[]
   /** @default 64 */
   maxInFlightRequests?: number
-  /** @default 64 MiB */
+  /** Request bytes one connection holds in flight; more requests wait to be read. @default 32 MiB */
   maxInFlightBytes?: number
   /** Largest READ/WRITE payload; caps every export's advertised maximum block size. @default 32 MiB */
   maxPayloadBytes?: number
@@ -46,6 +46,9 @@ export interface NbdServerComponents {
 
 const MiB = 1024 * 1024
 
+/** The per-connection bound engine/host/memory-budget.ts counts (a single request up to maxPayloadBytes is still read alone). */
+export const NBD_MEMORY_DEFAULTS = { maxInFlightBytes: 32 * MiB } as const
+
 export class NbdServer implements Startable {
   private readonly servers: Server[] = []
   private readonly connections = new Set<NbdConnection>()
@@ -67,7 +70,7 @@ export class NbdServer implements Startable {
     if (init.listen.length === 0) throw new InvalidArgumentError('the NBD server needs at least one listen address')
     this.limits = {
       maxInFlightRequests: positive('maxInFlightRequests', init.maxInFlightRequests ?? 64),
-      maxInFlightBytes: positive('maxInFlightBytes', init.maxInFlightBytes ?? 64 * MiB),
+      maxInFlightBytes: positive('maxInFlightBytes', init.maxInFlightBytes ?? NBD_MEMORY_DEFAULTS.maxInFlightBytes),
       // The spec wants a maximum block size of at least 1 MiB where exports are that large.
       maxPayloadBytes: positive('maxPayloadBytes', init.maxPayloadBytes ?? 32 * MiB, MiB),
       maxOptionBytes: positive('maxOptionBytes', init.maxOptionBytes ?? 16 * 1024, 4096 + 16),

@@ -5,7 +5,7 @@ export interface VolumeEngineOptions {
   /**
    * Most bytes the dirty map may hold (both generations). Writes beyond it wait
    * for the flusher. A single request larger than the bound is admitted alone.
-   * @default 100663296 (96 MiB)
+   * @default 41943040 (40 MiB)
    */
   dirtyBytesMax?: number
   /**
@@ -20,7 +20,7 @@ export interface VolumeEngineOptions {
   flushIntervalMs?: number
   /**
    * Chunks read, merged and put together in one flusher step; bounds the memory a flush adds.
-   * @default 64
+   * @default 32
    */
   flushBatchChunks?: number
   /**
@@ -45,7 +45,7 @@ export interface VolumeEngineOptions {
   flushBackoffMaxMs?: number
   /**
    * Manifest lookups (chunk index → CID) cached for the current root.
-   * @default 65536
+   * @default 32768
    */
   lookupCacheEntries?: number
   /**
@@ -57,8 +57,14 @@ export interface VolumeEngineOptions {
 
 export type ResolvedVolumeEngineOptions = Required<VolumeEngineOptions>
 
-/** The dirty map's default bound: 96 MiB keeps an engine with defaults under 512 MiB (engine/host/memory-budget.ts). */
-export const DEFAULT_DIRTY_BYTES_MAX = 96 * 1024 * 1024
+/**
+ * Defaults of the volume engine's memory bounds; with the other components' they keep an
+ * engine under 400 MiB (engine/host/memory-budget.ts, ADR 0008 2026-11-23).
+ */
+export const VOLUME_MEMORY_DEFAULTS = { dirtyBytesMax: 40 * 1024 * 1024, flushBatchChunks: 32, flushBatchesInFlight: 4, lookupCacheEntries: 32768 } as const
+
+/** The dirty map's default bound. */
+export const DEFAULT_DIRTY_BYTES_MAX = VOLUME_MEMORY_DEFAULTS.dirtyBytesMax
 
 function positiveInt(name: string, value: number | undefined, fallback: number): number {
   const v = value ?? fallback
@@ -81,12 +87,12 @@ export function resolveOptions(options: VolumeEngineOptions, chunkSizeBytes: num
     dirtyBytesMax,
     flushThresholdBytes,
     flushIntervalMs: positiveInt('flushIntervalMs', options.flushIntervalMs, 5000),
-    flushBatchChunks: positiveInt('flushBatchChunks', options.flushBatchChunks, 64),
-    flushBatchesInFlight: positiveInt('flushBatchesInFlight', options.flushBatchesInFlight, 4),
+    flushBatchChunks: positiveInt('flushBatchChunks', options.flushBatchChunks, VOLUME_MEMORY_DEFAULTS.flushBatchChunks),
+    flushBatchesInFlight: positiveInt('flushBatchesInFlight', options.flushBatchesInFlight, VOLUME_MEMORY_DEFAULTS.flushBatchesInFlight),
     flushRetriesMax: positiveInt('flushRetriesMax', options.flushRetriesMax, 5),
     flushBackoffBaseMs: positiveInt('flushBackoffBaseMs', options.flushBackoffBaseMs, 200),
     flushBackoffMaxMs: positiveInt('flushBackoffMaxMs', options.flushBackoffMaxMs, 10_000),
-    lookupCacheEntries: positiveInt('lookupCacheEntries', options.lookupCacheEntries, 65536),
+    lookupCacheEntries: positiveInt('lookupCacheEntries', options.lookupCacheEntries, VOLUME_MEMORY_DEFAULTS.lookupCacheEntries),
     casRetriesMax: positiveInt('casRetriesMax', options.casRetriesMax, 8),
   }
   return resolved
