@@ -18,6 +18,8 @@ export interface BenchOptions {
   scale: number
   /** Scratch directory for on-disk benchmarks. */
   workDir: string
+  /** `bench nbd`: size of the volume filled before the snapshot is timed. @default follows scale (10 GiB at 1) */
+  snapshotVolumeGiB?: number
 }
 
 /** A benchmark suite: yields results as they are measured. */

@@ -23,7 +23,7 @@ test('cairn bench nbd --scale 0.01 measures cairn, qemu-nbd and nbdkit and repor
     }
   }
   for (const w of workloads) assert.equal(byName.get(`nbd.cairn.${w}.vs-qemu-nbd`)?.unit, 'ratio')
-  for (const name of ['nbd.cairn.snapshot.after-fill', 'nbd.cairn.snapshot.clean']) assert.ok((byName.get(name)?.value ?? 0) > 0, name)
+  for (const name of ['nbd.cairn.snapshot.after-fill', 'nbd.cairn.snapshot.clean', 'nbd.cairn.fill', 'nbd.cairn.fill.engine-cpu']) assert.ok((byName.get(name)?.value ?? 0) > 0, name)
   const rss = byName.get('nbd.cairn.engine.rss')
   assert.ok(rss !== undefined && rss.unit === 'MiB' && rss.value > 10)
 })

@@ -17,7 +17,7 @@ const suites: Record<string, () => Promise<BenchSuite>> = {
 }
 
 export const command: Command = {
-  summary: 'run benchmarks: cairn bench <suite> [--table] [--scale N] [--work-dir DIR]',
+  summary: 'run benchmarks: cairn bench <suite> [--table] [--scale N] [--work-dir DIR] [--snapshot-volume-gib N]',
   async run(argv) {
     const { values, positionals } = parseArgs({
       args: argv,
@@ -26,6 +26,7 @@ export const command: Command = {
         table: { type: 'boolean', default: false },
         scale: { type: 'string', default: '1' },
         'work-dir': { type: 'string' },
+        'snapshot-volume-gib': { type: 'string' },
       },
     })
     const names = positionals.length > 0 ? positionals : Object.keys(suites)
@@ -35,12 +36,14 @@ export const command: Command = {
     }
     const scale = Number(values.scale)
     if (!(scale > 0)) throw new InvalidArgumentError(`--scale must be a positive number, got ${values.scale}`)
+    const snapshotVolumeGiB = values['snapshot-volume-gib'] === undefined ? undefined : Number(values['snapshot-volume-gib'])
+    if (snapshotVolumeGiB !== undefined && !(snapshotVolumeGiB > 0)) throw new InvalidArgumentError(`--snapshot-volume-gib must be a positive number, got ${values['snapshot-volume-gib']}`)
     const workDir = values['work-dir'] ?? (await mkdtemp(join(tmpdir(), 'cairn-bench-')))
     const results: BenchResult[] = []
     try {
       for (const name of names) {
         const suite = await (suites[name] as () => Promise<BenchSuite>)()
-        for await (const result of suite({ scale, workDir })) {
+        for await (const result of suite({ scale, workDir, snapshotVolumeGiB })) {
           results.push(result)
           if (!values.table) console.log(formatJsonLine(result))
         }
