@@ -34,7 +34,7 @@ const LIVE_BASE_MIB = 16
 const LIVE_SLOTS = 8
 const LIVE_SLOT_BYTES = 64 * 1024
 /** Low, so that the move of the seeded MiB spans seconds and the bound has teeth where the repairers are faster than it. */
-const CAP_BYTES_PER_SECOND = 64 * 1024
+const CAP_BYTES_PER_SECOND = 16 * 1024
 /** Token-bucket burst per node is a tenth of a second at its rate: a tenth of a second of the cap in all. */
 const BURST_BYTES = CAP_BYTES_PER_SECOND / 10
 
