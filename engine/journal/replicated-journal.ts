@@ -20,7 +20,7 @@ import { decodeOp, encodeOp } from './op-codec.js'
  * map holds until the checkpoint, so the retained bound is kept below the dirty map's:
  * together they were most of a 700 MiB engine (ADR 0009, 2026-11-22).
  */
-export const JOURNAL_MEMORY_DEFAULTS = { windowBytes: 8 * 1024 * 1024, retainedBytesMax: 32 * 1024 * 1024, messageBytesMax: 1024 * 1024 } as const
+export const JOURNAL_MEMORY_DEFAULTS = { windowBytes: 12 * 1024 * 1024, retainedBytesMax: 32 * 1024 * 1024, messageBytesMax: 4 * 1024 * 1024 } as const
 
 /** A storage node that can hold a journal replica. */
 export interface JournalMember {
@@ -34,7 +34,7 @@ export interface ReplicatedJournalInit {
   epoch: number
   /** The replica set recorded for the volume (policy's journalReplicas members). */
   replicas: readonly JournalMember[]
-  /** Record bytes sent but not yet durable before `append` waits; every replica's stream holds serialized copies of them. @default 8388608 (8 MiB) */
+  /** Record bytes sent but not yet durable before `append` waits; every replica's stream holds serialized copies of them. @default 12582912 (12 MiB) */
   windowBytes?: number
   /** Records sent but not yet durable before `append` waits. @default 4096 */
   windowRecords?: number
