@@ -12,7 +12,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { readFile, writeFile, truncate } from 'node:fs/promises'
-import { createServer } from 'node:net'
+import { freePort } from '../core/free-port.js'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
@@ -48,14 +48,6 @@ interface Server {
   stop(): Promise<void>
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()))
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
-
 /** Resolves when `check` passes, polling every 50 ms; fails after `timeoutMs`. */
 async function until(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs
@@ -77,7 +69,7 @@ async function stopChild(child: ChildProcess): Promise<void> {
 }
 
 async function startCairn(workDir: string, sizeBytes: number): Promise<Server & { dataDir: string }> {
-  const port = await freePort()
+  const port = await freePort('127.0.0.1')
   const dataDir = join(workDir, 'cairn')
   const args = [CLI_MAIN, 'dev', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, '--status-listen', '127.0.0.1:0', '--size', String(sizeBytes), '--log-level', 'warn']
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] })
@@ -87,7 +79,7 @@ async function startCairn(workDir: string, sizeBytes: number): Promise<Server & 
 }
 
 async function startQemuNbd(workDir: string, sizeBytes: number): Promise<Server> {
-  const port = await freePort()
+  const port = await freePort('127.0.0.1')
   const file = join(workDir, 'qemu-nbd.raw')
   await writeFile(file, '')
   await truncate(file, sizeBytes)
@@ -98,7 +90,7 @@ async function startQemuNbd(workDir: string, sizeBytes: number): Promise<Server>
 }
 
 async function startNbdkit(sizeBytes: number): Promise<Server> {
-  const port = await freePort()
+  const port = await freePort('127.0.0.1')
   const child = spawn('nbdkit', ['-f', '--exit-with-parent', '-i', '127.0.0.1', '-p', String(port), 'memory', `size=${sizeBytes}`], { stdio: 'ignore' })
   const uri = `nbd://127.0.0.1:${port}/`
   await until(nbdinfoOk(uri), 30_000, 'nbdkit')

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process'
 import { open, readdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CairnError } from '../../core/errors.js'
-import { createServer } from 'node:net'
+import { freePort } from '../../core/free-port.js'
 import { processAlive, waitFor } from './process.js'
 
 /** The engine child exited or did not become ready in time. */
@@ -74,7 +74,7 @@ export async function startEngine(init: EngineLaunchInit, volumeId: string, volu
   const socketPath = join(volumeDir, 'engine.sock')
   // A socket file left by a killed engine would make the new one fail to listen.
   await rm(socketPath, { force: true })
-  const adminAddress = `127.0.0.1:${await freePort()}`
+  const adminAddress = `127.0.0.1:${await freePort('127.0.0.1')}`
   const args = [
     ...init.argsPrefix, 'engine',
     '--data-dir', init.dataDir,
@@ -114,18 +114,6 @@ export async function startEngine(init: EngineLaunchInit, volumeId: string, volu
   } finally {
     await log.close()
   }
-}
-
-/** A loopback port the kernel just handed out (bound, then released). */
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => resolve())
-  })
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
 }
 
 /** True when the engine's health server says it is ready. */

@@ -4,11 +4,11 @@
  * and tests) and each node's `ports.json` (so a node keeps its address across
  * restarts and the cluster map does not churn).
  */
-import { createServer } from 'node:net'
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { CairnError } from '../../../core/errors.js'
+import { freePort, isPortFree } from '../../../core/free-port.js'
 
 /** Files and folders under the data directory. */
 export function devPaths(dataDir: string) {
@@ -139,34 +139,4 @@ export async function nodePorts(dataDir: string, index: number, host: string, ta
   return ports
 }
 
-/** A port the kernel just handed out on `host` (bound and released), not in `taken`; added to it. */
-export async function freePort(host: string, taken: Set<number> = new Set()): Promise<number> {
-  for (;;) {
-    const port = await ephemeralPort(host)
-    if (!taken.has(port)) {
-      taken.add(port)
-      return port
-    }
-  }
-}
-
-async function ephemeralPort(host: string): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, host, () => resolve())
-  })
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
-
-async function isPortFree(host: string, port: number): Promise<boolean> {
-  const server = createServer()
-  const ok = await new Promise<boolean>((resolve) => {
-    server.once('error', () => resolve(false))
-    server.listen(port, host, () => resolve(true))
-  })
-  if (ok) await new Promise((resolve) => server.close(resolve))
-  return ok
-}
+export { freePort }
