@@ -193,7 +193,9 @@ export class DevEnvironment implements Startable {
   private async prepareNodes(shardsPerChunk: number): Promise<void> {
     const count = this.config.storageNodes ?? shardsPerChunk
     if (count < shardsPerChunk) throw new ConfigError(`--storage-nodes ${count} is below k+m = ${shardsPerChunk}: a chunk's shards need that many nodes`)
-    const taken = new Set<number>()
+    // The engine's NBD port and the status port are dev's own listeners: no node may take them
+    // (a node holding the NBD port kept every engine restart failing with EADDRINUSE).
+    const taken = new Set([this.config.listen, this.config.statusListen].map((a) => Number(a.slice(a.lastIndexOf(':') + 1))).filter((p) => p > 0))
     for (let i = 0; i < count; i++) {
       if (await exists(this.paths.nodeRemoved(i))) {
         this.components.logger.info({ node: `node-${i}` }, 'node was removed from the cluster (cairn node remove); not starting it')
