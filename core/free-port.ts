@@ -12,9 +12,10 @@ const PICK_ATTEMPTS_MAX = 64
 
 /**
  * A port free on `host` now, not in `taken`; added to it. Picked at random below the kernel's
- * ephemeral range (net.ipv4.ip_local_port_range): a kernel-assigned port can be taken between
- * now and the listen, or after a restart that reuses it, by the local end of any outgoing
- * connection (seen in CI as EADDRINUSE on a restarted engine's saved NBD port).
+ * ephemeral range (net.ipv4.ip_local_port_range): a port the kernel assigns (listen on 0) is
+ * handed out again soon after it is released, to another process picking a port the same way
+ * or to the local end of an outgoing connection, so a port picked that way and listened on
+ * later (or again after a restart) is often taken by then.
  */
 export async function freePort(host: string, taken: Set<number> = new Set()): Promise<number> {
   const below = await ephemeralRangeStart()
