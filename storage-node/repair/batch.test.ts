@@ -1,30 +1,11 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { join } from 'node:path'
-import { silentLogger } from '../../core/logger.js'
 import { place } from '../../core/placement.js'
 import { encodeShard, type ShardAddress } from '../../core/shard.js'
 import type { PeerShards } from '../mesh/types.js'
 import type { SegmentShardStore } from '../segment-store.js'
 import type { ShardStore } from '../shard-store.js'
-import { Repairer, type RepairerComponents, type RepairerInit } from './repairer.js'
-import { checkPlacement, createTestCluster, seededChunks, writeChunks, type TestCluster, type WrittenChunk } from './test-support.js'
-
-function repairerFor(cluster: TestCluster, member: string, init: Partial<RepairerInit> = {}, components: Partial<RepairerComponents> = {}): Repairer {
-  return new Repairer(
-    { bandwidthBytesPerSecond: Infinity, intervalMs: 0, stateDir: join(cluster.dir, `state-${member}`), settleMs: 0, checkpointIntervalMs: 0, ...init },
-    {
-      memberId: member,
-      maps: cluster.maps,
-      store: cluster.stores.get(member) as SegmentShardStore,
-      peers: cluster.peers,
-      liveness: cluster.peers,
-      logger: silentLogger(),
-      registry: cluster.registry(member),
-      ...components,
-    },
-  )
-}
+import { checkPlacement, createTestCluster, repairerFor, seededChunks, writeChunks, type TestCluster, type WrittenChunk } from './test-support.js'
 
 /** The member's store, counting the addresses read through getShard and getShards. */
 function countingReads(store: SegmentShardStore): { store: ShardStore; reads: () => number } {

@@ -9,9 +9,10 @@ import type { PeerCallOptions, PeerShards } from '../mesh/types.js'
 import type { SegmentShardStore } from '../segment-store.js'
 import type { PaceClock } from '../scrub/pacing.js'
 import { Scrubber } from '../scrub/scrubber.js'
-import { Repairer, type RepairerComponents, type RepairerInit, type RepairPassReport } from './repairer.js'
+import type { RepairerInit, RepairPassReport } from './repairer.js'
 import {
   checkPlacement,
+  repairerFor,
   corruptOnDisk,
   createTestCluster,
   fakeClock,
@@ -30,22 +31,6 @@ async function withCluster(members: number, fn: (cluster: TestCluster) => Promis
   } finally {
     await cluster.stop()
   }
-}
-
-function repairerFor(cluster: TestCluster, member: string, init: Partial<RepairerInit> = {}, components: Partial<RepairerComponents> = {}): Repairer {
-  return new Repairer(
-    { bandwidthBytesPerSecond: Infinity, intervalMs: 0, stateDir: join(cluster.dir, `state-${member}`), settleMs: 0, checkpointIntervalMs: 0, ...init },
-    {
-      memberId: member,
-      maps: cluster.maps,
-      store: cluster.stores.get(member) as SegmentShardStore,
-      peers: cluster.peers,
-      liveness: cluster.peers,
-      logger: silentLogger(),
-      registry: cluster.registry(member),
-      ...components,
-    },
-  )
 }
 
 /** One pass on every live member, repeated until a round changes nothing (bounded). @returns the rounds' reports */

@@ -19,6 +19,7 @@ import type { PeerCallOptions, PeerLiveness, PeerShards } from '../mesh/types.js
 import { createSegmentShardStore, type SegmentShardStore } from '../segment-store.js'
 import type { GetResult } from '../shard-store.js'
 import { throwIfAborted, type PaceClock } from '../scrub/pacing.js'
+import { Repairer, type RepairerComponents, type RepairerInit } from './repairer.js'
 
 /** A clock whose sleep advances time instantly: pace is measured, never waited for. */
 export function fakeClock(): PaceClock & { now: number; slept: number } {
@@ -260,4 +261,21 @@ export async function checkPlacement(cluster: TestCluster, written: readonly Wri
     }
   }
   return check
+}
+
+/** A repairer of `member` in `cluster`: unpaced, no interval, no settle, a checkpoint after every batch. */
+export function repairerFor(cluster: TestCluster, member: string, init: Partial<RepairerInit> = {}, components: Partial<RepairerComponents> = {}): Repairer {
+  return new Repairer(
+    { bandwidthBytesPerSecond: Infinity, intervalMs: 0, stateDir: join(cluster.dir, `state-${member}`), settleMs: 0, checkpointIntervalMs: 0, ...init },
+    {
+      memberId: member,
+      maps: cluster.maps,
+      store: cluster.stores.get(member) as SegmentShardStore,
+      peers: cluster.peers,
+      liveness: cluster.peers,
+      logger: silentLogger(),
+      registry: cluster.registry(member),
+      ...components,
+    },
+  )
 }
