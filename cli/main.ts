@@ -42,7 +42,26 @@ async function main(argv: string[]): Promise<number> {
     console.error(`cairn: unknown command ${JSON.stringify(name)}; see 'cairn help'`)
     return 2
   }
-  return (await load()).run(rest)
+  const command = await load()
+  if (rest.includes('--help') || rest.includes('-h')) {
+    console.log(`cairn ${name}: ${command.summary}`)
+    return 0
+  }
+  try {
+    return await command.run(rest)
+  } catch (err) {
+    // node:util parseArgs rejects unknown or malformed flags with a TypeError carrying this code.
+    if (isUsageError(err)) {
+      console.error(`cairn ${name}: ${(err as Error).message}\ncairn ${name}: ${command.summary}`)
+      return 2
+    }
+    throw err
+  }
+}
+
+function isUsageError(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code
+  return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_')
 }
 
 async function printHelp(): Promise<void> {
