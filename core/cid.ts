@@ -96,6 +96,18 @@ export function cidToBytes(cid: CID): Uint8Array {
   return cid.bytes
 }
 
+/**
+ * A key for in-memory maps and sets: the CID's bytes as latin1 (one character a byte),
+ * a flat string. Not for display or persistence (use `cid.toString()`). Unlike
+ * `cid.toString()` it leaves nothing behind on the CID: multiformats caches each string
+ * form on the CID object (a Map per CID holding base32 text built by concatenation,
+ * ~1.5 KiB of heap per CID), and every CID a cached manifest page holds would carry one.
+ */
+export function cidKey(cid: CID): string {
+  const bytes = cid.bytes
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')
+}
+
 /** Parses the binary form; anything that is not a whole, valid CID → InvalidArgumentError. */
 export function cidFromBytes(bytes: Uint8Array): CID {
   let cid: CID

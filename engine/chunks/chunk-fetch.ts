@@ -12,6 +12,7 @@
  * byte of it leaves this module, the all-data-shards case included.
  */
 import type { CID } from 'multiformats/cid'
+import { cidKey } from '../../core/cid.js'
 import type { Logger } from '../../core/logger.js'
 import { placementView, type ClusterMap, type ClusterMember } from '../../core/cluster-map.js'
 import { CairnError } from '../../core/errors.js'
@@ -48,6 +49,7 @@ export interface FetchDeps {
 
 interface Pending {
   cid: CID
+  /** cidKey(cid): the outcome's key. */
   key: string
   shards: (Shard | undefined)[]
   chunkLengthBytes: number | undefined
@@ -70,7 +72,7 @@ interface Want {
   reportMissing: boolean
 }
 
-/** Result per chunk key: the verified bytes or the error that chunk ends with. */
+/** Result per chunk key (core/cid.ts cidKey): the verified bytes or the error that chunk ends with. */
 export type FetchOutcome = Map<string, Uint8Array | CairnError>
 
 export class ChunkFetcher {
@@ -85,7 +87,7 @@ export class ChunkFetcher {
   /** Fetches, rebuilds and verifies every chunk; never throws for one chunk's failure. */
   async fetch(cids: readonly CID[]): Promise<FetchOutcome> {
     const k = this.#d.dataShards
-    const pendings = cids.map((cid): Pending => ({ cid, key: cid.toString(), shards: new Array<Shard | undefined>(this.#total).fill(undefined), from: new Array<ClusterMember | undefined>(this.#total).fill(undefined), placement: [], chunkLengthBytes: undefined, asked: new Set(), unreachable: false, degraded: false }))
+    const pendings = cids.map((cid): Pending => ({ cid, key: cidKey(cid), shards: new Array<Shard | undefined>(this.#total).fill(undefined), from: new Array<ClusterMember | undefined>(this.#total).fill(undefined), placement: [], chunkLengthBytes: undefined, asked: new Set(), unreachable: false, degraded: false }))
     const map = this.#d.currentMap()
     for (const p of pendings) p.placement = this.#placeOrEmpty(p.cid, map)
     await this.#round(pendings.flatMap((p) => this.#atPlacement(p, 0, k)))
@@ -278,9 +280,9 @@ export class ChunkFetcher {
         if (without < 0 && this.#goodCount(p) === dataShards) await this.#round(this.#parityWants(p))
       }
     }
-    this.#d.logger.error({ err: lastError, cid: p.key }, 'chunk could not be rebuilt to match its CID')
+    this.#d.logger.error({ err: lastError, cid: p.cid.toString() }, 'chunk could not be rebuilt to match its CID')
     const kind = lastError instanceof CairnError && lastError.kind === 'unavailable' ? 'unavailable' : 'data-loss'
-    outcome.set(p.key, new ChunkUnavailableError(p.key, kind, `chunk ${p.key} could not be rebuilt`, { cause: lastError }))
+    outcome.set(p.key, new ChunkUnavailableError(p.cid.toString(), kind, `chunk ${p.cid.toString()} could not be rebuilt`, { cause: lastError }))
   }
 
   #settle(outcome: FetchOutcome, p: Pending, bytes: Uint8Array): void {
@@ -295,7 +297,7 @@ export class ChunkFetcher {
   #unavailable(p: Pending): ChunkUnavailableError {
     const good = this.#goodCount(p)
     const kind = p.unreachable ? 'unavailable' : 'data-loss'
-    return new ChunkUnavailableError(p.key, kind, `chunk ${p.key}: ${good} good shards found, ${this.#d.dataShards} needed`)
+    return new ChunkUnavailableError(p.cid.toString(), kind, `chunk ${p.cid.toString()}: ${good} good shards found, ${this.#d.dataShards} needed`)
   }
 }
 

@@ -11,7 +11,7 @@
 import { CID } from 'multiformats/cid'
 import type { Registry } from 'prom-client'
 import { code as DAG_CBOR_CODE } from '@ipld/dag-cbor'
-import { RAW_CODEC, cidHash, type ChunkHash } from '../../core/cid.js'
+import { RAW_CODEC, cidHash, cidKey, type ChunkHash } from '../../core/cid.js'
 import { placementView, type ClusterMapProvider, type ClusterMember } from '../../core/cluster-map.js'
 export type { ClusterMapProvider } from '../../core/cluster-map.js'
 import { CairnError, InvalidArgumentError, ShuttingDownError, assert } from '../../core/errors.js'
@@ -239,15 +239,15 @@ export class ErasureChunkStore implements ChunkStore, Startable {
     try {
       outcome = await this.#fetcher.fetch(cids)
     } catch (err) {
-      outcome = new Map(cids.map((c) => [c.toString(), err instanceof CairnError ? err : new ChunkUnavailableError(c.toString(), 'unavailable', 'chunk fetch failed', { cause: err })]))
+      outcome = new Map(cids.map((c) => [cidKey(c), err instanceof CairnError ? err : new ChunkUnavailableError(c.toString(), 'unavailable', 'chunk fetch failed', { cause: err })]))
     }
     for (const cid of cids) {
-      const key = cid.toString()
+      const key = cidKey(cid)
       const settler = this.#settlers.get(key)
       this.#settlers.delete(key)
       this.#inflightReads.delete(key)
       const result = outcome.get(key)
-      assert(settler !== undefined && result !== undefined, `fetch of ${key} has no settler or no result`)
+      assert(settler !== undefined && result !== undefined, `fetch of ${cid.toString()} has no settler or no result`)
       if (result instanceof Uint8Array) {
         this.#cache.set(key, result)
         settler.resolve(result)
@@ -283,7 +283,7 @@ export class ErasureChunkStore implements ChunkStore, Startable {
       const encoded = await this.#encode(chunks, multicodec)
       const cids = encoded.map((e) => CID.decode(e.cid))
       const unique = new Map<string, { cid: CID; encoded: EncodedChunk }>()
-      encoded.forEach((e, i) => unique.set((cids[i] as CID).toString(), { cid: cids[i] as CID, encoded: e }))
+      encoded.forEach((e, i) => unique.set(cidKey(cids[i] as CID), { cid: cids[i] as CID, encoded: e }))
       const durable = await this.#sendShards([...unique.values()])
       this.#checkQuorum(unique, durable)
       this.#metrics.chunkPuts.inc(unique.size)
@@ -326,11 +326,11 @@ export class ErasureChunkStore implements ChunkStore, Startable {
         const shard = encodeShard({ chunkCid: encoded.cid, k: this.#policy.dataShards, m: this.#policy.parityShards, index, chunkLengthBytes: encoded.chunkLengthBytes, payload })
         const entry = byMember.get(member.id) ?? { member, shards: [], keys: [] }
         entry.shards.push(shard)
-        entry.keys.push(cid.toString())
+        entry.keys.push(cidKey(cid))
         byMember.set(member.id, entry)
       })
     }
-    const durable = new Map<string, number>(chunks.map((c) => [c.cid.toString(), 0]))
+    const durable = new Map<string, number>(chunks.map((c) => [cidKey(c.cid), 0]))
     const rejected: { member: ClusterMember; err: unknown }[] = []
     const sends = [...byMember.values()].flatMap(({ member, shards, keys }) =>
       this.#batches(shards).map(async ({ from, to }) => {
@@ -386,14 +386,14 @@ export class ErasureChunkStore implements ChunkStore, Startable {
   #checkQuorum(unique: Map<string, { cid: CID }>, durable: Map<string, number>): void {
     for (const [key, count] of durable) {
       if (count < this.#quorum) {
-        throw new ChunkWriteError(`chunk ${key}: ${count} of ${this.#total} shards durable, ${this.#quorum} needed (storage nodes unreachable)`)
+        throw new ChunkWriteError(`chunk ${String(unique.get(key)?.cid)}: ${count} of ${this.#total} shards durable, ${this.#quorum} needed (storage nodes unreachable)`)
       }
     }
     for (const [key, count] of durable) {
       if (count === this.#total) continue
       // Readable now, but with less redundancy than the policy promises until repair completes it.
       this.#metrics.degradedWrites.inc()
-      this.#logger.warn({ cid: key, durableShards: count, totalShards: this.#total }, 'chunk written degraded; needs repair')
+      this.#logger.warn({ cid: String(unique.get(key)?.cid), durableShards: count, totalShards: this.#total }, 'chunk written degraded; needs repair')
     }
     assert(durable.size === unique.size, 'every placed chunk has a durable count')
   }
@@ -422,7 +422,7 @@ export class ErasureChunkStore implements ChunkStore, Startable {
       if (cid === null || cid.version !== 1) throw new InvalidArgumentError(`cid ${i} is not a CIDv1`)
       if (cid.code !== RAW_CODEC && cid.code !== DAG_CBOR_CODE) throw new InvalidArgumentError(`cid ${i} has codec 0x${cid.code.toString(16)}, not raw or dag-cbor`)
       cidHash(cid)
-      return cid.toString()
+      return cidKey(cid)
     })
   }
 

@@ -14,12 +14,12 @@
  */
 import type { CID } from 'multiformats/cid'
 import { CID as CIDClass } from 'multiformats/cid'
-import { chunkCid, loadChunkHashers, RAW_CODEC, type ChunkHash } from '../../core/cid.js'
+import { chunkCid, cidKey, loadChunkHashers, RAW_CODEC, type ChunkHash } from '../../core/cid.js'
 import { InvalidArgumentError, assert } from '../../core/errors.js'
 import type { ChunkStore, ManifestStore } from '../contracts.js'
 import { ByteLru } from './cache.js'
 import { ManifestPageError } from './errors.js'
-import { DAG_CBOR_CODEC, FANOUT_BITS, capacityAt, decodePage, encodePage, findSlot, heightFor, slotAt, type Page } from './manifest-page.js'
+import { DAG_CBOR_CODEC, FANOUT_BITS, capacityAt, decodePage, encodePage, findSlot, heightFor, pageMemoryBytes, slotAt, type Page } from './manifest-page.js'
 
 /** Default bound of the decoded-page cache (engine/host/memory-budget.ts counts it). */
 export const MANIFEST_PAGE_CACHE_DEFAULT_BYTES = 16 * 1024 * 1024
@@ -27,7 +27,7 @@ export const MANIFEST_PAGE_CACHE_DEFAULT_BYTES = 16 * 1024 * 1024
 export interface ManifestInit {
   /** Hash of page CIDs; must be the chunk store's policy hash (checked on every write). */
   hash: ChunkHash
-  /** Bytes of decoded pages kept (pages are immutable, so caching is always safe). @default 16777216 (16 MiB) */
+  /** Memory of decoded pages kept, as pageMemoryBytes counts it (pages are immutable, so caching is always safe). @default 16777216 (16 MiB) */
   pageCacheMaxBytes?: number
   /** Pages fetched ahead while iterating entries or pages. @default 16 */
   prefetchPages?: number
@@ -63,7 +63,7 @@ export class MerkleManifest implements ManifestStore {
     if (init.hash !== 'sha2-256' && init.hash !== 'blake3') throw new InvalidArgumentError(`unsupported hash ${JSON.stringify(init.hash)}`)
     this.#hash = init.hash
     this.#chunks = components.chunks
-    this.#cache = new ByteLru<Page>({ maxBytes: init.pageCacheMaxBytes ?? MANIFEST_PAGE_CACHE_DEFAULT_BYTES, sizeOf: (p) => p.sizeBytes })
+    this.#cache = new ByteLru<Page>({ maxBytes: init.pageCacheMaxBytes ?? MANIFEST_PAGE_CACHE_DEFAULT_BYTES, sizeOf: pageMemoryBytes })
     this.#prefetch = init.prefetchPages ?? 16
     if (!Number.isSafeInteger(this.#prefetch) || this.#prefetch < 1) throw new InvalidArgumentError(`prefetchPages must be a positive integer, got ${this.#prefetch}`)
   }
@@ -91,9 +91,9 @@ export class MerkleManifest implements ManifestStore {
           const link = page.links[at] as CID
           if (page.level === 0) results[pos] = link
           else {
-            const entry = next.get(link.toString()) ?? { cid: link, level: page.level - 1, items: [] }
+            const entry = next.get(cidKey(link)) ?? { cid: link, level: page.level - 1, items: [] }
             entry.items.push(pos)
-            next.set(link.toString(), entry)
+            next.set(cidKey(link), entry)
           }
         }
       }
@@ -144,9 +144,9 @@ export class MerkleManifest implements ManifestStore {
     const out = new Array<Page | undefined>(cids.length)
     const missing = new Map<string, CID>()
     cids.forEach((cid, i) => {
-      const hit = this.#cache.get(cid.toString())
+      const hit = this.#cache.get(cidKey(cid))
       if (hit !== undefined) out[i] = hit
-      else missing.set(cid.toString(), cid)
+      else missing.set(cidKey(cid), cid)
     })
     if (missing.size > 0) {
       const list = [...missing.values()]
@@ -154,11 +154,11 @@ export class MerkleManifest implements ManifestStore {
       const decoded = new Map<string, Page>()
       list.forEach((cid, i) => {
         const page = decodePage(bytes[i] as Uint8Array, cid)
-        decoded.set(cid.toString(), page)
-        this.#cache.set(cid.toString(), page)
+        decoded.set(cidKey(cid), page)
+        this.#cache.set(cidKey(cid), page)
       })
       cids.forEach((cid, i) => {
-        out[i] ??= decoded.get(cid.toString())
+        out[i] ??= decoded.get(cidKey(cid))
       })
     }
     return out as Page[]
@@ -272,14 +272,14 @@ export class MerkleManifest implements ManifestStore {
     if (slots.length === 0) return null
     const bytes = encodePage(work.level, slots, links)
     const cid = chunkCid(bytes, this.#hash, DAG_CBOR_CODEC)
-    if (work.oldCid === undefined || !work.oldCid.equals(cid)) built.set(cid.toString(), { cid, bytes, page: { level: work.level, slots, links, sizeBytes: bytes.byteLength } })
+    if (work.oldCid === undefined || !work.oldCid.equals(cid)) built.set(cidKey(cid), { cid, bytes, page: { level: work.level, slots, links, sizeBytes: bytes.byteLength } })
     return cid
   }
 
   /** Drops root pages whose only child is slot 0, so the height stays the smallest that holds the map. */
   async #collapse(root: CID, built: Map<string, Built>): Promise<CID> {
     for (;;) {
-      const page = built.get(root.toString())?.page ?? (await this.#getPages([root]))[0]
+      const page = built.get(cidKey(root))?.page ?? (await this.#getPages([root]))[0]
       const top = page as Page
       if (top.level === 0 || top.slots.length !== 1 || top.slots[0] !== 0) return root
       root = top.links[0] as CID
@@ -291,9 +291,10 @@ export class MerkleManifest implements ManifestStore {
     const reachable: Built[] = []
     const seen = new Set<string>()
     const visit = (cid: CID): void => {
-      const b = built.get(cid.toString())
-      if (b === undefined || seen.has(cid.toString())) return
-      seen.add(cid.toString())
+      const key = cidKey(cid)
+      const b = built.get(key)
+      if (b === undefined || seen.has(key)) return
+      seen.add(key)
       reachable.push(b)
       if (b.page.level > 0) b.page.links.forEach(visit)
     }
@@ -304,7 +305,7 @@ export class MerkleManifest implements ManifestStore {
       'dag-cbor',
     )
     cids.forEach((cid, i) => assert(cid.equals((reachable[i] as Built).cid), 'chunk store named a page differently: its hash is not the manifest hash'))
-    for (const b of reachable) this.#cache.set(b.cid.toString(), b.page)
+    for (const b of reachable) this.#cache.set(cidKey(b.cid), b.page)
   }
 }
 

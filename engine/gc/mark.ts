@@ -11,6 +11,7 @@
  * Memory stays bounded by the arena budget plus the filter.
  */
 import type { CID } from 'multiformats/cid'
+import { cidKey } from '../../core/cid.js'
 import { BloomFilter } from '../../core/bloom-filter.js'
 import { CairnError, InvalidArgumentError, assert } from '../../core/errors.js'
 import type { ChunkStore } from '../contracts.js'
@@ -118,8 +119,9 @@ export class Marker {
   /** Pinned raw chunks: marked alone. */
   markChunks(cids: readonly CID[]): void {
     for (const cid of cids) {
-      if (this.#visited.has(cid.toString())) continue
-      this.#visited.add(cid.toString())
+      const key = cidKey(cid)
+      if (this.#visited.has(key)) continue
+      this.#visited.add(key)
       this.#pinnedChunks.push(cid)
     }
   }
@@ -168,7 +170,7 @@ export class Marker {
   }
 
   #visit(cid: CID): boolean {
-    const key = cid.toString()
+    const key = cidKey(cid)
     if (this.#visited.has(key)) return false
     this.#visited.add(key)
     return true

@@ -5,6 +5,7 @@
  * that commits meanwhile cannot make the read mix two states.
  */
 import type { CID } from 'multiformats/cid'
+import { cidKey } from '../../core/cid.js'
 import { assert } from '../../core/errors.js'
 import type { Extent } from '../nbd/backend.js'
 import type { ChunkStore, ManifestStore } from '../contracts.js'
@@ -56,7 +57,7 @@ export async function readRange(deps: ReaderDeps, offsetBytes: number, lengthByt
 async function fetchChunks(deps: ReaderDeps, root: CID | null, indexes: number[]): Promise<(Uint8Array | undefined)[]> {
   const cids = await deps.lookups.lookup(root, indexes)
   const unique = new Map<string, CID>()
-  for (const cid of cids) if (cid !== undefined) unique.set(cid.toString(), cid)
+  for (const cid of cids) if (cid !== undefined) unique.set(cidKey(cid), cid)
   if (unique.size === 0) return cids.map(() => undefined)
   const fetched = await deps.chunkStore.getChunks([...unique.values()])
   assert(fetched.length === unique.size, `getChunks returned ${fetched.length} chunks for ${unique.size}`)
@@ -66,7 +67,7 @@ async function fetchChunks(deps: ReaderDeps, root: CID | null, indexes: number[]
     assert(chunk.length === deps.chunkSizeBytes, `stored chunk of ${chunk.length} bytes, expected ${deps.chunkSizeBytes}`)
     byCid.set(key, chunk)
   })
-  return cids.map((cid) => (cid === undefined ? undefined : byCid.get(cid.toString())))
+  return cids.map((cid) => (cid === undefined ? undefined : byCid.get(cidKey(cid))))
 }
 
 /**
