@@ -45,7 +45,7 @@ export interface VolumeEngineOptions {
   flushBackoffMaxMs?: number
   /**
    * Manifest lookups (chunk index → CID) cached for the current root.
-   * @default 32768
+   * @default 16384 (about 12 MiB: ~770 bytes an entry once its page is evicted)
    */
   lookupCacheEntries?: number
   /**
@@ -63,7 +63,7 @@ export type ResolvedVolumeEngineOptions = Required<VolumeEngineOptions>
  * journal window are not smaller because the flush threshold (a quarter of the dirty map) and a
  * window below what qd8 × 1 MiB writes keep in flight cost 4-15× in the NBD benchmark.
  */
-export const VOLUME_MEMORY_DEFAULTS = { dirtyBytesMax: 64 * 1024 * 1024, flushBatchChunks: 64, flushBatchesInFlight: 4, lookupCacheEntries: 32768 } as const
+export const VOLUME_MEMORY_DEFAULTS = { dirtyBytesMax: 64 * 1024 * 1024, flushBatchChunks: 64, flushBatchesInFlight: 4, lookupCacheEntries: 16384 } as const
 
 /** The dirty map's default bound. */
 export const DEFAULT_DIRTY_BYTES_MAX = VOLUME_MEMORY_DEFAULTS.dirtyBytesMax

@@ -20,6 +20,7 @@ import { MAX_IO_BYTES } from './engine.js'
 import { VolumeAttachError } from './errors.js'
 import { LookupCache } from './lookup-cache.js'
 import { extentsOf, readRange, type ReaderDeps } from './reader.js'
+import { VOLUME_MEMORY_DEFAULTS } from './options.js'
 
 /** A write, trim or zero reached a read-only volume. Kind 'permission-denied': NBD clients see EPERM. */
 export class ReadOnlyVolumeError extends CairnError {
@@ -44,7 +45,7 @@ export class ReadOnlyVolumeClosedError extends CairnError {
 
 export interface ReadOnlyAttachInit {
   volumeName: string
-  /** Cached chunk index → CID lookups of the head's manifest. @default 32768 (the writer engine's default) */
+  /** Cached chunk index → CID lookups of the head's manifest. @default VOLUME_MEMORY_DEFAULTS.lookupCacheEntries (the writer engine's default) */
   lookupCacheEntries?: number
 }
 
@@ -85,7 +86,7 @@ export async function attachReadOnly(init: ReadOnlyAttachInit, components: ReadO
     },
     {
       dirty: new DirtyMap(policy.chunkSizeBytes),
-      lookups: new LookupCache(components.manifest, root, init.lookupCacheEntries ?? 32768),
+      lookups: new LookupCache(components.manifest, root, init.lookupCacheEntries ?? VOLUME_MEMORY_DEFAULTS.lookupCacheEntries),
       chunkStore: components.chunkStore,
       manifest: components.manifest,
       chunkSizeBytes: policy.chunkSizeBytes,
