@@ -72,7 +72,8 @@ async function startCairn(workDir: string, sizeBytes: number): Promise<Server & 
   const port = await freePort('127.0.0.1')
   const dataDir = join(workDir, 'cairn')
   const args = [CLI_MAIN, 'dev', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, '--status-listen', '127.0.0.1:0', '--size', String(sizeBytes), '--log-level', 'warn']
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] })
+  // The IPC channel stops dev and its children if this benchmark dies.
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
   const uri = `nbd://127.0.0.1:${port}/demo`
   await until(nbdinfoOk(uri), 120_000, 'cairn dev')
   return { name: 'cairn', uri, dataDir, stop: () => stopChild(child) }

@@ -83,7 +83,8 @@ export class Dev {
       '--parity-shards', String(options.parityShards ?? 2),
       ...(options.extraArgs ?? []),
     ]
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    // The IPC channel stops dev and its children if this test process dies (a runner's timeout kills it).
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
     const dev = new Dev(dataDir, port, child)
     try {
       await waitUntil(() => dev.lines.some((l) => l.startsWith('cairn dev: serving')) || dev.failIfExited(), 90_000, 'cairn dev to serve')

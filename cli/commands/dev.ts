@@ -1,3 +1,4 @@
+import { releaseParent, stopRequested } from './stop-signal.js'
 import type { Command } from '../main.js'
 import { devConfigSchema, loadConfig } from '../../core/config.js'
 import { createLogger } from '../../core/logger.js'
@@ -11,11 +12,7 @@ export const command: Command = {
     const config = loadConfig(devConfigSchema, argv)
     const logger = createLogger('dev', config.logLevel)
     const dev = new DevEnvironment(config, { logger })
-    // Listen before starting: a signal during startup still stops the children.
-    const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
-      process.once('SIGTERM', () => resolve('SIGTERM'))
-      process.once('SIGINT', () => resolve('SIGINT'))
-    })
+    const stopSignal = stopRequested()
     const started = dev.start().then(() => 'started' as const)
     const first = await Promise.race([started, stopSignal])
     if (first === 'started') {
@@ -28,6 +25,7 @@ export const command: Command = {
     await dev.stop()
     logger.info('stopped cleanly')
     logger.flush()
+    releaseParent()
     return 0
   },
 }

@@ -1,3 +1,4 @@
+import { releaseParent, stopRequested } from './stop-signal.js'
 import { join } from 'node:path'
 import type { Command } from '../main.js'
 import { engineConfigSchema, loadConfig, type EngineConfig } from '../../core/config.js'
@@ -21,13 +22,7 @@ export const command: Command = {
   async run(argv) {
     const config = loadConfig(engineConfigSchema, argv)
     const logger = createLogger('engine', config.logLevel)
-    // Listen before starting: a SIGTERM during startup still gets a clean stop. A parent
-    // that spawned us with IPC (cairn dev) and died disconnects: that is a stop too.
-    const stopSignal = new Promise<string>((resolve) => {
-      process.once('SIGTERM', () => resolve('SIGTERM'))
-      process.once('SIGINT', () => resolve('SIGINT'))
-      process.once('disconnect', () => resolve('parent disconnected'))
-    })
+    const stopSignal = stopRequested()
     const engine = new EngineProcess(config, await engineClusterToken(config), logger)
     try {
       await engine.start()
@@ -38,8 +33,7 @@ export const command: Command = {
     }
     logger.info('stopped cleanly')
     logger.flush()
-    // An open IPC channel would keep this process alive after a clean stop.
-    if (process.connected) process.disconnect()
+    releaseParent()
     return 0
   },
 }

@@ -1,3 +1,4 @@
+import { releaseParent, stopRequested } from './stop-signal.js'
 import type { Command } from '../main.js'
 import { loadConfig, storageNodeConfigSchema, storageNodeDurability } from '../../core/config.js'
 import { createLogger } from '../../core/logger.js'
@@ -34,11 +35,7 @@ export const command: Command = {
       },
       { logger, registry: createRegistry({ component: 'storage-node' }), ...(maps === undefined ? {} : { maps }) },
     )
-    // Listen before starting: a SIGTERM during startup still gets a clean stop.
-    const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
-      process.once('SIGTERM', () => resolve('SIGTERM'))
-      process.once('SIGINT', () => resolve('SIGINT'))
-    })
+    const stopSignal = stopRequested()
     await maps?.start()
     await node.start()
     const signal = await stopSignal
@@ -47,6 +44,7 @@ export const command: Command = {
     await maps?.stop()
     logger.info('stopped cleanly')
     logger.flush()
+    releaseParent()
     return 0
   },
 }

@@ -243,6 +243,8 @@ export class DevEnvironment implements Startable {
         args: () => [CLI_MAIN, ...args],
         beforeSpawn: () => this.refreshIdentity(handle),
         ready: (_child, signal) => readyz(metricsAddress, signal),
+        // The channel is the node's lifeline: if dev dies, even by SIGKILL, it closes and the node stops.
+        ipc: true,
       },
       { logger: this.components.logger, onChange: () => this.stateChanged() },
     )

@@ -1,0 +1,39 @@
+/**
+ * A `cairn dev` that dies, even by SIGKILL, takes its engine and storage nodes with it:
+ * they hold an IPC channel to it and stop when it closes. Without that, a test runner's
+ * timeout (which kills the test process, and with it the harness's dev) left the whole
+ * cluster running and loading the machine for every test after it.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
+import { Dev, waitUntil } from './harness.js'
+
+/** True while `pid` runs; a zombie waiting for its reaper does not count. */
+async function running(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined)
+  if (stat === undefined) return false
+  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+}
+
+test('SIGKILL of cairn dev stops its engine and every storage node', { timeout: 180_000 }, async () => {
+  const dev = await Dev.start({ size: '64MiB', dataShards: 2, parityShards: 1 })
+  try {
+    const state = await dev.waitEngineUp()
+    const children = [state.engine.pid, ...state.nodes.map((n) => n.pid)].filter((p): p is number => p !== null)
+    assert.equal(children.length, 1 + state.nodes.length, 'every child has a pid')
+    for (const pid of children) assert.ok(await running(pid), `child ${pid} runs before the kill`)
+    dev.child.kill('SIGKILL')
+    await waitUntil(
+      async () => {
+        const left = []
+        for (const pid of children) if (await running(pid)) left.push(pid)
+        return left.length === 0
+      },
+      60_000,
+      'the children of a killed cairn dev to stop',
+    )
+  } finally {
+    await dev.destroy()
+  }
+})
