@@ -330,6 +330,11 @@ export function runningInKubernetes(env: Readonly<Record<string, string | undefi
   return env.KUBERNETES_SERVICE_HOST !== undefined && env.KUBERNETES_SERVICE_HOST !== ''
 }
 
+/** The environment for a child process: this process's, with `extra` set on top. */
+export function childEnvironment(extra: Readonly<Record<string, string>> = {}): NodeJS.ProcessEnv {
+  return { ...process.env, ...extra }
+}
+
 type FlagSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>
 
 /**

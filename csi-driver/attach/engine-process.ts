@@ -8,9 +8,11 @@
 import { spawn } from 'node:child_process'
 import { open, readdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
+import { childEnvironment } from '../../core/config.js'
 import { CairnError } from '../../core/errors.js'
 import { freePort } from '../../core/free-port.js'
 import { processAlive, waitFor } from './process.js'
+import { ENGINE_MALLOC_ENV } from '../../engine/host/malloc-env.js'
 
 /** The engine child exited or did not become ready in time. */
 export class EngineStartError extends CairnError {
@@ -95,7 +97,7 @@ export async function startEngine(init: EngineLaunchInit, volumeId: string, volu
   ]
   const log = await open(join(volumeDir, 'engine.log'), 'a')
   try {
-    const child = spawn(init.command ?? process.execPath, args, { detached: true, stdio: ['ignore', log.fd, log.fd] })
+    const child = spawn(init.command ?? process.execPath, args, { detached: true, stdio: ['ignore', log.fd, log.fd], env: childEnvironment(ENGINE_MALLOC_ENV) })
     const pid = child.pid
     if (pid === undefined) throw new EngineStartError('cairn engine could not be spawned')
     child.unref()

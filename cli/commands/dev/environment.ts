@@ -30,6 +30,7 @@ import { startDevGcSchedule, type DevGcSchedule } from './gc-schedule.js'
 import { devPaths, isAlive, nodePorts, readDevStateFile, removeDevState, writeDevState, type DevState } from './state.js'
 import { mountFaultApi, renderStatusPage, statusJson } from './status-page.js'
 import { mountNodeApi, nodeIndexesOnDisk, readNodeAddedMarker, writeNodeAddedMarker, type NodeAddRequest, type NodeAddResult } from './node-add.js'
+import { ENGINE_MALLOC_ENV } from '../../../engine/host/malloc-env.js'
 
 /** The `cairn` entry point, run by the children (dist/cli/main.js). */
 const CLI_MAIN = fileURLToPath(new URL('../../main.js', import.meta.url))
@@ -294,7 +295,7 @@ export class DevEnvironment implements Startable {
       '--log-level', this.config.logLevel,
     ]
     this.engine = new Supervisor<EngineReady>(
-      { name: 'engine', command: process.execPath, args: () => [CLI_MAIN, ...args], ipc: true, ready: readyMessage<EngineReady> },
+      { name: 'engine', command: process.execPath, args: () => [CLI_MAIN, ...args], env: ENGINE_MALLOC_ENV, ipc: true, ready: readyMessage<EngineReady> },
       { logger: this.components.logger, onChange: () => this.stateChanged() },
     )
     await this.engine.start()

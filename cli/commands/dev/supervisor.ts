@@ -10,6 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import type { Logger } from '../../../core/logger.js'
 import type { Startable } from '../../../core/startable.js'
 import { CairnError } from '../../../core/errors.js'
+import { childEnvironment } from '../../../core/config.js'
 
 /** A child did not become ready in time, or exited before it was. */
 export class ChildStartError extends CairnError {
@@ -25,6 +26,8 @@ export interface SupervisorInit<R> {
   command: string
   /** Arguments for each spawn; called again before every restart. */
   args: () => readonly string[]
+  /** Variables set in the child's environment on top of this process's. @default none */
+  env?: Readonly<Record<string, string>>
   /** Open an IPC channel to the child (it reports readiness and notices when this process dies). @default false */
   ipc?: boolean
   /** Runs before every spawn (first start, restart, resume), e.g. to publish the child's identity; a failure is logged and the spawn goes ahead. @default none */
@@ -144,7 +147,8 @@ export class Supervisor<R> implements Startable {
 
   private spawnChild(): void {
     const stdio = this.init.ipc === true ? (['ignore', 'inherit', 'inherit', 'ipc'] as const) : (['ignore', 'inherit', 'inherit'] as const)
-    const child = spawn(this.init.command, this.init.args(), { stdio: [...stdio], detached: true })
+    const env = childEnvironment(this.init.env)
+    const child = spawn(this.init.command, this.init.args(), { stdio: [...stdio], detached: true, env })
     this.child = child
     this.info = undefined
     this.setState('starting')
