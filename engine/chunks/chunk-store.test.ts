@@ -133,6 +133,17 @@ test('concurrent gets of one CID share one fetch', async () => {
   for (const r of results) assertSameBytes(r, r.length === 2 ? data : [data[1] as Uint8Array])
 })
 
+test('concurrent gets of different chunks share one request per node', async () => {
+  const data = chunks(16)
+  const cids = await store.putChunks(data, 'raw')
+  store.clearCache()
+  resetCounts()
+  // Sixteen readers of one chunk each, as an NBD client's queue of small reads arrives.
+  const results = await Promise.all(cids.map((cid) => store.getChunks([cid])))
+  results.forEach((r, i) => assertSameBytes(r, [data[i] as Uint8Array]))
+  for (const [node, calls] of counts.getShards) assert.equal(calls, 1, `node ${node} got one GetShards for all sixteen readers`)
+})
+
 test('manifest pages stored through the chunk store read back from the nodes as the same map', async () => {
   const manifest = new MerkleManifest({ hash: 'sha2-256' }, { chunks: store })
   const data = chunks(5)
@@ -244,3 +255,4 @@ test('with m nodes stopped, puts succeed degraded and gets return verified data;
   })
   await assert.rejects(store.putChunks(chunks(2), 'raw'), { name: 'ChunkWriteError' })
 })
+

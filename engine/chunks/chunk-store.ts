@@ -79,6 +79,9 @@ export interface ChunkStoreComponents {
 
 type BadShardListener = (report: BadShardReport) => void
 
+/** Most chunks one coalesced fetch asks for (k+m shards each, spread over the members). */
+const FETCH_CHUNKS_MAX = 64
+
 export class ErasureChunkStore implements ChunkStore, Startable {
   readonly #policy: ChunkPolicy
   readonly #total: number
@@ -96,6 +99,13 @@ export class ErasureChunkStore implements ChunkStore, Startable {
   readonly #fetcher: ChunkFetcher
   readonly #inflightReads = new Map<string, Promise<Uint8Array>>()
   readonly #settlers = new Map<string, { resolve(b: Uint8Array): void; reject(e: unknown): void }>()
+  /**
+   * Chunks to fetch at the end of this event-loop turn: concurrent reads (an NBD client's
+   * queue of small reads) share one fetch, so each storage node gets one request for all
+   * of them instead of one per read; per-call costs dominated cold random reads.
+   */
+  #fetchQueue: CID[] = []
+  #fetchScheduled = false
   readonly #listeners = new Set<BadShardListener>()
   readonly #active = new Set<Promise<unknown>>()
   readonly #zeros: Uint8Array
@@ -209,7 +219,7 @@ export class ErasureChunkStore implements ChunkStore, Startable {
         }
         waits.set(key, inflight)
       })
-      if (toFetch.length > 0) void this.#fetchAndSettle(toFetch)
+      if (toFetch.length > 0) this.#queueFetch(toFetch)
       const settled = await Promise.all(keys.map((key) => waits.get(key) as Promise<Uint8Array>))
       endTimer()
       let bytes = 0
@@ -232,6 +242,18 @@ export class ErasureChunkStore implements ChunkStore, Startable {
     promise.catch(() => {})
     this.#inflightReads.set(key, promise)
     return promise
+  }
+
+  #queueFetch(cids: readonly CID[]): void {
+    for (const cid of cids) this.#fetchQueue.push(cid)
+    if (this.#fetchScheduled) return
+    this.#fetchScheduled = true
+    setImmediate(() => {
+      this.#fetchScheduled = false
+      const queued = this.#fetchQueue
+      this.#fetchQueue = []
+      for (let i = 0; i < queued.length; i += FETCH_CHUNKS_MAX) void this.#fetchAndSettle(queued.slice(i, i + FETCH_CHUNKS_MAX))
+    })
   }
 
   async #fetchAndSettle(cids: CID[]): Promise<void> {
