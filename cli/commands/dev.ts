@@ -1,9 +1,9 @@
-import { releaseParent, stopRequested } from './stop-signal.js'
 import type { Command } from '../main.js'
 import { devConfigSchema, loadConfig } from '../../core/config.js'
 import { createLogger } from '../../core/logger.js'
 import { DevEnvironment } from './dev/environment.js'
 import type { DevState } from './dev/state.js'
+import { releaseParent, stopRequested } from './stop-signal.js'
 
 export const command: Command = {
   summary:

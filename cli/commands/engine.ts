@@ -1,4 +1,3 @@
-import { releaseParent, stopRequested } from './stop-signal.js'
 import { join } from 'node:path'
 import type { Command } from '../main.js'
 import { engineConfigSchema, loadConfig, type EngineConfig } from '../../core/config.js'
@@ -15,6 +14,7 @@ import { loadClusterToken } from '../../storage-node/auth.js'
 import { growableExports, NbdServer, type ExportResolver, type NbdListenAddress } from '../../engine/nbd/index.js'
 import { EngineHost, mountAdminApi } from '../../engine/host/index.js'
 import { EngineRuntime } from '../../engine/host/runtime.js'
+import { releaseParent, stopRequested } from './stop-signal.js'
 
 export const command: Command = {
   summary:

@@ -1,10 +1,10 @@
-import { releaseParent, stopRequested } from './stop-signal.js'
 import type { Command } from '../main.js'
 import { loadConfig, storageNodeConfigSchema, storageNodeDurability } from '../../core/config.js'
 import { createLogger } from '../../core/logger.js'
 import { createRegistry } from '../../core/health-server.js'
 import { StorageNode } from '../../storage-node/daemon.js'
 import { openClusterMaps } from './storage-node-maps.js'
+import { releaseParent, stopRequested } from './stop-signal.js'
 
 export const command: Command = {
   summary:
