@@ -17,6 +17,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import type { BenchOptions, BenchResult, BenchSuite } from './report.js'
+import { statCpuSeconds } from './proc-stat.js'
 import { AdminClient } from '../engine/host/admin-client.js'
 
 const exec = promisify(execFile)
@@ -149,10 +150,7 @@ async function* snapshotAndMemory(server: Server & { dataDir: string }, sizeByte
 
 /** utime + stime of a process, from /proc (Linux). */
 async function processCpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  // Fields 14 and 15 of stat(5), counted after the command name; clock ticks are 100 per second on Linux.
-  return (Number(fields[11]) + Number(fields[12])) / 100
+  return statCpuSeconds(await readFile(`/proc/${pid}/stat`, 'utf8'))
 }
 
 export const nbdSuite: BenchSuite = async function* (options: BenchOptions) {

@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { Registry } from 'prom-client'
 import type { BenchOptions, BenchResult, BenchSuite } from './report.js'
+import { statCpuSeconds } from './proc-stat.js'
 import { encodeShard, type Shard } from '../core/shard.js'
 import { silentLogger } from '../core/logger.js'
 import { createSegmentShardStore } from '../storage-node/segment-store.js'
@@ -141,9 +142,7 @@ interface StoreRun {
  */
 function mainThreadCpuUs(): number | undefined {
   try {
-    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(fields[11]) + Number(fields[12])) * 10_000
+    return statCpuSeconds(readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8')) * 1e6
   } catch {
     return undefined
   }

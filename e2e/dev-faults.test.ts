@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { runOk } from '../engine/nbd/testing.js'
-import { freePort } from '../cli/commands/dev/state.js'
+import { freePort } from '../core/free-port.js'
 import { CLI_MAIN, Dev, MiB, checkRegion, counts, fetchText, nbdshEnv, waitUntil, writeRegion } from './harness.js'
 
 const BLOCK = 64 * 1024

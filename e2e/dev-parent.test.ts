@@ -7,15 +7,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
+import { processAlive } from '../csi-driver/attach/process.js'
 import { ENGINE_MALLOC_ENV } from '../engine/host/malloc-env.js'
 import { Dev, waitUntil } from './harness.js'
-
-/** True while `pid` runs; a zombie waiting for its reaper does not count. */
-async function running(pid: number): Promise<boolean> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined)
-  if (stat === undefined) return false
-  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
-}
 
 test('SIGKILL of cairn dev stops its engine and every storage node (and the engine runs with its malloc settings)', { timeout: 180_000 }, async () => {
   const dev = await Dev.start({ size: '64MiB', dataShards: 2, parityShards: 1 })
@@ -23,17 +17,13 @@ test('SIGKILL of cairn dev stops its engine and every storage node (and the engi
     const state = await dev.waitEngineUp()
     const children = [state.engine.pid, ...state.nodes.map((n) => n.pid)].filter((p): p is number => p !== null)
     assert.equal(children.length, 1 + state.nodes.length, 'every child has a pid')
-    for (const pid of children) assert.ok(await running(pid), `child ${pid} runs before the kill`)
+    for (const pid of children) assert.ok(processAlive(pid), `child ${pid} runs before the kill`)
     // The engine runs with the malloc settings its memory bound relies on (engine/host/malloc-env.ts).
     const environ = (await readFile(`/proc/${state.engine.pid}/environ`, 'utf8')).split('\0')
     for (const [name, value] of Object.entries(ENGINE_MALLOC_ENV)) assert.ok(environ.includes(`${name}=${value}`), `engine environment has ${name}=${value}`)
     dev.child.kill('SIGKILL')
     await waitUntil(
-      async () => {
-        const left = []
-        for (const pid of children) if (await running(pid)) left.push(pid)
-        return left.length === 0
-      },
+      () => children.every((pid) => !processAlive(pid)),
       60_000,
       'the children of a killed cairn dev to stop',
     )

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
-import { freePort, isAlive, readDevStateFile, type DevState } from '../cli/commands/dev/state.js'
+import { freePort } from '../core/free-port.js'
+import { isAlive, readDevStateFile, type DevState } from '../cli/commands/dev/state.js'
 
 /** dist/cli/main.js, the binary under test. */
 export const CLI_MAIN = fileURLToPath(new URL('../cli/main.js', import.meta.url))

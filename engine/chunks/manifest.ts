@@ -91,9 +91,10 @@ export class MerkleManifest implements ManifestStore {
           const link = page.links[at] as CID
           if (page.level === 0) results[pos] = link
           else {
-            const entry = next.get(cidKey(link)) ?? { cid: link, level: page.level - 1, items: [] }
+            const key = cidKey(link)
+            const entry = next.get(key) ?? { cid: link, level: page.level - 1, items: [] }
             entry.items.push(pos)
-            next.set(cidKey(link), entry)
+            next.set(key, entry)
           }
         }
       }
@@ -142,23 +143,24 @@ export class MerkleManifest implements ManifestStore {
   /** Pages by CID, from the cache or in one getChunks call, decoded and validated. */
   async #getPages(cids: readonly CID[]): Promise<Page[]> {
     const out = new Array<Page | undefined>(cids.length)
+    const keys = cids.map(cidKey)
     const missing = new Map<string, CID>()
     cids.forEach((cid, i) => {
-      const hit = this.#cache.get(cidKey(cid))
+      const key = keys[i] as string
+      const hit = this.#cache.get(key)
       if (hit !== undefined) out[i] = hit
-      else missing.set(cidKey(cid), cid)
+      else missing.set(key, cid)
     })
     if (missing.size > 0) {
-      const list = [...missing.values()]
-      const bytes = await this.#chunks.getChunks(list)
+      const bytes = await this.#chunks.getChunks([...missing.values()])
       const decoded = new Map<string, Page>()
-      list.forEach((cid, i) => {
+      ;[...missing].forEach(([key, cid], i) => {
         const page = decodePage(bytes[i] as Uint8Array, cid)
-        decoded.set(cidKey(cid), page)
-        this.#cache.set(cidKey(cid), page)
+        decoded.set(key, page)
+        this.#cache.set(key, page)
       })
-      cids.forEach((cid, i) => {
-        out[i] ??= decoded.get(cidKey(cid))
+      keys.forEach((key, i) => {
+        out[i] ??= decoded.get(key)
       })
     }
     return out as Page[]

@@ -56,8 +56,11 @@ export async function readRange(deps: ReaderDeps, offsetBytes: number, lengthByt
 /** The stored chunks at `indexes` under `root` (undefined: no entry, reads as zeroes); each CID fetched once. */
 async function fetchChunks(deps: ReaderDeps, root: CID | null, indexes: number[]): Promise<(Uint8Array | undefined)[]> {
   const cids = await deps.lookups.lookup(root, indexes)
+  const keys = cids.map((cid) => (cid === undefined ? undefined : cidKey(cid)))
   const unique = new Map<string, CID>()
-  for (const cid of cids) if (cid !== undefined) unique.set(cidKey(cid), cid)
+  cids.forEach((cid, i) => {
+    if (cid !== undefined) unique.set(keys[i] as string, cid)
+  })
   if (unique.size === 0) return cids.map(() => undefined)
   const fetched = await deps.chunkStore.getChunks([...unique.values()])
   assert(fetched.length === unique.size, `getChunks returned ${fetched.length} chunks for ${unique.size}`)
@@ -67,7 +70,7 @@ async function fetchChunks(deps: ReaderDeps, root: CID | null, indexes: number[]
     assert(chunk.length === deps.chunkSizeBytes, `stored chunk of ${chunk.length} bytes, expected ${deps.chunkSizeBytes}`)
     byCid.set(key, chunk)
   })
-  return cids.map((cid) => (cid === undefined ? undefined : byCid.get(cidKey(cid))))
+  return keys.map((key) => (key === undefined ? undefined : byCid.get(key)))
 }
 
 /**

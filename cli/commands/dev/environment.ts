@@ -19,7 +19,7 @@ import type { Logger } from '../../../core/logger.js'
 import type { Startable } from '../../../core/startable.js'
 import { FailedPreconditionError, type ClusterMap, type ClusterMember } from '../../../control-plane/types.js'
 import { LocalControlPlane } from '../../../control-plane/local/local-control-plane.js'
-import { createRegistry, HealthServer } from '../../../core/health-server.js'
+import { createRegistry, HealthServer, parseHostPort } from '../../../core/health-server.js'
 import { parseDurationMs, parseSizeBytes, type DevConfig } from '../../../core/config.js'
 import { ConfigError } from '../../../core/errors.js'
 import { loadOrCreatePeerIdentity } from '../../../storage-node/mesh/index.js'
@@ -196,7 +196,7 @@ export class DevEnvironment implements Startable {
     if (count < shardsPerChunk) throw new ConfigError(`--storage-nodes ${count} is below k+m = ${shardsPerChunk}: a chunk's shards need that many nodes`)
     // The engine's NBD port and the status port are dev's own listeners: no node may take them
     // (a node holding the NBD port kept every engine restart failing with EADDRINUSE).
-    const taken = new Set([this.config.listen, this.config.statusListen].map((a) => Number(a.slice(a.lastIndexOf(':') + 1))).filter((p) => p > 0))
+    const taken = new Set([this.config.listen, this.config.statusListen].map(portOf).filter((p) => p > 0))
     for (let i = 0; i < count; i++) {
       if (await exists(this.paths.nodeRemoved(i))) {
         this.components.logger.info({ node: `node-${i}` }, 'node was removed from the cluster (cairn node remove); not starting it')
@@ -343,7 +343,7 @@ export class DevEnvironment implements Startable {
     const used = [...this.nodes.map((n) => n.index), ...(await nodeIndexesOnDisk(this.paths.nodesDir))]
     const index = Math.max(-1, ...used) + 1
     await writeNodeAddedMarker(this.paths.nodeAdded(index), request)
-    const taken = new Set(this.nodes.flatMap((n) => [n.address, n.metricsAddress, n.meshAddress].map((a) => Number(a.slice(a.lastIndexOf(':') + 1)))))
+    const taken = new Set(this.nodes.flatMap((n) => [n.address, n.metricsAddress, n.meshAddress].map(portOf)))
     const node = await this.prepareNode(index, taken)
     this.components.logger.info({ node: node.id, failureDomain: node.failureDomain ?? node.id, weight: node.weight ?? 1 }, 'adding a storage node')
     // A supervisor retries a child that never gets ready forever; an add gives up after a while.
@@ -392,4 +392,9 @@ async function exists(path: string): Promise<boolean> {
     () => true,
     () => false,
   )
+}
+
+/** The port of a `host:port` listen address. */
+function portOf(address: string): number {
+  return parseHostPort(address).port
 }

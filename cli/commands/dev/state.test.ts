@@ -3,7 +3,8 @@ import assert from 'node:assert/strict'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { devPaths, freePort, nodePorts } from './state.js'
+import { freePort } from '../../../core/free-port.js'
+import { devPaths, nodePorts } from './state.js'
 
 test('a ports.json from before the mesh keeps its gRPC and metrics ports and gains a mesh port, persisted', async () => {
   const dataDir = await mkdtemp(join(tmpdir(), 'cairn-dev-ports-'))

@@ -139,4 +139,3 @@ export async function nodePorts(dataDir: string, index: number, host: string, ta
   return ports
 }
 
-export { freePort }
