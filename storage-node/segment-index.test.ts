@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { AddressFilter, addressHash, LocationCache, SegmentIndex } from './segment-index.js'
+import { AddressFilter, addressHash, LocationCache, SegmentIndex, WaitingRecords, type WaitingRecord } from './segment-index.js'
 import { fixtureCid } from './fixtures.js'
 
 /** A 36-byte CID-shaped key from a seeded xorshift32 stream. */
@@ -71,4 +71,28 @@ test('the location cache holds at most its bound, drops the oldest first, and a 
   const off = new LocationCache(0)
   off.set(addressHash(cids[0]!, 1), row(0))
   assert.equal(off.size, 0, 'a zero bound disables it')
+})
+
+test('waiting records sharing one address hash are told apart by address, and delete removes exactly the record given', () => {
+  const cids = seededCids(23, 4)
+  // Forced onto one hash: the chain, not the map, has to separate them.
+  const record = (i: number, index = 0): WaitingRecord => ({ cid: cids[i]!, index, offsetBytes: i * 10, lengthBytes: 10, lastPutMs: 0, fresh: true, hash: 7, sentLastPutMs: 0, next: undefined })
+  const waiting = new WaitingRecords()
+  const rs = [record(0), record(1), record(2), record(0, 1)]
+  for (const r of rs) waiting.add(r)
+  assert.equal(waiting.size, 4)
+  rs.forEach((r) => assert.equal(waiting.get(7, r.cid, r.index), r))
+  assert.equal(waiting.get(7, cids[3]!, 0), undefined, 'same hash, other address')
+  assert.equal(waiting.get(8, cids[0]!, 0), undefined, 'other hash')
+  // Middle, head and tail of the chain, then a record no longer held.
+  for (const r of [rs[1]!, rs[3]!, rs[0]!]) {
+    assert.equal(waiting.delete(r), true)
+    assert.equal(waiting.get(7, r.cid, r.index), undefined)
+  }
+  assert.equal(waiting.delete(rs[1]!), false)
+  assert.equal(waiting.delete(record(0)), false, 'an equal address is not the same record')
+  assert.deepEqual(waiting.toArray(), [rs[2]])
+  waiting.clear()
+  assert.equal(waiting.size, 0)
+  assert.equal(waiting.get(7, cids[2]!, 0), undefined)
 })

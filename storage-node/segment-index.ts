@@ -470,13 +470,20 @@ export function packRecords(records: readonly NewRecord[]): PackedRecords {
     cids.set(r.cid, at)
     at += r.cid.length
     cidEnds[i] = at
-    numbers.set([r.index, r.offsetBytes, r.lengthBytes, r.lastPutMs, r.fresh === true ? 1 : 0], i * 5)
+    const n = i * 5
+    numbers[n] = r.index
+    numbers[n + 1] = r.offsetBytes
+    numbers[n + 2] = r.lengthBytes
+    numbers[n + 3] = r.lastPutMs
+    numbers[n + 4] = r.fresh === true ? 1 : 0
   })
   return { cids, cidEnds, numbers }
 }
 
 export function unpackRecords(packed: PackedRecords): NewRecord[] {
-  const { cids, cidEnds, numbers } = packed
+  const { cidEnds, numbers } = packed
+  // Buffer views: SQLite binds Buffers, so the index need not wrap each CID again.
+  const cids = Buffer.from(packed.cids.buffer, packed.cids.byteOffset, packed.cids.byteLength)
   const records: NewRecord[] = new Array(cidEnds.length)
   let start = 0
   for (let i = 0; i < cidEnds.length; i++) {
@@ -543,5 +550,79 @@ export class LocationCache {
 
   clear(): void {
     this.entries.clear()
+  }
+}
+
+/**
+ * A record whose bytes are fsynced in the active segment and acknowledged, waiting for
+ * the index (see `WaitingRecords`).
+ */
+export interface WaitingRecord extends NewRecord {
+  lastPutMs: number
+  /** `addressHash` of the record's address. */
+  hash: number
+  /** `lastPutMs` as last sent to the index worker: a later one must be written again. */
+  sentLastPutMs: number
+  /** The next record with the same hash (a collision chain); managed by `WaitingRecords`. */
+  next: WaitingRecord | undefined
+}
+
+/**
+ * The records waiting for the index, keyed by address hash with collisions chained and
+ * told apart by the address bytes. A number key instead of a hex string key per shard:
+ * building, hashing and later collecting one ~80-character string per put shard was a
+ * visible share of the put path's event-loop CPU and of its garbage, and the map insert
+ * happens after the durable write, on the ack path.
+ */
+export class WaitingRecords {
+  private readonly byHash = new Map<number, WaitingRecord>()
+  private count = 0
+
+  get size(): number {
+    return this.count
+  }
+
+  get(hash: number, cid: Uint8Array, index: number): WaitingRecord | undefined {
+    for (let r = this.byHash.get(hash); r !== undefined; r = r.next) {
+      if (r.index === index && Buffer.compare(r.cid, cid) === 0) return r
+    }
+    return undefined
+  }
+
+  /** Adds a record whose address is not held yet (the writer looked it up first). */
+  add(record: WaitingRecord): void {
+    record.next = this.byHash.get(record.hash)
+    this.byHash.set(record.hash, record)
+    this.count += 1
+  }
+
+  /** Removes this very record object; false if it is not held (already committed and cleared). */
+  delete(record: WaitingRecord): boolean {
+    let previous: WaitingRecord | undefined
+    for (let r = this.byHash.get(record.hash); r !== undefined; previous = r, r = r.next) {
+      if (r !== record) continue
+      if (previous !== undefined) previous.next = r.next
+      else if (r.next !== undefined) this.byHash.set(record.hash, r.next)
+      else this.byHash.delete(record.hash)
+      r.next = undefined
+      this.count -= 1
+      return true
+    }
+    return false
+  }
+
+  /** Every record, in no particular order (a commit does not depend on it: addresses are distinct). */
+  toArray(): WaitingRecord[] {
+    const out: WaitingRecord[] = []
+    for (const first of this.byHash.values()) {
+      for (let r: WaitingRecord | undefined = first; r !== undefined; r = r.next) out.push(r)
+    }
+    return out
+  }
+
+  clear(): void {
+    for (const r of this.toArray()) r.next = undefined
+    this.byHash.clear()
+    this.count = 0
   }
 }

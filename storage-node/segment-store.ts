@@ -8,8 +8,8 @@ import { mkdir, truncate, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from '../core/logger.js'
 import { CairnError, ResourceExhaustedError, ShuttingDownError, assert } from '../core/errors.js'
-import { decodeShard, formatAddress, shardKey, ShardCorruptError, validateAddress, type Shard, type ShardAddress } from '../core/shard.js'
-import { AddressFilter, addressHash, asBuffer, LocationCache, packRecords, SegmentIndex, type NewRecord, type ShardRow } from './segment-index.js'
+import { decodeShard, formatAddress, ShardCorruptError, validateAddress, type Shard, type ShardAddress } from '../core/shard.js'
+import { AddressFilter, addressHash, asBuffer, LocationCache, packRecords, SegmentIndex, WaitingRecords, type NewRecord, type ShardRow, type WaitingRecord } from './segment-index.js'
 import { IndexFlusher, type FlushReply } from './index-flusher.js'
 import { listSegmentFiles, scanRecords, SegmentFile, segmentFileName, syncDirectory } from './segment-file.js'
 import { compactSegment, pickCompactionCandidate } from './compaction.js'
@@ -91,18 +91,10 @@ export interface SegmentStoreComponents {
   metrics?: StoreMetrics
 }
 
-interface UnindexedRecord extends NewRecord {
-  lastPutMs: number
-}
-
-/**
- * A shard a group will write: its address hash, its map key if the dedupe needed it
- * (else it is computed while the write is in flight), and whether the index had no row.
- */
+/** A shard a group will write: its address hash, and whether the index had no row. */
 interface PlannedWrite {
   shard: Shard
   hash: number
-  key: string | undefined
   fresh: boolean
 }
 
@@ -143,10 +135,10 @@ export class SegmentShardStore implements ShardStore {
   private compactTimer: NodeJS.Timeout | undefined
   private compacting: Promise<unknown> | undefined
   /**
-   * Records fsynced and acknowledged but not yet in the index, by shardKey; all in the
+   * Records fsynced and acknowledged but not yet in the index, by address; all in the
    * active segment, back to back, ending at activeSizeBytes. Lookups see them first.
    */
-  private readonly unindexed = new Map<string, UnindexedRecord>()
+  private readonly unindexed = new WaitingRecords()
   private indexTimer: NodeJS.Timeout | undefined
   /** The index worker, when it runs; see `indexWorker`. */
   private flusher: IndexFlusher | undefined
@@ -154,7 +146,7 @@ export class SegmentShardStore implements ShardStore {
    * The records of the flush the worker is running, with the last-put time each had when
    * sent: they stay in `unindexed` (and readable from it) until the worker's commit is done.
    */
-  private flushing: Array<[string, UnindexedRecord, number]> = []
+  private flushing: WaitingRecord[] = []
   /** Read-path locations (see `locationCacheEntries`); cleared whenever rows move or go. */
   private readonly locations: LocationCache
   /**
@@ -401,7 +393,7 @@ export class SegmentShardStore implements ShardStore {
   /** Writes the group's new shards and fsyncs them; they wait for the index in memory. */
   private async commitGroup(group: readonly PendingPut[]): Promise<void> {
     const nowMs = this.options.nowMs()
-    // By address hash: building the string keys waits for the write (appendAndFsync).
+    // By address hash: the records are built while the write is in flight (appendAndFsync).
     const planned = new Map<number, Shard[]>()
     const toWrite: PlannedWrite[] = []
     const touched: ShardAddress[] = []
@@ -414,15 +406,14 @@ export class SegmentShardStore implements ShardStore {
         }
         // New data is the common case: the filter answers it without an index lookup.
         const known = !this.filterReady || this.filter.mayContainHash(hash)
-        const key = known ? shardKey(shard.header) : undefined
-        const row = key !== undefined ? this.findRow(shard.header, key) : undefined
-        if (row === undefined || row.corrupt) {
-          toWrite.push({ shard, hash, key, fresh: row === undefined })
+        // Already stored and fsynced (waiting records are never corrupt): a re-put only refreshes GC's clock.
+        const waiting = known && this.unindexed.size > 0 ? this.unindexed.get(hash, shard.header.chunkCid, shard.header.index) : undefined
+        const row = known && waiting === undefined ? this.index.lookup(shard.header) : undefined
+        if (waiting === undefined && (row === undefined || row.corrupt)) {
+          toWrite.push({ shard, hash, fresh: row === undefined })
           put.result.writtenCount += 1
           continue
         }
-        // Already stored and fsynced: a re-put only refreshes GC's clock.
-        const waiting = key !== undefined ? this.unindexed.get(key) : undefined
         if (waiting !== undefined) waiting.lastPutMs = Math.max(waiting.lastPutMs, nowMs)
         else touched.push(shard.header)
         put.result.existingCount += 1
@@ -445,7 +436,7 @@ export class SegmentShardStore implements ShardStore {
     for (const w of writes) totalBytes += w.shard.bytes.length
     if (this.activeSizeBytes > 0 && this.activeSizeBytes + totalBytes > this.options.segmentSizeBytes) await this.rollSegment()
     const start = this.activeSizeBytes
-    let records: Array<[string, UnindexedRecord]>
+    let records: WaitingRecord[]
     try {
       const stopTimer = this.components.metrics?.fsyncSeconds.startTimer()
       const written = writeAll(this.active, writes, start)
@@ -462,7 +453,7 @@ export class SegmentShardStore implements ShardStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw new DiskFullError('no space left for shard data', { cause: err })
       throw err
     }
-    for (const [key, record] of records) this.unindexed.set(key, record)
+    for (const record of records) this.unindexed.add(record)
     this.activeSizeBytes = start + totalBytes
     this.counts.shards += writes.length
     this.counts.bytes += totalBytes
@@ -498,8 +489,9 @@ export class SegmentShardStore implements ShardStore {
     clearTimeout(this.indexTimer)
     this.indexTimer = undefined
     if (this.unindexed.size === 0) return
-    this.flushing = [...this.unindexed].map(([key, record]) => [key, record, record.lastPutMs])
-    flusher.send(this.active.id, this.activeSizeBytes, packRecords(this.flushing.map(([, record]) => record)))
+    this.flushing = this.unindexed.toArray()
+    for (const record of this.flushing) record.sentLastPutMs = record.lastPutMs
+    flusher.send(this.active.id, this.activeSizeBytes, packRecords(this.flushing))
   }
 
   /** The worker's answer to `sendFlush`: committed records leave `unindexed`; a failure leaves them for a retry. */
@@ -513,11 +505,10 @@ export class SegmentShardStore implements ShardStore {
     }
     const refreshed: ShardAddress[] = []
     let lastPutMs = 0
-    for (const [key, record, sentLastPutMs] of sent) {
-      if (this.unindexed.get(key) !== record) continue
-      this.unindexed.delete(key)
+    for (const record of sent) {
+      if (!this.unindexed.delete(record)) continue
       // Re-put while in flight: the worker committed the older time, so refresh the row.
-      if (record.lastPutMs > sentLastPutMs) {
+      if (record.lastPutMs > record.sentLastPutMs) {
         refreshed.push({ chunkCid: record.cid, index: record.index })
         lastPutMs = Math.max(lastPutMs, record.lastPutMs)
       }
@@ -548,7 +539,7 @@ export class SegmentShardStore implements ShardStore {
     // First the worker's commit: committed sizes must advance in record order.
     this.flusher?.waitSync()
     if (this.unindexed.size === 0) return
-    const replaced = this.index.commitWrites(this.active.id, this.activeSizeBytes, [...this.unindexed.values()])
+    const replaced = this.index.commitWrites(this.active.id, this.activeSizeBytes, this.unindexed.toArray())
     this.unindexed.clear()
     this.counts.shards -= replaced.count
     this.counts.bytes -= replaced.bytes
@@ -575,9 +566,9 @@ export class SegmentShardStore implements ShardStore {
   }
 
   /** The row of a shard: a record waiting for the index first, then the index. */
-  private findRow(address: ShardAddress, key?: string): ShardRow | undefined {
+  private findRow(address: ShardAddress, hash?: number): ShardRow | undefined {
     if (this.unindexed.size > 0) {
-      const r = this.unindexed.get(key ?? shardKey(address))
+      const r = this.unindexed.get(hash ?? addressHash(address.chunkCid, address.index), address.chunkCid, address.index)
       if (r !== undefined) {
         return { cid: asBuffer(r.cid), idx: r.index, segment: this.active.id, offset: r.offsetBytes, length: r.lengthBytes, lastPutMs: r.lastPutMs, corrupt: false }
       }
@@ -611,7 +602,7 @@ export class SegmentShardStore implements ShardStore {
     // A hit proves the address valid (its bytes and index equal a stored shard's), so only a miss validates.
     const cached = address.chunkCid instanceof Uint8Array ? this.locations.get(hash, address.chunkCid, address.index) : undefined
     if (cached === undefined) validateAddress(address)
-    const row = cached !== undefined ? { cid: cached.cid, idx: cached.index, segment: cached.segment, offset: cached.offset, length: cached.length, lastPutMs: 0, corrupt: false } : this.findRow(address)
+    const row = cached !== undefined ? { cid: cached.cid, idx: cached.index, segment: cached.segment, offset: cached.offset, length: cached.length, lastPutMs: 0, corrupt: false } : this.findRow(address, hash)
     if (row === undefined) throw new ShardNotFoundError(`no shard ${formatAddress(address)}`)
     if (row.corrupt) throw new ShardCorruptError(`shard ${formatAddress(address)} failed verification earlier`)
     // Nothing can retire a segment while this runs: compaction swaps segments between awaits.
@@ -810,14 +801,14 @@ function plannedBefore(planned: Map<number, Shard[]>, hash: number, shard: Shard
   return false
 }
 
-/** The waiting-index records of shards written back to back from `startBytes`, with their map keys. */
-function buildRecords(writes: readonly PlannedWrite[], startBytes: number, nowMs: number): Array<[string, UnindexedRecord]> {
+/** The waiting-index records of shards written back to back from `startBytes`. */
+function buildRecords(writes: readonly PlannedWrite[], startBytes: number, nowMs: number): WaitingRecord[] {
   let offset = startBytes
-  return writes.map(({ shard, key, fresh }) => {
+  return writes.map(({ shard, hash, fresh }) => {
     const { chunkCid, index } = shard.header
-    const record: UnindexedRecord = { cid: chunkCid, index, offsetBytes: offset, lengthBytes: shard.bytes.length, lastPutMs: nowMs, fresh }
+    const record: WaitingRecord = { cid: chunkCid, index, offsetBytes: offset, lengthBytes: shard.bytes.length, lastPutMs: nowMs, fresh, hash, sentLastPutMs: 0, next: undefined }
     offset += shard.bytes.length
-    return [key ?? shardKey(shard.header), record]
+    return record
   })
 }
 
