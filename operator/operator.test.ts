@@ -5,8 +5,8 @@ import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { Registry } from 'prom-client'
 import { silentLogger } from '../core/logger.js'
-import { BLOCKSTORE_FINALIZER, ownedNames, storageNodeLabel, VOLUME_FINALIZER } from './constants.js'
-import { KubeClient } from './kube.js'
+import { BLOCKSTORE_FINALIZER, ownedNames, SNAPSHOT_FINALIZER, storageNodeLabel, VOLUME_FINALIZER } from './constants.js'
+import { KubeApiError, KubeClient } from './kube.js'
 import { Operator } from './operator.js'
 import { updateStatus } from './status.js'
 import {
@@ -22,10 +22,11 @@ import {
   waitFor,
   type Cluster,
 } from './test-support.js'
-import type { BlockStoreObject, StoragePolicyObject, VolumeObject } from './types.js'
+import type { BlockStoreObject, Condition, SnapshotObject, StoragePolicyObject, VolumeObject } from './types.js'
 
 let c: Cluster
 let operator: Operator
+const registry = new Registry()
 const GiB = 2 ** 30
 const STORAGE = { 'cairn.dev/role': 'storage' }
 
@@ -33,7 +34,7 @@ before(async () => {
   c = await startCluster()
   operator = new Operator(
     { namespace: NAMESPACE, identity: 'test-operator', image: 'cairn:test', leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 200, backoffBaseMs: 20, backoffMaxMs: 500, watchTimeoutSeconds: 5 },
-    { kubeConfig: c.kc, logger: silentLogger(), registry: new Registry() },
+    { kubeConfig: c.kc, logger: silentLogger(), registry },
   )
   await operator.start()
   await waitFor('leadership', async () => operator.elector.isLeader())
@@ -124,6 +125,44 @@ describe('BlockStore', () => {
   })
 })
 
+describe('BlockStore conditions', () => {
+  it('Ready, Progressing and readyNodes follow the DaemonSet rollout', async () => {
+    for (const n of ['r1', 'r2']) await createNode(c, n, { labels: { 'cairn.dev/role': 'rollout' } })
+    await createCr(c, 'BlockStore', 'bs-ready', { nodeSelector: { matchLabels: { 'cairn.dev/role': 'rollout' } } })
+    const condition = (bs: BlockStoreObject | undefined, type: string): Condition | undefined => bs?.status?.conditions?.find((x) => x.type === type)
+    // No pod scheduled yet: not Ready, rolling out.
+    const rolling = await waitFor('rollout in progress', async () => {
+      const bs = await getCr<BlockStoreObject>(c, 'BlockStore', 'bs-ready')
+      return bs?.status?.eligibleNodes === 2 && condition(bs, 'Progressing') !== undefined ? bs : undefined
+    })
+    assert.deepEqual([condition(rolling, 'Ready')?.status, condition(rolling, 'Ready')?.reason], ['False', 'NodesNotReady'])
+    assert.deepEqual([condition(rolling, 'Progressing')?.status, condition(rolling, 'Progressing')?.reason], ['True', 'RolloutInProgress'])
+    assert.equal(rolling.status?.readyNodes, 0)
+    assert.equal(condition(rolling, 'Ready')?.observedGeneration, 1)
+    // The DaemonSet controller (a kubelet's work, absent here) reports both pods scheduled, updated and ready.
+    const name = ownedNames('bs-ready').daemonSet
+    const ds = await c.apps.readNamespacedDaemonSet({ name, namespace: NAMESPACE })
+    const status = { observedGeneration: ds.metadata?.generation ?? 1, desiredNumberScheduled: 2, currentNumberScheduled: 2, updatedNumberScheduled: 2, numberReady: 2, numberMisscheduled: 0 }
+    await c.apps.patchNamespacedDaemonSetStatus({ name, namespace: NAMESPACE, body: { status } }, MERGE)
+    const ready = await waitFor('Ready', async () => {
+      const bs = await getCr<BlockStoreObject>(c, 'BlockStore', 'bs-ready')
+      return condition(bs, 'Ready')?.status === 'True' ? bs : undefined
+    })
+    assert.equal(ready.status?.readyNodes, 2)
+    assert.equal(condition(ready, 'Ready')?.reason, 'AllNodesReady')
+    assert.deepEqual([condition(ready, 'Progressing')?.status, condition(ready, 'Progressing')?.reason], ['False', 'RolloutComplete'])
+    assert.equal(condition(ready, 'Degraded')?.status, 'False')
+    // One node's pod stops being ready: Degraded, no longer Ready.
+    await c.apps.patchNamespacedDaemonSetStatus({ name, namespace: NAMESPACE, body: { status: { ...status, numberReady: 1 } } }, MERGE)
+    const degraded = await waitFor('Degraded', async () => {
+      const bs = await getCr<BlockStoreObject>(c, 'BlockStore', 'bs-ready')
+      return condition(bs, 'Degraded')?.status === 'True' ? bs : undefined
+    })
+    assert.equal(degraded.status?.readyNodes, 1)
+    assert.equal(condition(degraded, 'Ready')?.status, 'False')
+  })
+})
+
 describe('StoragePolicy', () => {
   it('8+3 over six failure domains is Satisfiable=False with its reason; 4+2 is True', async () => {
     for (let i = 0; i < 6; i++) await createNode(c, `p${i}`, { labels: { 'cairn.dev/role': 'six', 'topology.kubernetes.io/zone': `zone-${i}` } })
@@ -161,10 +200,21 @@ describe('Volume and Snapshot', () => {
       (await c.core.listNamespacedEvent({ namespace: NAMESPACE })).items.filter((e) => e.involvedObject.name === 'vol1').map((e) => e.reason as string)
     await waitFor('an Unavailable event', async () => (await events()).includes('Unavailable'))
     await createCr(c, 'Snapshot', 'snap1', { volume: 'vol1' })
-    await waitFor('snapshot pending', async () => (await getCr<VolumeObject>(c, 'Snapshot', 'snap1'))?.status?.conditions?.[0]?.reason === 'SnapshotPending')
+    const snapReady = async () => (await getCr<SnapshotObject>(c, 'Snapshot', 'snap1'))?.status?.conditions?.find((x) => x.type === 'Ready')
+    await waitFor('snapshot pending', async () => (await snapReady())?.reason === 'SnapshotPending')
+    assert.ok((await getCr<SnapshotObject>(c, 'Snapshot', 'snap1'))?.metadata.finalizers?.includes(SNAPSHOT_FINALIZER))
+    const snapEvents = async (): Promise<string[]> =>
+      (await c.core.listNamespacedEvent({ namespace: NAMESPACE })).items.filter((e) => e.involvedObject.name === 'snap1' && e.involvedObject.kind === 'Snapshot').map((e) => e.reason as string)
+    await waitFor('a SnapshotPending event', async () => (await snapEvents()).includes('SnapshotPending'))
     await deleteCr(c, 'Volume', 'vol1')
     await waitFor('volume released', async () => (await getCr(c, 'Volume', 'vol1')) === undefined)
     assert.ok((await events()).includes('Deleting'))
+    // The snapshot outlives its volume, says why it cannot become ready, and records the change.
+    await waitFor('snapshot of a deleted volume', async () => (await snapReady())?.reason === 'VolumeNotFound')
+    await waitFor('a VolumeNotFound event', async () => (await snapEvents()).includes('VolumeNotFound'))
+    await deleteCr(c, 'Snapshot', 'snap1')
+    await waitFor('snapshot released', async () => (await getCr(c, 'Snapshot', 'snap1')) === undefined)
+    assert.ok((await snapEvents()).includes('Deleting'))
   })
 })
 
@@ -204,5 +254,38 @@ describe('controller runtime against the API server', () => {
     const stored = await getCr<VolumeObject>(c, 'Volume', 'vol-conflict')
     assert.equal((stored?.status as Record<string, unknown>)?.allocatedBytes, 4096)
     assert.deepEqual((stored?.status as Record<string, unknown>)?.head, { rootCid: 'bafyhead', sizeBytes: 4096, journalSeq: 7 })
+  })
+
+  it('a failing reconcile is counted per kind and retried with backoff until it converges; durations and queue depth are exported per kind', async () => {
+    const metric = async (name: string, kind: string): Promise<number | undefined> =>
+      (await registry.getSingleMetric(name)?.get())?.values.find((v) => v.labels.kind === kind)?.value
+    const errorsBefore = (await metric('cairn_operator_reconcile_errors_total', 'BlockStore')) ?? 0
+    const key = storageNodeLabel('bs-flaky')
+    const original = operator.kube.patchNodeLabels.bind(operator.kube)
+    let refused = 0
+    // The API server refuses this block store's first two label writes (as an overloaded one would).
+    operator.kube.patchNodeLabels = async (name, labels) => {
+      if (key in labels && refused < 2) {
+        refused++
+        throw new KubeApiError(503, `label node ${name}: HTTP 503 (injected)`)
+      }
+      return original(name, labels)
+    }
+    try {
+      await createNode(c, 'f1', { labels: { 'cairn.dev/role': 'flaky' } })
+      await createCr(c, 'BlockStore', 'bs-flaky', { nodeSelector: { matchLabels: { 'cairn.dev/role': 'flaky' } } })
+      await waitFor('f1 labelled after the retries', async () => JSON.stringify(await labelled(key)) === '["f1"]')
+    } finally {
+      operator.kube.patchNodeLabels = original
+    }
+    assert.equal(refused, 2)
+    assert.ok(((await metric('cairn_operator_reconcile_errors_total', 'BlockStore')) ?? 0) >= errorsBefore + 2, 'both failures counted under kind BlockStore')
+    const durations = (await registry.getSingleMetric('cairn_operator_reconcile_duration_seconds')?.get())?.values ?? []
+    for (const kind of ['BlockStore', 'StoragePolicy', 'Volume', 'Snapshot']) {
+      const count = (durations as Array<{ labels: Record<string, unknown>; value: number; metricName?: string }>)
+        .find((v) => v.labels.kind === kind && v.metricName === 'cairn_operator_reconcile_duration_seconds_count')?.value ?? 0
+      assert.ok(count > 0, `reconcile durations of ${kind}`)
+      assert.notEqual(await metric('cairn_operator_queue_depth', kind), undefined, `queue depth of ${kind}`)
+    }
   })
 })

@@ -26,6 +26,12 @@ import type { BlockStoreObject, OwnerReference } from './types.js'
 /** Where the hostPath is mounted in the storage-node container. */
 export const DATA_MOUNT_PATH = '/var/lib/cairn'
 
+/**
+ * The uid and gid the storage node runs as: the image's `node` user (Dockerfile
+ * `USER node`), the same uid the Helm chart gives every unprivileged container.
+ */
+export const STORAGE_NODE_UID = 1000
+
 /** Labels of every object and pod a BlockStore owns; the DaemonSet and Service select on them. */
 export function ownedLabels(blockStore: string): Record<string, string> {
   return { [NAME_LABEL]: 'cairn', [COMPONENT_LABEL]: 'storage-node', [BLOCKSTORE_LABEL]: blockStore, [MANAGED_BY_LABEL]: FIELD_MANAGER }
@@ -116,7 +122,33 @@ function container(bs: BlockStoreObject, image: string): Record<string, unknown>
     livenessProbe: probe('/healthz', 10, 6),
     resources: { requests: quantities(spec.resources?.requests), limits: quantities(spec.resources?.limits) },
     volumeMounts: [{ name: 'data', mountPath: DATA_MOUNT_PATH }],
-    securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true },
+    securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
+  }
+}
+
+/**
+ * Hands the hostPath to the storage node's uid before it starts. The kubelet
+ * creates a missing hostPath (DirectoryOrCreate) as root:root 0755, where a
+ * non-root storage node could not create its data directory. Only this step
+ * runs as root, with CHOWN as its one capability, and it changes the mount
+ * point alone: what lies below is created by the storage node as its own uid.
+ * docs/adr/0024-storage-node-pod-security.md
+ */
+function dataDirOwner(image: string, resources: Record<string, unknown>): Record<string, unknown> {
+  return {
+    name: 'data-dir-owner',
+    image,
+    command: ['chown', `${STORAGE_NODE_UID}:${STORAGE_NODE_UID}`, DATA_MOUNT_PATH],
+    resources,
+    volumeMounts: [{ name: 'data', mountPath: DATA_MOUNT_PATH }],
+    securityContext: {
+      runAsUser: 0,
+      runAsGroup: 0,
+      runAsNonRoot: false,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'], add: ['CHOWN'] },
+    },
   }
 }
 
@@ -124,6 +156,8 @@ function container(bs: BlockStoreObject, image: string): Record<string, unknown>
 export function desiredDaemonSet(bs: BlockStoreObject, namespace: string, defaultImage: string): Record<string, unknown> & { spec: unknown } {
   const name = bs.metadata.name
   const labels = ownedLabels(name)
+  const image = bs.spec.image !== undefined && bs.spec.image !== '' ? bs.spec.image : defaultImage
+  const main = container(bs, image)
   const spec = {
     selector: { matchLabels: labels },
     updateStrategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } },
@@ -135,7 +169,9 @@ export function desiredDaemonSet(bs: BlockStoreObject, namespace: string, defaul
         serviceAccountName: STORAGE_NODE_SERVICE_ACCOUNT,
         tolerations: bs.spec.tolerations ?? [],
         terminationGracePeriodSeconds: 30,
-        containers: [container(bs, bs.spec.image !== undefined && bs.spec.image !== '' ? bs.spec.image : defaultImage)],
+        securityContext: { runAsUser: STORAGE_NODE_UID, runAsGroup: STORAGE_NODE_UID, runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } },
+        initContainers: [dataDirOwner(image, main.resources as Record<string, unknown>)],
+        containers: [main],
         volumes: [{ name: 'data', hostPath: { path: bs.spec.hostPath ?? BLOCKSTORE_DEFAULTS.hostPath, type: 'DirectoryOrCreate' } }],
       },
     },
