@@ -394,7 +394,7 @@ export class SegmentShardStore implements ShardStore {
   private async commitGroup(group: readonly PendingPut[]): Promise<void> {
     const nowMs = this.options.nowMs()
     // By address hash: the records are built while the write is in flight (appendAndFsync).
-    const planned = new Map<number, Shard[]>()
+    const planned = new Map<number, Shard | Shard[]>()
     const toWrite: PlannedWrite[] = []
     const touched: ShardAddress[] = []
     for (const put of group) {
@@ -788,16 +788,22 @@ export class SegmentShardStore implements ShardStore {
   }
 }
 
-/** Whether a shard with the same address is already in `planned` (by hash, then bytes); adds it if not. */
-function plannedBefore(planned: Map<number, Shard[]>, hash: number, shard: Shard): boolean {
+/**
+ * Whether a shard with the same address is already in `planned` (by hash, then bytes);
+ * adds it if not. A hash holds one shard, or an array only after a collision: no array
+ * per shard.
+ */
+function plannedBefore(planned: Map<number, Shard | Shard[]>, hash: number, shard: Shard): boolean {
   const same = planned.get(hash)
   if (same === undefined) {
-    planned.set(hash, [shard])
+    planned.set(hash, shard)
     return false
   }
+  const list = Array.isArray(same) ? same : [same]
   const { chunkCid, index } = shard.header
-  if (same.some((s) => s.header.index === index && Buffer.compare(s.header.chunkCid, chunkCid) === 0)) return true
-  same.push(shard)
+  if (list.some((s) => s.header.index === index && Buffer.compare(s.header.chunkCid, chunkCid) === 0)) return true
+  list.push(shard)
+  if (list !== same) planned.set(hash, list)
   return false
 }
 
