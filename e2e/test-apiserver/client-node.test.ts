@@ -1,6 +1,6 @@
 // @kubernetes/client-node (the library Cairn's Kubernetes control plane uses)
 // against the test API server: CRUD, conflicts, the status subresource,
-// finalizers, selectors, and watches with bookmarks and a forced 410.
+// finalizers, label and field selectors, and watches with bookmarks and a forced 410.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -181,4 +181,58 @@ test('Watch: a resourceVersion from before compaction gets a 410 Expired ERROR e
   const fresh = await watchVolumes({ resourceVersion: String(server.resourceVersion), timeoutSeconds: '1' })
   assert.equal(await fresh.done, null, 'a current resourceVersion watches until timeoutSeconds ends it')
   assert.deepEqual(fresh.events, [])
+})
+
+test('field selectors: list and watch filter on the fields each resource supports; others are a 400', async () => {
+  await core.createNamespace({ body: { metadata: { name: 'fields' } } })
+  const pod = (name: string, nodeName: string) =>
+    core.createNamespacedPod({ namespace: 'fields', body: { metadata: { name }, spec: { nodeName, containers: [{ name: 'c', image: 'cairn:test' }] } } })
+  await pod('p1', 'n1')
+  await pod('p2', 'n2')
+  const names = async (fieldSelector: string): Promise<string[]> =>
+    (await core.listNamespacedPod({ namespace: 'fields', fieldSelector })).items.map((p) => p.metadata?.name as string).sort()
+  assert.deepEqual(await names('spec.nodeName=n1'), ['p1'])
+  assert.deepEqual(await names('spec.nodeName==n2'), ['p2'])
+  assert.deepEqual(await names('metadata.name!=p1'), ['p2'])
+  assert.deepEqual(await names('spec.nodeName=n1,metadata.name=p2'), [])
+  assert.deepEqual(await names('metadata.namespace=fields'), ['p1', 'p2'])
+  // Events are found by the object they are about, as `kubectl get events --field-selector involvedObject.name=…` does.
+  for (const [name, about] of [['e1', 'vol-a'], ['e2', 'vol-b']]) {
+    await core.createNamespacedEvent({ namespace: 'fields', body: { metadata: { name }, involvedObject: { kind: 'Volume', name: about }, reason: 'Test', type: 'Normal' } })
+  }
+  const events = await core.listNamespacedEvent({ namespace: 'fields', fieldSelector: 'involvedObject.name=vol-b,type=Normal' })
+  assert.deepEqual(events.items.map((e) => e.metadata?.name), ['e2'])
+  // kube-apiserver refuses fields a resource does not index, and set operators (fields have only =, == and !=).
+  assert.equal(await httpCode(core.listNamespacedPod({ namespace: 'fields', fieldSelector: 'spec.hostname=x' })), 400)
+  assert.equal(await httpCode(core.listNamespacedPod({ namespace: 'fields', fieldSelector: 'spec.nodeName in (n1)' })), 400)
+  // A watch sees only the objects that match.
+  const seen: string[] = []
+  let signal: () => void = () => undefined
+  const controller = await new Watch(kc).watch(
+    '/api/v1/namespaces/fields/pods',
+    { fieldSelector: 'spec.nodeName=n2' },
+    (type, obj: { metadata?: { name?: string } }) => {
+      seen.push(`${type} ${obj.metadata?.name}`)
+      signal()
+    },
+    () => undefined,
+  )
+  try {
+    const p4Seen = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no ADDED p4; saw ${JSON.stringify(seen)}`)), 5000)
+      signal = () => {
+        if (!seen.includes('ADDED p4')) return
+        clearTimeout(timer)
+        resolve()
+      }
+      signal()
+    })
+    await pod('p3', 'n1')
+    await pod('p4', 'n2')
+    await p4Seen
+    assert.ok(!seen.some((e) => e.endsWith(' p1') || e.endsWith(' p3')), `objects on n1 leaked into the watch: ${JSON.stringify(seen)}`)
+    assert.ok(seen.includes('ADDED p2'), `the initial state of the matching object: ${JSON.stringify(seen)}`)
+  } finally {
+    controller.abort()
+  }
 })
