@@ -132,7 +132,7 @@ function container(bs: BlockStoreObject, image: string): Record<string, unknown>
  * non-root storage node could not create its data directory. Only this step
  * runs as root, with CHOWN as its one capability, and it changes the mount
  * point alone: what lies below is created by the storage node as its own uid.
- * docs/adr/0024-storage-node-pod-security.md
+ * docs/adr/0024-storage-node-objects.md
  */
 function dataDirOwner(image: string, resources: Record<string, unknown>): Record<string, unknown> {
   return {

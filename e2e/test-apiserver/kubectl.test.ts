@@ -87,6 +87,9 @@ test('invalid CRs are refused with the rule that failed', async () => {
   assert.notEqual(unknown.code, 0)
   assert.match(unknown.stderr, /unknown field "spec.dataShard"/)
   assert.equal((await kubectl(['get', 'csp', 'too-wide'])).code, 1, 'nothing was stored')
+  const dotted = await kubectl(['apply', '-f', '-'], 'apiVersion: cairn.dev/v1alpha1\nkind: BlockStore\nmetadata: {name: fast.ssd}\nspec: {}\n')
+  assert.notEqual(dotted.code, 0)
+  assert.match(dotted.stderr, /BlockStore name must be at most 49 characters/)
 })
 
 test('kubectl label, patch --type=merge and --type=json change the object', async () => {

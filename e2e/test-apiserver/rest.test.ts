@@ -107,6 +107,17 @@ test('BlockStore defaults nested objects and checks capacity bounds', async () =
   invalidCause(() => rest.create(rt, undefined, { metadata: { name: 'e' }, spec: { nodeSelector: { matchExpressions: [{ key: 'a', operator: 'In' }] } } }))
 })
 
+test('BlockStore names fit the storage-node Service name: a DNS-1035 label of at most 49 characters', async () => {
+  const rest = await storage()
+  const rt = typeOf(rest, 'blockstores')
+  // cairn-storage-<name> must be a DNS-1035 label (at most 63 characters, no dots, starting with a letter).
+  for (const name of ['a'.repeat(50), 'fast.ssd', '1fast']) {
+    const causes = invalidCause(() => rest.create(rt, undefined, { metadata: { name }, spec: {} }))
+    assert.ok(causes.length > 0, name)
+  }
+  for (const name of ['a'.repeat(49), 'fast-ssd-2', 'f']) assert.ok(rest.create(rt, undefined, { metadata: { name }, spec: {} }), name)
+})
+
 test('BlockStore durability gets its defaults, refuses out-of-range pacing, and keys pins by CID', async () => {
   const rest = await storage()
   const rt = typeOf(rest, 'blockstores')
