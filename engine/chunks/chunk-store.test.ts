@@ -30,6 +30,8 @@ let store: ErasureChunkStore
 let registry: Registry
 let counts: RequestCounts
 let resetCounts: () => void
+let holdGets: () => void
+let releaseGets: () => void
 let clients: NodeClientPool
 const badShards: BadShardReport[] = []
 
@@ -41,6 +43,8 @@ before(async () => {
   const counting = countingClientPool({ requestDeadlineMs: 5000 })
   counts = counting.counts
   resetCounts = counting.reset
+  holdGets = counting.hold
+  releaseGets = counting.release
   clients = counting.pool
   store = new ErasureChunkStore(
     { policy: { dataShards: K, parityShards: M, hash: 'sha2-256', chunkSizeBytes: CHUNK_BYTES }, cacheMaxBytes: 8 * 1024 * 1024 },
@@ -142,6 +146,26 @@ test('concurrent gets of different chunks share one request per node', async () 
   const results = await Promise.all(cids.map((cid) => store.getChunks([cid])))
   results.forEach((r, i) => assertSameBytes(r, [data[i] as Uint8Array]))
   for (const [node, calls] of counts.getShards) assert.equal(calls, 1, `node ${node} got one GetShards for all sixteen readers`)
+})
+
+test('reads that miss while two fetches are in flight wait and leave together in one fetch', async () => {
+  const data = chunks(10)
+  const cids = await store.putChunks(data, 'raw')
+  store.clearCache()
+  resetCounts()
+  holdGets()
+  // One read per event-loop turn, as a client with a full queue sends a new read whenever one returns.
+  const reads: Promise<Uint8Array[]>[] = []
+  for (const cid of cids) {
+    reads.push(store.getChunks([cid]))
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  releaseGets()
+  const results = await Promise.all(reads)
+  results.forEach((r, i) => assertSameBytes(r, [data[i] as Uint8Array]))
+  // The first two reads went alone; the other eight waited for them and went as one fetch.
+  for (const [node, calls] of counts.getShards) assert.ok(calls <= 3, `node ${node} got ${calls} GetShards for three fetches`)
+  assert.ok(total(counts.getShards) <= 2 * K + K + M, `${total(counts.getShards)} GetShards in all`)
 })
 
 test('manifest pages stored through the chunk store read back from the nodes as the same map', async () => {

@@ -82,6 +82,14 @@ type BadShardListener = (report: BadShardReport) => void
 /** Most chunks one coalesced fetch asks for (k+m shards each, spread over the members). */
 const FETCH_CHUNKS_MAX = 64
 
+/**
+ * Coalesced fetches in flight at once. Reads that miss while this many are out wait in the
+ * queue and leave together when one finishes: an NBD client's steady stream of small reads
+ * (one per event-loop turn once its queue is full) then costs one request per node per
+ * batch instead of per read. Per-call gRPC work on both ends was most of a cold read's CPU.
+ */
+const FETCHES_IN_FLIGHT_MAX = 2
+
 export class ErasureChunkStore implements ChunkStore, Startable {
   readonly #policy: ChunkPolicy
   readonly #total: number
@@ -100,12 +108,14 @@ export class ErasureChunkStore implements ChunkStore, Startable {
   readonly #inflightReads = new Map<string, Promise<Uint8Array>>()
   readonly #settlers = new Map<string, { resolve(b: Uint8Array): void; reject(e: unknown): void }>()
   /**
-   * Chunks to fetch at the end of this event-loop turn: concurrent reads (an NBD client's
-   * queue of small reads) share one fetch, so each storage node gets one request for all
-   * of them instead of one per read; per-call costs dominated cold random reads.
+   * Chunks waiting to be fetched: concurrent reads (an NBD client's queue of small reads)
+   * share one fetch, so each storage node gets one request for all of them instead of one
+   * per read. Drained at the end of the event-loop turn, at most FETCHES_IN_FLIGHT_MAX
+   * fetches at a time; bounded by the callers' own bounds (the NBD in-flight limit).
    */
   #fetchQueue: CID[] = []
   #fetchScheduled = false
+  #fetchesInFlight = 0
   readonly #listeners = new Set<BadShardListener>()
   readonly #active = new Set<Promise<unknown>>()
   readonly #zeros: Uint8Array
@@ -246,14 +256,28 @@ export class ErasureChunkStore implements ChunkStore, Startable {
 
   #queueFetch(cids: readonly CID[]): void {
     for (const cid of cids) this.#fetchQueue.push(cid)
+    this.#schedulePump()
+  }
+
+  /** Pumps at the end of this turn, so every read of the turn joins the same fetch. */
+  #schedulePump(): void {
     if (this.#fetchScheduled) return
     this.#fetchScheduled = true
     setImmediate(() => {
       this.#fetchScheduled = false
-      const queued = this.#fetchQueue
-      this.#fetchQueue = []
-      for (let i = 0; i < queued.length; i += FETCH_CHUNKS_MAX) void this.#fetchAndSettle(queued.slice(i, i + FETCH_CHUNKS_MAX))
+      this.#pumpFetches()
     })
+  }
+
+  #pumpFetches(): void {
+    while (this.#fetchesInFlight < FETCHES_IN_FLIGHT_MAX && this.#fetchQueue.length > 0) {
+      const batch = this.#fetchQueue.splice(0, FETCH_CHUNKS_MAX)
+      this.#fetchesInFlight += 1
+      void this.#fetchAndSettle(batch).finally(() => {
+        this.#fetchesInFlight -= 1
+        if (this.#fetchQueue.length > 0) this.#schedulePump()
+      })
+    }
   }
 
   async #fetchAndSettle(cids: CID[]): Promise<void> {

@@ -73,9 +73,14 @@ export interface RequestCounts {
   hasShards: Map<string, number>
 }
 
-/** A real client pool that counts every request it sends. */
-export function countingClientPool(init: NodeClientPoolInit): { pool: NodeClientPool; counts: RequestCounts; reset(): void } {
+/**
+ * A real client pool that counts every request it sends. `hold()` keeps GetShards
+ * requests from being sent (they are counted) until `release()`, so a test can keep
+ * fetches in flight for as long as it needs.
+ */
+export function countingClientPool(init: NodeClientPoolInit): { pool: NodeClientPool; counts: RequestCounts; reset(): void; hold(): void; release(): void } {
   const inner = createNodeClientPool(init)
+  let held: { gate: Promise<void>; open: () => void } | undefined
   const counts: RequestCounts = { getShards: new Map(), putShards: new Map(), hasShards: new Map() }
   const bump = (m: Map<string, number>, key: string): void => {
     m.set(key, (m.get(key) ?? 0) + 1)
@@ -89,7 +94,10 @@ export function countingClientPool(init: NodeClientPoolInit): { pool: NodeClient
     client(member: ClusterMember): ShardNodeClient {
       const c = inner.client(member)
       return {
-        getShards: (a) => (bump(counts.getShards, member.address), c.getShards(a)),
+        getShards: (a) => {
+          bump(counts.getShards, member.address)
+          return held === undefined ? c.getShards(a) : held.gate.then(() => c.getShards(a))
+        },
         putShards: (s) => (bump(counts.putShards, member.address), c.putShards(s)),
         hasShards: (a) => (bump(counts.hasShards, member.address), c.hasShards(a)),
       }
@@ -98,6 +106,16 @@ export function countingClientPool(init: NodeClientPoolInit): { pool: NodeClient
   return {
     pool,
     counts,
+    hold: () => {
+      if (held !== undefined) return
+      let open = (): void => {}
+      const gate = new Promise<void>((resolve) => (open = resolve))
+      held = { gate, open }
+    },
+    release: () => {
+      held?.open()
+      held = undefined
+    },
     reset: () => {
       counts.getShards.clear()
       counts.putShards.clear()
