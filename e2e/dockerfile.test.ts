@@ -50,9 +50,16 @@ test('dockerfilelint flags an untagged base image and an interactive apt-get', a
 
 test('the runtime image carries what the CSI node plugin runs', async () => {
   const dockerfile = await readFile(join(root, 'Dockerfile'), 'utf8')
+  // Multi-stage: compilers stay in the build stage; the runtime copies only its output.
+  assert.deepEqual(dockerfile.match(/^FROM .*$/gm), ['FROM node:24-bookworm-slim AS build', 'FROM node:24-bookworm-slim'])
   const runtime = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '))
+  assert.doesNotMatch(runtime, /\b(g\+\+|make)\b/)
+  assert.match(runtime, /^COPY --from=build \/src\/dist \.\/dist$/m)
+  // One image for every subcommand: the CLI is the entrypoint.
+  assert.match(runtime, /^ENTRYPOINT \["node", "\/opt\/cairn\/dist\/cli\/main\.js"\]$/m)
   assert.match(runtime, /^FROM node:24-bookworm-slim$/m)
-  for (const pkg of ['nbd-client', 'libnbd-bin', 'e2fsprogs', 'xfsprogs', 'util-linux', 'fuse3', 'python3-minimal']) {
+  // mount: mount, umount and losetup (Debian moved them out of util-linux, which has blkid, blockdev and findmnt).
+  for (const pkg of ['nbd-client', 'libnbd-bin', 'e2fsprogs', 'xfsprogs', 'util-linux', 'mount', 'fuse3', 'python3-minimal']) {
     assert.match(runtime, new RegExp(`\\b${pkg}\\b`), `runtime stage lacks ${pkg}`)
   }
   assert.match(runtime, /^USER node$/m)

@@ -71,6 +71,11 @@ test('valid CRs apply and print their columns, also by short name', async () => 
   assert.match(await ok(['get', 'csp', 'ec-4-2', '-o', 'jsonpath={.spec.hash}']), /^sha2-256$/)
   await ok(['apply', '-f', '-'], 'apiVersion: cairn.dev/v1alpha1\nkind: Volume\nmetadata: {name: vol-a}\nspec: {blockStore: default, storagePolicy: ec-4-2, sizeBytes: 1073741824}\n')
   assert.deepEqual((await ok(['get', 'cvol'])).split('\n')[0]?.trim().split(/\s+/), ['NAME', 'SIZE', 'POLICY', 'ATTACHED', 'HEALTH', 'AGE'])
+  await ok(['apply', '-f', '-'], 'apiVersion: cairn.dev/v1alpha1\nkind: BlockStore\nmetadata: {name: default}\nspec: {}\n')
+  assert.deepEqual((await ok(['get', 'cbs'])).split('\n')[0]?.trim().split(/\s+/), ['NAME', 'READY', 'NODES', 'CAPACITY', 'USED', 'AGE'])
+  assert.deepEqual((await ok(['get', 'cbs', '-o', 'wide'])).split('\n')[0]?.trim().split(/\s+/), ['NAME', 'READY', 'NODES', 'ELIGIBLE', 'CAPACITY', 'USED', 'BACKLOG', 'AGE'])
+  await ok(['apply', '-f', '-'], 'apiVersion: cairn.dev/v1alpha1\nkind: Snapshot\nmetadata: {name: snap-a}\nspec: {volume: vol-a}\n')
+  assert.deepEqual((await ok(['get', 'csnap'])).split('\n')[0]?.trim().split(/\s+/), ['NAME', 'VOLUME', 'SIZE', 'READY', 'AGE'])
 })
 
 test('invalid CRs are refused with the rule that failed', async () => {
