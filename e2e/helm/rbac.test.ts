@@ -73,14 +73,20 @@ test('namespaced grants (Leases, Secrets, owned workloads) live in Roles of the 
   }
 })
 
-test('the operator cannot touch pods or exec into them, and reaches only what it reconciles', () => {
+test('the operator only watches pods of its namespace, never writes or execs into them, and reaches only what it reconciles', () => {
   for (const manifests of scenarios) {
-    for (const verb of ['get', 'list', 'create', 'delete', 'patch']) {
-      for (const resource of ['pods', 'pods/exec', 'pods/attach', 'pods/portforward']) {
+    for (const verb of ['get', 'create', 'update', 'delete', 'deletecollection', 'patch']) {
+      for (const resource of ['pods', 'pods/exec', 'pods/attach', 'pods/portforward', 'pods/status']) {
         for (const namespace of [NS, undefined]) {
           assert.ok(!can(manifests, operator, { group: '', resource, verb, namespace }), `operator may ${verb} ${resource} in ${namespace ?? 'the cluster'}`)
         }
       }
+    }
+    // Its pod informer: storage-node readiness and IPs are the members' states and addresses (operator-rbac.test.ts runs it under these rules).
+    for (const verb of ['list', 'watch']) {
+      assert.ok(can(manifests, operator, { group: '', resource: 'pods', verb, namespace: NS }), `operator must ${verb} pods in ${NS}`)
+      assert.ok(!can(manifests, operator, { group: '', resource: 'pods', verb }), `operator may ${verb} pods cluster-wide`)
+      assert.ok(!can(manifests, operator, { group: '', resource: 'pods', verb, namespace: 'default' }), `operator may ${verb} pods in default`)
     }
   }
   assert.ok(can(all, operator, { group: '', resource: 'nodes', verb: 'patch' }), 'operator must label eligible nodes')

@@ -3,3 +3,4 @@
  */
 export { TestApiServer, type TestApiServerOptions } from './server.js'
 export { ApiError, type Status } from './errors.js'
+export { requestAttributes, type RequestAttributes } from './request-info.js'

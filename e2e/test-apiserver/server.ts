@@ -22,6 +22,7 @@ import { isObject, type Json, type JsonObject } from './patch.js'
 import { ResourceRegistry } from './resources.js'
 import { RestStorage } from './rest.js'
 import { ObjectStore } from './store.js'
+import { forbiddenMessage, requestAttributes, type RequestAttributes } from './request-info.js'
 import { handleResource, parseRoute } from './routes.js'
 import { openApiV3Document, openApiV3Root } from './openapi.js'
 import type { OpenWatch } from './watch.js'
@@ -44,6 +45,12 @@ export interface TestApiServerOptions {
   maxRequestBodyBytes?: number
   /** @default silentLogger() */
   logger?: Logger
+  /**
+   * Decides every request, as kube-apiserver's authorizer (e.g. RBAC) does: false
+   * answers 403 Forbidden. Tests use it to run a component under the RBAC rules the
+   * Helm chart grants it. @default everything is allowed
+   */
+  authorize?: (request: RequestAttributes) => boolean
 }
 
 /** Namespaces a fresh cluster has. */
@@ -54,7 +61,7 @@ export interface ServerContext {
   registry: ResourceRegistry
   store: ObjectStore
   rest: RestStorage
-  options: Required<Omit<TestApiServerOptions, 'logger' | 'host' | 'port'>>
+  options: Required<Omit<TestApiServerOptions, 'logger' | 'host' | 'port' | 'authorize'>>
   watches: Set<OpenWatch>
   logger: Logger
 }
@@ -64,8 +71,10 @@ export class TestApiServer implements Startable {
   private readonly ctx: ServerContext
   private readonly host: string
   private readonly port: number
+  private readonly authorize: ((request: RequestAttributes) => boolean) | undefined
 
   constructor(options: TestApiServerOptions = {}) {
+    this.authorize = options.authorize
     const registry = new ResourceRegistry()
     const store = new ObjectStore(options.historyWindowEvents ?? 10_000)
     this.ctx = {
@@ -161,6 +170,10 @@ export class TestApiServer implements Startable {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost')
     try {
+      if (this.authorize !== undefined) {
+        const attributes = requestAttributes(req.method ?? 'GET', url, req.headers.authorization)
+        if (!this.authorize(attributes)) throw new ApiError(403, 'Forbidden', forbiddenMessage(attributes))
+      }
       const handled = this.serveFixed(req, url, res)
       if (!handled) await handleResource(this.ctx, req, res, parseRoute(this.ctx.registry, url.pathname), url.searchParams)
     } catch (err) {
