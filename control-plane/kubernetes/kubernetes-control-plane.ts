@@ -55,7 +55,7 @@ import { canonicalPinCid, validatePin, withPin } from '../pins.js'
 import * as c from './convert.js'
 import { IN_USE_FINALIZER, PLURAL, SNAPSHOT_FINALIZER, SNAPSHOT_VOLUME_LABEL, VOLUME_FINALIZER, labelValueFor } from './constants.js'
 import { decodeContinueToken, encodeContinueToken } from './continue-token.js'
-import { KubernetesApiError } from './errors.js'
+import { KubernetesApiError, KubernetesPermissionDeniedError } from './errors.js'
 import { CairnObjects } from './objects.js'
 import { isTerminating, type CustomResource } from './resource.js'
 
@@ -99,20 +99,34 @@ export class KubernetesControlPlane implements ControlPlane {
     this.conflictRetriesMax = init.conflictRetriesMax ?? 16
   }
 
-  /** Checks that the four CRDs are served, so a missing install fails here and not on first use. */
+  /**
+   * Checks that the four CRDs are served, so a missing install fails here and not on
+   * first use. A kind the credentials may not list (403) is skipped: least-privilege
+   * RBAC withholds kinds a client never uses (the CSI node plugin and its engines read
+   * no snapshots), and a 403 says nothing about the install. Forbidden on every kind,
+   * the credentials can do nothing with Cairn, and start fails with that error.
+   * @throws FailedPreconditionError when a CRD is not installed
+   * @throws KubernetesPermissionDeniedError when no kind may be listed at all
+   */
   async start(): Promise<void> {
     if (this.state === 'stopped') throw new ShuttingDownError('kubernetes control plane was stopped; create a new one')
     if (this.state === 'started') return
+    let forbidden: KubernetesPermissionDeniedError | undefined
+    let listed = 0
     for (const kind of Object.keys(PLURAL) as ResourceKind[]) {
       try {
         await this.objects.list(kind, { limit: 1 })
+        listed++
       } catch (err) {
         if (err instanceof NotFoundError) {
           throw new FailedPreconditionError(`CRD ${PLURAL[kind]}.cairn.dev is not installed (apply crds/)`, { cause: err })
         }
-        throw err
+        if (!(err instanceof KubernetesPermissionDeniedError) || (err.cause as KubernetesApiError | undefined)?.code !== 403) throw err
+        forbidden ??= err
+        this.deps.logger.debug({ kind }, 'may not list this kind; not checking that its CRD is installed')
       }
     }
+    if (listed === 0 && forbidden !== undefined) throw forbidden
     this.state = 'started'
     this.deps.logger.info('kubernetes control plane started')
   }
