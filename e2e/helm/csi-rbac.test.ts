@@ -1,6 +1,6 @@
 /**
- * The CSI driver's control-plane calls under exactly the RBAC the Helm chart
- * grants each of its ServiceAccounts: the test API server answers 403 to
+ * The CSI driver's and the storage nodes' control-plane calls under exactly the
+ * RBAC the Helm chart grants each of their ServiceAccounts: the test API server answers 403 to
  * whatever the rendered Roles do not allow, as kube-apiserver's RBAC would. The
  * Kubernetes ControlPlane must start (a node plugin and each engine it runs
  * start one) and make the calls each side makes. rbac.test.ts bounds the grants
@@ -14,6 +14,10 @@ import { silentLogger } from '../../core/logger.js'
 import { createKubernetesControlPlane, type KubernetesControlPlane } from '../../control-plane/kubernetes/kubernetes-control-plane.js'
 import { TestApiServer, type RequestAttributes } from '../test-apiserver/index.js'
 import { join } from 'node:path'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { STORAGE_NODE_SERVICE_ACCOUNT } from '../../operator/constants.js'
+import { openMapSource } from '../../cli/commands/storage-node-maps.js'
 import { ROOT, render } from './helm.js'
 import { can } from './rbac.js'
 
@@ -22,6 +26,7 @@ const ADMIN_TOKEN = 'cairn-test-token'
 const ACCOUNTS: Record<string, { name: string; namespace: string }> = {
   'csi-node-token': { name: 'cairn-csi-node', namespace: NS },
   'csi-controller-token': { name: 'cairn-csi-controller', namespace: NS },
+  'storage-node-token': { name: STORAGE_NODE_SERVICE_ACCOUNT, namespace: NS },
 }
 const manifests = render({})
 const denied: string[] = []
@@ -38,11 +43,15 @@ function authorize(a: RequestAttributes): boolean {
   return ok
 }
 
-function controlPlaneAs(token: string): KubernetesControlPlane {
+function kubeconfigAs(token: string): string {
   const config = yaml.load(server.kubeconfig()) as { users: Array<{ user: { token: string } }> }
   config.users[0]!.user.token = token
+  return yaml.dump(config)
+}
+
+function controlPlaneAs(token: string): KubernetesControlPlane {
   const kubeConfig = new KubeConfig()
-  kubeConfig.loadFromString(yaml.dump(config))
+  kubeConfig.loadFromString(kubeconfigAs(token))
   return createKubernetesControlPlane({ kubeConfig }, { logger: silentLogger() })
 }
 
@@ -103,3 +112,19 @@ test('credentials that may list no Cairn kind at all fail at start, not at first
   await assert.rejects(cp.start(), { name: 'KubernetesPermissionDeniedError' })
   await cp.stop()
 })
+
+test("a storage node's cluster-map reads are allowed by its chart RBAC (BlockStores only)", async () => {
+  denied.length = 0
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-storage-node-rbac-'))
+  try {
+    await writeFile(join(dir, 'kubeconfig'), kubeconfigAs('storage-node-token'), { mode: 0o600 })
+    const source = await openMapSource({ controlPlane: { kind: 'kubernetes', kubeconfig: join(dir, 'kubeconfig') } } as never, silentLogger())
+    await source.start()
+    assert.deepEqual(await source.getClusterMap('default'), { epoch: 0, members: [] })
+    await source.stop()
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+  assert.deepEqual(denied, [])
+})
+
