@@ -64,6 +64,7 @@ export class Controllers implements Startable {
   private readonly notReady = new NotReadyTracker()
   private resyncTimer: NodeJS.Timeout | undefined
   private stopped = false
+  private synced = false
   private signalStop!: () => void
   private readonly stopSignal = new Promise<void>((resolve) => (this.signalStop = resolve))
 
@@ -194,10 +195,16 @@ export class Controllers implements Startable {
     // Stopping while a cache never syncs (API server unreachable) must not hang.
     await Promise.race([Promise.all(informers.map((i) => i.synced)), this.stopSignal])
     if (this.stopped) return
+    this.synced = true
     for (const queue of Object.values(this.queues)) await queue.start()
     await this.usage.start()
     await this.gc?.start()
     this.resync()
+  }
+
+  /** Whether every cache has listed once, so the queues run; false while any list keeps failing (RBAC, API server). */
+  get cachesSynced(): boolean {
+    return this.synced
   }
 
   private resync(): void {

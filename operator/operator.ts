@@ -97,8 +97,14 @@ export class Operator implements Startable {
     await this.transition
   }
 
-  /** Why the operator is not ready, or undefined. A standby replica is ready: it is doing its job by waiting. */
+  /**
+   * Why the operator is not ready, or undefined. A standby replica is ready: it is
+   * doing its job by waiting. A leader is ready once its caches have synced: one that
+   * cannot list what it watches (RBAC, API server) reconciles nothing, and says so.
+   */
   readiness(): string | undefined {
+    const controllers = this.controllers
+    if (controllers !== undefined && !controllers.cachesSynced) return 'leading, but the caches have not synced: can the operator list and watch everything it reconciles?'
     return undefined
   }
 
