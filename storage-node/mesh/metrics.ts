@@ -7,6 +7,8 @@ export interface MeshMetrics {
   /** Labels: member. 1 while the member answers heartbeats within the alive window. */
   peerUp: Gauge<'member'>
   heartbeatRttSeconds: Histogram
+  /** Heartbeat streams this node opened: one per member, more only when a stream broke (peer restart, timeout). */
+  heartbeatStreamsOpened: Counter
   /** Labels: protocol. */
   sentBytes: Counter<'protocol'>
   /** Labels: protocol. */
@@ -33,6 +35,11 @@ export function createMeshMetrics(registry: Registry): MeshMetrics {
       name: `${p}heartbeat_rtt_seconds`,
       help: 'Round-trip time of answered heartbeats.',
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    }),
+    heartbeatStreamsOpened: new Counter({
+      name: `${p}heartbeat_streams_opened_total`,
+      help: 'Long-lived heartbeat streams opened to members; growth beyond one per member means streams keep breaking.',
       registers,
     }),
     sentBytes: new Counter({ name: `${p}sent_bytes_total`, help: 'Application bytes sent on mesh streams.', labelNames: ['protocol'], registers }),

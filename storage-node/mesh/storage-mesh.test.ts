@@ -8,7 +8,7 @@ import { writeFile } from 'node:fs/promises'
 import { Registry } from 'prom-client'
 import { StorageMesh } from './storage-mesh.js'
 import { identityPath } from './identity.js'
-import { metricValue, startTestMeshCluster, startTestMeshNode, stopTestMeshNodes, waitFor } from './test-cluster.js'
+import { metricValue, startTestMeshCluster, startTestMeshNode, stopTestMeshNodes, waitFor, type TestMeshNode } from './test-cluster.js'
 
 test('has, get and put round-trip between two members, batches larger than one request included', async () => {
   const nodes = await startTestMeshCluster(['a', 'b'])
@@ -85,6 +85,31 @@ test('the peer id survives a restart of the mesh on the same data dir', async ()
     await broken.stop()
   } finally {
     await stopTestMeshNodes([node])
+  }
+})
+
+test('heartbeats reuse one stream per member; a member restarted on the same address gets a fresh one', async () => {
+  const nodes = await startTestMeshCluster(['a', 'b'], { heartbeatIntervalMs: 50, aliveWindowMs: 3000 })
+  const [a, b] = nodes as [TestMeshNode, TestMeshNode]
+  let restarted: StorageMesh | undefined
+  try {
+    const beats = (): Promise<number> => metricValue(a.registry, 'cairn_mesh_heartbeat_rtt_seconds_count')
+    await waitFor('ten answered heartbeats', async () => (await beats()) >= 10)
+    assert.equal(await metricValue(a.registry, 'cairn_mesh_heartbeat_streams_opened_total'), 1, 'ten heartbeats on one stream')
+    const address = b.member().meshAddress as string
+    await b.mesh.stop()
+    restarted = new StorageMesh(
+      { dataDir: b.dir, listen: address, heartbeatIntervalMs: 50, aliveWindowMs: 3000 },
+      { memberId: 'b', maps: b.maps, store: b.store, logger: silentLogger(), registry: new Registry() },
+    )
+    await restarted.start()
+    const before = await beats()
+    await waitFor('heartbeats answered by the restarted member', async () => (await beats()) >= before + 10)
+    assert.equal(a.mesh.isAlive('b'), true)
+    assert.equal(await metricValue(a.registry, 'cairn_mesh_heartbeat_streams_opened_total'), 2, 'the broken stream was replaced once')
+  } finally {
+    await restarted?.stop()
+    await stopTestMeshNodes(nodes)
   }
 })
 

@@ -18,7 +18,7 @@ import { toHostPort, toMultiaddr } from './addresses.js'
 import { HAS_COUNT_MAX, SHARD_PROTOCOL, STATUS_REQUEST_ERROR, TRANSFER_COUNT_MAX, encodeError, type ShardOp } from './codec.js'
 import { MeshMessageTooLargeError, MeshUnavailableError } from './errors.js'
 import { coalesce, frame } from './framing.js'
-import { HEARTBEAT_PROTOCOL, LivenessTable, sendHeartbeat, serveHeartbeat } from './heartbeat.js'
+import { HEARTBEAT_PROTOCOL, HeartbeatStream, LivenessTable, serveHeartbeat } from './heartbeat.js'
 import { loadOrCreatePeerIdentity, type PeerIdentity } from './identity.js'
 import { createMeshMetrics, type MeshMetrics } from './metrics.js'
 import { createMeshNode } from './node.js'
@@ -77,6 +77,8 @@ export class StorageMesh implements Startable, PeerShards, PeerLiveness {
   private readonly servingByPeer = new Map<string, number>()
   private readonly callSlots = new Map<string, Slots>()
   private readonly heartbeatsInFlight = new Map<string, Promise<void>>()
+  /** The long-lived heartbeat stream to each member, with the identity it was opened to. */
+  private readonly heartbeatStreams = new Map<string, { stream: HeartbeatStream; peerId: string | undefined; meshAddress: string }>()
   private readonly gaugedMembers = new Set<string>()
 
   constructor(
@@ -123,9 +125,11 @@ export class StorageMesh implements Startable, PeerShards, PeerLiveness {
     const node = this.node
     this.node = undefined
     if (node === undefined) return
+    for (const { stream } of this.heartbeatStreams.values()) stream.close()
     // Stopping libp2p closes every connection, which ends the heartbeats still in flight.
     await node.stop()
     await Promise.allSettled([...this.heartbeatsInFlight.values()])
+    this.heartbeatStreams.clear()
   }
 
   /** This node's peer id (base58btc). Available after start. */
@@ -237,11 +241,13 @@ export class StorageMesh implements Startable, PeerShards, PeerLiveness {
     }
   }
 
+  /** Serves one caller's long-lived heartbeat stream; a stream without a nonce for a call timeout is cut. */
   private async onHeartbeatStream(stream: Stream, connection: Connection): Promise<void> {
     if (!this.admitStream(connection)) return
-    const timer = setTimeout(() => stream.abort(new MeshUnavailableError('heartbeat timed out')), this.limits.callTimeoutMs)
+    const idleMs = Math.max(this.limits.callTimeoutMs, 3 * this.limits.heartbeatIntervalMs)
+    const timer = setTimeout(() => stream.abort(new MeshUnavailableError(`heartbeat stream idle for ${idleMs} ms`)), idleMs)
     try {
-      await serveHeartbeat(stream)
+      await serveHeartbeat(stream, () => timer.refresh())
     } catch (err) {
       stream.abort(err instanceof Error ? err : new Error(String(err)))
     } finally {
@@ -384,6 +390,7 @@ export class StorageMesh implements Startable, PeerShards, PeerLiveness {
       this.metrics.peerUp.remove({ member: id })
       this.gaugedMembers.delete(id)
       this.callSlots.delete(id)
+      this.dropHeartbeatStream(id, new MeshUnavailableError(`member ${id} left the cluster map`))
     }
     for (const connection of this.node?.getConnections() ?? []) {
       if (!this.isKnownPeer(connection.remotePeer.toString())) this.revoke(connection)
@@ -401,24 +408,62 @@ export class StorageMesh implements Startable, PeerShards, PeerLiveness {
     this.heartbeatsInFlight.set(member.id, beat)
   }
 
+  /**
+   * One heartbeat to `member` on its long-lived stream. A stream that fails (the peer
+   * restarted, or cut it as idle) is replaced by a fresh one within the same beat, so
+   * only a member that cannot answer on a fresh stream goes unanswered.
+   */
   private async heartbeat(member: ClusterMember): Promise<void> {
     const signal = AbortSignal.timeout(Math.min(this.limits.callTimeoutMs, this.limits.aliveWindowMs))
     const startedMs = performance.now()
-    let stream: Stream | undefined
-    const onAbort = (): void => stream?.abort(new MeshUnavailableError('heartbeat timed out'))
+    let current: HeartbeatStream | undefined
+    const onAbort = (): void => current?.abort(new MeshUnavailableError('heartbeat timed out'))
     signal.addEventListener('abort', onAbort, { once: true })
     try {
-      stream = await this.openStream(member.id, HEARTBEAT_PROTOCOL, signal)
-      await sendHeartbeat(stream)
-      this.metrics.heartbeatRttSeconds.observe((performance.now() - startedMs) / 1000)
-      this.liveness.recordAnswer(member.id, member.peerId)
-      this.metrics.peerUp.set({ member: member.id }, 1)
+      current = this.reusableHeartbeatStream(member)
+      if (current !== undefined) {
+        try {
+          await current.ping()
+          this.answered(member, startedMs)
+          return
+        } catch (err) {
+          this.dropHeartbeatStream(member.id, err)
+          if (signal.aborted) throw err
+        }
+      }
+      current = new HeartbeatStream(await this.openStream(member.id, HEARTBEAT_PROTOCOL, signal))
+      this.metrics.heartbeatStreamsOpened.inc()
+      this.heartbeatStreams.set(member.id, { stream: current, peerId: member.peerId, meshAddress: member.meshAddress as string })
+      await current.ping()
+      this.answered(member, startedMs)
     } catch (err) {
-      stream?.abort(err instanceof Error ? err : new Error(String(err)))
+      this.dropHeartbeatStream(member.id, err)
       this.components.logger.debug({ member: member.id, err }, 'heartbeat unanswered')
     } finally {
       signal.removeEventListener('abort', onAbort)
     }
+  }
+
+  private answered(member: ClusterMember, startedMs: number): void {
+    this.metrics.heartbeatRttSeconds.observe((performance.now() - startedMs) / 1000)
+    this.liveness.recordAnswer(member.id, member.peerId)
+    this.metrics.peerUp.set({ member: member.id }, 1)
+  }
+
+  /** The member's open heartbeat stream, unless the map now names another peer or address for it. */
+  private reusableHeartbeatStream(member: ClusterMember): HeartbeatStream | undefined {
+    const open = this.heartbeatStreams.get(member.id)
+    if (open === undefined) return undefined
+    if (open.peerId === member.peerId && open.meshAddress === member.meshAddress) return open.stream
+    this.dropHeartbeatStream(member.id, new MeshUnavailableError(`member ${member.id} moved to another peer or address`))
+    return undefined
+  }
+
+  private dropHeartbeatStream(memberId: string, err: unknown): void {
+    const open = this.heartbeatStreams.get(memberId)
+    if (open === undefined) return
+    this.heartbeatStreams.delete(memberId)
+    open.stream.abort(err instanceof Error ? err : new MeshUnavailableError(String(err)))
   }
 
   private requireNode(): Libp2p {
