@@ -22,6 +22,7 @@ import { loadWasmKernel } from '../core/erasure/wasm-kernel.js'
 import { chunkCid, loadChunkHashers, type ChunkHash } from '../core/cid.js'
 import { CodecPool } from '../core/workers/pool.js'
 import { createCodecJobRunner, type CodecJobRunner } from '../core/workers/codec-jobs.js'
+import { fillSeeded } from '../core/seeded-random.js'
 
 const CHUNK_SIZE_BYTES = 64 * 1024
 const RS_CONFIGS: [number, number][] = [[4, 2], [8, 3], [1, 2]]
@@ -37,13 +38,7 @@ const LAG_BATCH_CHUNKS = 256
 type Settings = Record<string, string | number | boolean>
 
 function randomChunk(length: number, seed: number): Uint8Array {
-  let x = seed >>> 0 || 1
-  return Uint8Array.from({ length }, () => {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    return x & 0xff
-  })
+  return fillSeeded(new Uint8Array(length), seed)
 }
 
 function median(values: readonly number[]): number {

@@ -16,6 +16,7 @@ import type { BenchResult, BenchSuite } from './report.js'
 import { MerkleManifest } from '../engine/chunks/manifest.js'
 import { MemoryChunkStore } from '../engine/chunks/testing.js'
 import { Marker } from '../engine/gc/mark.js'
+import { seededRandom, xorshift32 } from '../core/seeded-random.js'
 
 const GiB = 1024 ** 3
 const CHUNK_BYTES = 64 * 1024
@@ -30,26 +31,13 @@ function fakeCid(n: number, salt: number): CID {
   const view = new DataView(digest.buffer)
   view.setUint32(0, n)
   view.setUint32(4, salt)
-  let x = (n * 2654435761 + salt) >>> 0 || 1
-  for (let i = 8; i < 32; i += 4) {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    view.setUint32(i, x >>> 0)
-  }
+  const next = xorshift32(n * 2654435761 + salt)
+  for (let i = 8; i < 32; i += 4) view.setUint32(i, next())
   return CID.createV1(0x55, Digest.create(0x12, digest))
 }
 
-/** xorshift32, fixed seed: the scattered extents are the same in every run. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1
-  return () => {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    return (x >>> 0) / 2 ** 32
-  }
-}
+/** Fixed seed: the scattered extents are the same in every run. */
+const rng = seededRandom
 
 async function buildBase(manifest: MerkleManifest, entries: number): Promise<CID> {
   let root: CID | null = null

@@ -17,7 +17,8 @@ import { silentLogger } from '../core/logger.js'
 import { createSegmentShardStore } from '../storage-node/segment-store.js'
 import { StorageNode } from '../storage-node/daemon.js'
 import { ShardClient } from '../storage-node/shard-client.js'
-import { fillSeeded, fixtureCid, loopbackNodeInit } from '../storage-node/fixtures.js'
+import { fillSeeded } from '../core/seeded-random.js'
+import { fixtureCid, loopbackNodeInit } from '../storage-node/fixtures.js'
 
 const run = promisify(execFile)
 const SHARDS_PER_BATCH = 64

@@ -23,6 +23,7 @@ import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { runOk } from '../engine/nbd/testing.js'
 import type { DevState } from '../cli/commands/dev/state.js'
+import { seededRandom } from '../core/seeded-random.js'
 import { Dev, nbdshEnv, waitUntil } from './harness.js'
 import {
   chunksOf,
@@ -35,7 +36,6 @@ import {
   nodeStats,
   nodesMetric,
   readShards,
-  seededRandom,
   serving,
   waitFlushed,
   waitPlaced,

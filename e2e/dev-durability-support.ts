@@ -178,17 +178,6 @@ export async function nodeStats(nodes: ReadonlyArray<{ id: string; address: stri
   return out
 }
 
-/** A deterministic generator (xorshift32) for picks the tests must be able to replay from a printed seed. */
-export function seededRandom(seed: number): () => number {
-  let x = seed >>> 0 || 1
-  return () => {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    return (x >>> 0) / 2 ** 32
-  }
-}
-
 /** One shard to damage on disk: which node holds it, its address, and its encoded bytes as stored. */
 export interface ShardOnDisk {
   nodeId: string

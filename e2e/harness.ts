@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
 import { freePort } from '../core/free-port.js'
 import { isAlive, readDevStateFile, type DevState } from '../cli/commands/dev/state.js'
+import { seededWords } from '../core/seeded-random.js'
 
 /** dist/cli/main.js, the binary under test. */
 export const CLI_MAIN = fileURLToPath(new URL('../cli/main.js', import.meta.url))
@@ -203,15 +204,7 @@ export async function fetchText(url: string): Promise<string> {
 
 /** A deterministic pseudo-random buffer (xorshift32) so failures reproduce from the seed. */
 export function patterned(sizeBytes: number, seed: number): Buffer {
-  const out = Buffer.alloc(sizeBytes)
-  let x = seed >>> 0 || 1
-  for (let i = 0; i + 4 <= sizeBytes; i += 4) {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    out.writeUInt32LE(x >>> 0, i)
-  }
-  return out
+  return seededWords(sizeBytes, seed)
 }
 
 // ---------------------------------------------------------------- nbdsh regions and dev faults

@@ -7,22 +7,11 @@ import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { encodeShard, type Shard } from '../core/shard.js'
 import type { StorageNodeInit } from './daemon.js'
+import { fillSeeded } from '../core/seeded-random.js'
 
 /** A valid binary CIDv1 derived from `seed`. */
 export function fixtureCid(seed: string): Uint8Array {
   return CID.createV1(0x55, Digest.create(0x12, createHash('sha256').update(seed).digest())).bytes
-}
-
-/** Fills `bytes` from a xorshift32 generator seeded with `seed`. */
-export function fillSeeded(bytes: Uint8Array, seed: number): Uint8Array {
-  let x = seed >>> 0 || 0x9e3779b9
-  for (let i = 0; i < bytes.length; i++) {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    bytes[i] = x & 0xff
-  }
-  return bytes
 }
 
 /** Shard `index` of a 4+2 chunk named by `seed`, with a seeded payload of `payloadBytes`. */

@@ -5,19 +5,15 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { AddressFilter, addressHash, LocationCache, SegmentIndex, WaitingRecords, type WaitingRecord } from './segment-index.js'
 import { fixtureCid } from './fixtures.js'
+import { xorshift32 } from '../core/seeded-random.js'
 
 /** A 36-byte CID-shaped key from a seeded xorshift32 stream. */
 function seededCids(seed: number, count: number): Uint8Array[] {
-  let x = seed >>> 0 || 1
+  const next = xorshift32(seed)
   return Array.from({ length: count }, () => {
     const cid = new Uint8Array(36)
     cid.set([0x01, 0x55, 0x12, 0x20])
-    for (let i = 4; i < cid.length; i++) {
-      x ^= x << 13
-      x ^= x >>> 17
-      x ^= x << 5
-      cid[i] = x & 0xff
-    }
+    for (let i = 4; i < cid.length; i++) cid[i] = next() & 0xff
     return cid
   })
 }

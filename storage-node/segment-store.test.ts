@@ -13,6 +13,7 @@ import { createStorageNodeMetrics } from './metrics.js'
 import { addressHash } from './segment-index.js'
 import { fixtureCid, fixtureShard } from './fixtures.js'
 import { killTestBatch } from './segment-store-kill.fixture.js'
+import { xorshift32 } from '../core/seeded-random.js'
 
 async function withStore(init: Partial<SegmentStoreInit>, fn: (store: SegmentShardStore, dir: string) => Promise<void>): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'cairn-store-'))
@@ -480,18 +481,13 @@ test('after a restart the address filter is rebuilt from the index: re-puts find
 test('two different shards whose address hashes collide are both written, in one group and after it', async () => {
   // Birthday search over seeded CIDs (sha2-256 shape, random digest) for a 32-bit hash collision.
   const seed = 0xc0111de
-  let x = seed
+  const next = xorshift32(seed)
   const byHash = new Map<number, Uint8Array>()
   let pair: [Uint8Array, Uint8Array] | undefined
   for (let n = 0; n < 2_000_000 && pair === undefined; n++) {
     const cid = new Uint8Array(36)
     cid.set([0x01, 0x55, 0x12, 0x20])
-    for (let i = 4; i < 36; i++) {
-      x ^= x << 13
-      x ^= x >>> 17
-      x ^= x << 5
-      cid[i] = x & 0xff
-    }
+    for (let i = 4; i < 36; i++) cid[i] = next() & 0xff
     const h = addressHash(cid, 0)
     const other = byHash.get(h)
     if (other !== undefined) pair = [other, cid]

@@ -3,15 +3,10 @@ import assert from 'node:assert/strict'
 import { CodecPool } from './pool.js'
 import { createCodecJobRunner, type CodecJobRunner, type ShardedChunk } from './codec-jobs.js'
 import { chunkCid, cidToBytes } from '../cid.js'
+import { fillSeeded } from '../seeded-random.js'
 
 function chunkOf(length: number, seed: number): Uint8Array {
-  let x = seed >>> 0 || 1
-  return Uint8Array.from({ length }, () => {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    return x & 0xff
-  })
+  return fillSeeded(new Uint8Array(length), seed)
 }
 
 describe('codec worker pool', () => {

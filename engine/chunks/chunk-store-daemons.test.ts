@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import type { CID } from 'multiformats/cid'
 import { Registry } from 'prom-client'
 import { CodecPool } from '../../core/workers/pool.js'
-import { fillSeeded } from '../../storage-node/fixtures.js'
+import { fillSeeded } from '../../core/seeded-random.js'
 import { ErasureChunkStore } from './chunk-store.js'
 import { daemonMap, killDaemon as kill, startDaemon, type Daemon } from './test-daemons.js'
 

@@ -6,17 +6,10 @@ import { chunkCid } from '../../core/cid.js'
 import { MerkleManifest } from './manifest.js'
 import { DAG_CBOR_CODEC, decodePage, heightFor, type Page } from './manifest-page.js'
 import { MemoryChunkStore } from './testing.js'
+import { seededRandom } from '../../core/seeded-random.js'
 
 /** xorshift32: fixed seeds, replayable. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1
-  return () => {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    return (x >>> 0) / 2 ** 32
-  }
-}
+const rng = seededRandom
 
 const dataCid = (n: number): CID => chunkCid(new TextEncoder().encode(`chunk ${n}`))
 

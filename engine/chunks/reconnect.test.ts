@@ -13,7 +13,8 @@ import { Registry } from 'prom-client'
 import { silentLogger } from '../../core/logger.js'
 import { CodecPool } from '../../core/workers/pool.js'
 import { StorageNode } from '../../storage-node/daemon.js'
-import { fillSeeded, loopbackNodeInit } from '../../storage-node/fixtures.js'
+import { fillSeeded } from '../../core/seeded-random.js'
+import { loopbackNodeInit } from '../../storage-node/fixtures.js'
 import { ErasureChunkStore } from './chunk-store.js'
 
 const CHUNK_BYTES = 16 * 1024

@@ -13,6 +13,7 @@ import { NbdServer } from './server.js'
 import { staticExports } from './backend.js'
 import { silentLogger } from '../../core/logger.js'
 import { Registry } from 'prom-client'
+import { seededWords } from '../../core/seeded-random.js'
 
 const MiB = 1024 * 1024
 /**
@@ -21,17 +22,9 @@ const MiB = 1024 * 1024
  */
 const nbdshEnv = { ...process.env, PATH: `/usr/bin:${process.env.PATH ?? ''}` }
 
-/** A deterministic pseudo-random image (xorshift32), so failures reproduce. */
+/** A deterministic pseudo-random image, so failures reproduce. */
 function patternedImage(sizeBytes: number, seed: number): Buffer {
-  const out = Buffer.alloc(sizeBytes)
-  let x = seed >>> 0 || 1
-  for (let i = 0; i < sizeBytes; i += 4) {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    out.writeUInt32LE(x >>> 0, i)
-  }
-  return out
+  return seededWords(sizeBytes, seed)
 }
 
 /** `nbdinfo --map` lines as [offset, length, type]. */

@@ -12,6 +12,7 @@ import { Registry } from 'prom-client'
 import { silentLogger } from '../../core/logger.js'
 import { StorageNode } from '../daemon.js'
 import { loopbackNodeInit } from '../fixtures.js'
+import { fillSeeded } from '../../core/seeded-random.js'
 
 const MAIN = fileURLToPath(new URL('../../cli/main.js', import.meta.url))
 
@@ -84,13 +85,5 @@ export async function spawnDaemon(dataDir: string, listen = '127.0.0.1:0'): Prom
 
 /** Seeded bytes (xorshift32), so a failing record can be replayed. */
 export function seededBytes(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length)
-  let x = seed >>> 0 || 0x9e3779b9
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    out[i] = x & 0xff
-  }
-  return out
+  return fillSeeded(new Uint8Array(length), seed)
 }
