@@ -216,3 +216,22 @@ test('SIGTERM during a stream of puts exits 0 and keeps every acknowledged shard
     }
   })
 })
+
+test('a node whose data dir cannot be made exits non-zero instead of answering /healthz while serving nothing', async () => {
+  await withDir(async (dir) => {
+    // A regular file where the data dir's parent should be: mkdir fails with ENOTDIR, as it fails with EACCES on a root-owned hostPath.
+    const blocker = join(dir, 'file')
+    await (await open(blocker, 'w')).close()
+    const args = [MAIN, 'storage-node', '--data-dir', join(blocker, 'data'), '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0']
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'ignore'] })
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+    try {
+      const code = await exited
+      assert.notEqual(code, null, 'exited by itself, not killed after 30 s')
+      assert.notEqual(code, 0)
+    } finally {
+      clearTimeout(timer)
+    }
+  })
+})

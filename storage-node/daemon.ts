@@ -199,23 +199,44 @@ export class StorageNode implements Startable {
     this.components.logger.info({ capacityBytes, availableBytes, usedBytes: this.capacity.usedBytes(), ...rule }, 'capacity allocated')
   }
 
+  /**
+   * Starts every part in order. If one fails, the parts already started are stopped
+   * again (in reverse) before the error is thrown, so a node that cannot start leaves
+   * nothing running: no health server answering 200 for a process that serves nothing.
+   */
   async start(): Promise<void> {
     // Checked before anything opens: a node that would serve the network unauthenticated must not start at all.
     const token = await loadClusterToken(this.init)
     assertTokenOrLoopback(this.init.listen, token)
     if (token !== undefined) this.verifier = tokenVerifier(token)
-    await this.health.start()
-    await this.store.start()
-    await this.allocate()
-    await this.journalStore.start()
-    await this.durability?.mesh.start()
-    this.grpcPort = await new Promise<number>((resolve, reject) => {
-      // Plaintext with a cluster token between pods (ADR 0015); mTLS is a later step.
-      this.grpc.bindAsync(this.init.listen, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)))
-    })
-    // Scrub and repair read and write the store in the background: only once the node serves.
-    await this.durability?.scrubber.start()
-    await this.durability?.repairer.start()
+    const started: { name: string; stop(): Promise<void> }[] = []
+    const step = async (name: string, part: { start(): Promise<void>; stop(): Promise<void> }): Promise<void> => {
+      await part.start()
+      started.push({ name, stop: () => part.stop() })
+    }
+    try {
+      await step('health server', this.health)
+      await step('shard store', this.store)
+      await this.allocate()
+      await step('journal store', this.journalStore)
+      if (this.durability !== undefined) await step('storage mesh', this.durability.mesh)
+      this.grpcPort = await new Promise<number>((resolve, reject) => {
+        // Plaintext with a cluster token between pods (ADR 0015); mTLS is a later step.
+        this.grpc.bindAsync(this.init.listen, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)))
+      })
+      started.push({ name: 'gRPC server', stop: async () => this.grpc.forceShutdown() })
+      // Scrub and repair read and write the store in the background: only once the node serves.
+      if (this.durability !== undefined) {
+        await step('scrubber', this.durability.scrubber)
+        await step('repairer', this.durability.repairer)
+      }
+    } catch (err) {
+      this.grpcPort = undefined
+      for (const part of started.reverse()) {
+        await part.stop().catch((stopErr: unknown) => this.components.logger.warn({ err: stopErr, part: part.name }, 'stopping a part after a failed start failed'))
+      }
+      throw err
+    }
     this.serving = true
     const mesh = this.durability === undefined ? {} : { peerId: this.durability.mesh.peerId(), meshAddress: this.durability.mesh.listenAddress() }
     this.components.logger.info({ grpcAddress: this.grpcAddress(), metricsAddress: this.health.address(), authenticated: token !== undefined, ...mesh }, 'storage node serving')
