@@ -199,6 +199,12 @@ function blockStoreCases(run: Run): void {
       await assert.rejects(cp.createBlockStore({ name: 'bs', hostPath: '/elsewhere' }), { name: 'AlreadyExistsError' })
       await assert.rejects(cp.createBlockStore({ name: 'bs2', hostPath: 'relative' }), { name: 'InvalidArgumentError' })
       await assert.rejects(cp.createBlockStore({ name: 'BS', hostPath: '/x' }), { name: 'InvalidArgumentError' })
+      // The name also names the storage-node Service (a DNS-1035 label with a 14-character prefix).
+      for (const name of ['b'.repeat(50), 'bs.zone-a', '1bs']) {
+        await assert.rejects(cp.createBlockStore({ name, hostPath: '/x' }), { name: 'InvalidArgumentError' }, name)
+      }
+      assert.equal((await cp.createBlockStore({ name: 'b'.repeat(49), hostPath: '/x' })).name, 'b'.repeat(49))
+      await cp.deleteBlockStore('b'.repeat(49))
       assert.deepEqual(names((await cp.listBlockStores()).items), ['bs'])
       await cp.deleteBlockStore('bs')
       await cp.deleteBlockStore('bs')

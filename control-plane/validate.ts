@@ -46,6 +46,9 @@ const DNS1123_LABEL = '[a-z0-9]([-a-z0-9]*[a-z0-9])?'
 const DNS1123_SUBDOMAIN = new RegExp(`^${DNS1123_LABEL}(\\.${DNS1123_LABEL})*$`)
 // Kubernetes label keys: optional DNS-subdomain prefix, then a name of ≤ 63 characters.
 const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/
+const DNS1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/
+/** 63 (a Service name) less the `cairn-storage-` prefix the operator gives the storage-node Service. */
+const BLOCK_STORE_NAME_MAX = 49
 const HEALTHS: readonly VolumeHealth[] = ['unknown', 'healthy', 'degraded', 'failed']
 
 function fail(field: string, rule: string): never {
@@ -58,6 +61,19 @@ export function validateName(field: string, value: unknown): string {
     fail(field, `must be a DNS-1123 subdomain (lowercase letters, digits, '-', '.'), got ${JSON.stringify(value)}`)
   }
   return value
+}
+
+/**
+ * A BlockStore name: it also names the storage-node Service `cairn-storage-<name>`, a
+ * DNS-1035 label of at most 63 characters, so at most 49 characters of lower-case letters,
+ * digits and '-', starting with a letter (the CRD's CEL rule says the same).
+ */
+export function validateBlockStoreName(field: string, value: unknown): string {
+  const name = validateName(field, value)
+  if (name.length > BLOCK_STORE_NAME_MAX || !DNS1035_LABEL.test(name)) {
+    fail(field, `a BlockStore name must be at most ${BLOCK_STORE_NAME_MAX} characters of lower-case letters, digits and '-', starting with a letter and ending with a letter or digit (it names the storage-node Service), got ${JSON.stringify(name)}`)
+  }
+  return name
 }
 
 export function validateLabelKey(field: string, value: unknown): string {
@@ -133,6 +149,7 @@ export function resolveStoragePolicy(input: StoragePolicyInput): { name: string;
 
 export function resolveBlockStore(input: BlockStoreInput): { name: string; spec: BlockStoreSpec } {
   const raw = requireRecord('blockStore', input)
+  // Reads of stored objects come through here too: the stricter rule for new names is the creators' (validateBlockStoreName).
   const name = validateName('name', raw.name)
   if (typeof raw.hostPath !== 'string' || !raw.hostPath.startsWith('/') || raw.hostPath.includes('\0')) {
     fail('hostPath', 'must be an absolute path')

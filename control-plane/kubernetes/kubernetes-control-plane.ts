@@ -41,6 +41,7 @@ import {
 } from '../types.js'
 import {
   resolveBlockStore,
+  validateBlockStoreName,
   resolveLimit,
   resolveStoragePolicy,
   resolveVolume,
@@ -140,6 +141,7 @@ export class KubernetesControlPlane implements ControlPlane {
   async createBlockStore(input: BlockStoreInput): Promise<BlockStore> {
     this.open()
     const { name, spec } = resolveBlockStore(input)
+    validateBlockStoreName('name', name)
     return this.createOnce('BlockStore', name, c.blockStoreToCr(name, spec), spec, c.blockStoreSpecOf, c.blockStoreFromCr)
   }
 

@@ -38,6 +38,7 @@ import {
 } from '../types.js'
 import {
   resolveBlockStore,
+  validateBlockStoreName,
   resolveLimit,
   resolveStoragePolicy,
   resolveVolume,
@@ -107,6 +108,7 @@ export class LocalControlPlane implements ControlPlane {
 
   async createBlockStore(input: BlockStoreInput): Promise<BlockStore> {
     const { name, spec } = resolveBlockStore(input)
+    validateBlockStoreName('name', name)
     return this.createOnce('BlockStore', name, spec, (birth) => ({
       name,
       uid: birth.uid,
