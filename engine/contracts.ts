@@ -28,7 +28,9 @@ export interface ChunkStore {
   /**
    * The chunks, each rebuilt from its data shards (parity when a data shard is
    * missing or corrupt) and verified against its CID before it is returned; bad
-   * shards are reported. Served from a bounded cache when possible.
+   * shards are reported. Served from a bounded cache when possible. The arrays returned
+   * are shared with that cache and with other callers: read them, never write to them
+   * (copy first, as the flusher's read-modify-write does).
    * @throws ChunkUnavailableError (kind 'unavailable' or 'data-loss') when fewer than k good shards can be found.
    */
   getChunks(cids: readonly CID[]): Promise<Uint8Array[]>
