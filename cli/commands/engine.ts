@@ -15,6 +15,7 @@ import { growableExports, NbdServer, type ExportResolver, type NbdListenAddress 
 import { EngineHost, mountAdminApi } from '../../engine/host/index.js'
 import { EngineRuntime } from '../../engine/host/runtime.js'
 import { releaseParent, stopRequested } from './stop-signal.js'
+import { startInOrder } from './start-in-order.js'
 
 export const command: Command = {
   summary:
@@ -23,18 +24,23 @@ export const command: Command = {
     const config = loadConfig(engineConfigSchema, argv)
     const logger = createLogger('engine', config.logLevel)
     const stopSignal = stopRequested()
-    const engine = new EngineProcess(config, await engineClusterToken(config), logger)
     try {
+      const engine = new EngineProcess(config, await engineClusterToken(config), logger)
       await engine.start()
-      process.send?.({ type: 'ready', nbdAddress: engine.nbdAddress(), adminAddress: engine.adminAddress() })
-      logger.info({ signal: await stopSignal }, 'shutting down')
+      try {
+        process.send?.({ type: 'ready', nbdAddress: engine.nbdAddress(), adminAddress: engine.adminAddress() })
+        logger.info({ signal: await stopSignal }, 'shutting down')
+      } finally {
+        await engine.stop()
+      }
+      logger.info('stopped cleanly')
+      logger.flush()
+      return 0
     } finally {
-      await engine.stop()
+      // Also when the start failed: listening for 'disconnect' keeps the IPC channel (and so
+      // the process) alive, and an engine `cairn dev` spawned would never exit.
+      releaseParent()
     }
-    logger.info('stopped cleanly')
-    logger.flush()
-    releaseParent()
-    return 0
   },
 }
 
@@ -46,9 +52,12 @@ class EngineProcess {
   private readonly host: EngineHost
   private readonly nbd: NbdServer
   private readonly http: HealthServer
-  private started: Array<{ stop(): Promise<void> }> = []
+  /** Stops what started, in reverse; undefined until every part started. */
+  private stopStarted: (() => Promise<void>) | undefined
+  private readonly logger: Logger
 
   constructor(config: EngineConfig, clusterToken: string | undefined, logger: Logger) {
+    this.logger = logger
     const cpLogger = logger.child({ component: 'control-plane' })
     this.cp =
       config.controlPlane === 'kubernetes'
@@ -67,25 +76,32 @@ class EngineProcess {
     this.http = new HealthServer(
       {
         listen: config.metricsListen,
-        readiness: () => (this.started.length === 5 ? undefined : 'starting or stopping'),
+        readiness: () => (this.stopStarted !== undefined ? undefined : 'starting or stopping'),
         routes: (app) => mountAdminApi(app, { host: this.host, controlPlane: this.cp, logger }),
       },
       { logger, registry: this.registry },
     )
   }
 
+  /** A part that fails stops the ones before it (in reverse), so a failed start leaves nothing open. */
   async start(): Promise<void> {
-    for (const component of [this.cp, this.runtime, this.host, this.nbd, this.http]) {
-      await component.start()
-      this.started.push(component)
-    }
+    this.stopStarted = await startInOrder(
+      [
+        { name: 'control plane', part: this.cp },
+        { name: 'runtime', part: this.runtime },
+        { name: 'host', part: this.host },
+        { name: 'NBD server', part: this.nbd },
+        { name: 'HTTP server', part: this.http },
+      ],
+      this.logger,
+    )
   }
 
   /** Stops what started, in reverse: NBD clients go first, then every volume gets its final flush. */
   async stop(): Promise<void> {
-    const started = this.started
-    this.started = []
-    for (const component of started.reverse()) await component.stop()
+    const stop = this.stopStarted
+    this.stopStarted = undefined
+    await stop?.()
   }
 
   nbdAddress(): string {

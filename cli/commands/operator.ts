@@ -9,6 +9,7 @@ import { Operator } from '../../operator/operator.js'
 import { createKubernetesControlPlane } from '../../control-plane/kubernetes/kubernetes-control-plane.js'
 import { GarbageCollector } from '../../engine/gc/index.js'
 import { kubernetesClusterToken } from './gc.js'
+import { startInOrder } from './start-in-order.js'
 
 export const command: Command = {
   summary: 'run the operator: cairn operator [--kubeconfig PATH] [--namespace cairn-system] [--lease-name NAME] [--metrics-listen ADDR]',
@@ -30,17 +31,21 @@ export const command: Command = {
       process.once('SIGTERM', () => resolve('SIGTERM'))
       process.once('SIGINT', () => resolve('SIGINT'))
     })
-    await health.start()
-    await controlPlane.start()
-    await gc.start()
-    await operator.start()
+    // A part that fails (API server unreachable, RBAC) stops the ones before it: the health
+    // server must not keep a process that reconciles nothing alive, answering /healthz 200.
+    const stop = await startInOrder(
+      [
+        { name: 'health server', part: health },
+        { name: 'control plane', part: controlPlane },
+        { name: 'garbage collector', part: gc },
+        { name: 'operator', part: operator },
+      ],
+      logger,
+    )
     logger.info({ identity, namespace: config.namespace, lease: config.leaseName }, 'operator started')
     const signal = await stopSignal
     logger.info({ signal }, 'shutting down; releasing the leader lease')
-    await operator.stop()
-    await gc.stop()
-    await controlPlane.stop()
-    await health.stop()
+    await stop()
     logger.info('stopped cleanly')
     logger.flush()
     return 0
