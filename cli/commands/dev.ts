@@ -13,20 +13,25 @@ export const command: Command = {
     const logger = createLogger('dev', config.logLevel)
     const dev = new DevEnvironment(config, { logger })
     const stopSignal = stopRequested()
-    const started = dev.start().then(() => 'started' as const)
-    const first = await Promise.race([started, stopSignal])
-    if (first === 'started') {
-      console.log(connectHelp(dev.state()))
-      logger.info({ signal: await stopSignal }, 'stopping')
-    } else {
-      logger.info({ signal: first }, 'signal during startup; stopping')
-      await started.catch(() => undefined)
+    try {
+      // A failed start has stopped what it started (DevEnvironment.start) and rejects here.
+      const started = dev.start().then(() => 'started' as const)
+      const first = await Promise.race([started, stopSignal])
+      if (first === 'started') {
+        console.log(connectHelp(dev.state()))
+        logger.info({ signal: await stopSignal }, 'stopping')
+      } else {
+        logger.info({ signal: first }, 'signal during startup; stopping')
+        await started.catch(() => undefined)
+      }
+      await dev.stop()
+      logger.info('stopped cleanly')
+      logger.flush()
+      return 0
+    } finally {
+      // Also after a failed start: listening for 'disconnect' keeps an IPC channel (and so the process) alive.
+      releaseParent()
     }
-    await dev.stop()
-    logger.info('stopped cleanly')
-    logger.flush()
-    releaseParent()
-    return 0
   },
 }
 

@@ -9,7 +9,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type StdioOptions } from 'node:child_process'
 import { createServer, type Server } from 'node:net'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -131,6 +131,32 @@ test('a CSI driver whose metrics port is taken exits non-zero after stopping its
       assertExitedNonZero(await runUntilExit(args))
     } finally {
       metrics.server.close()
+    }
+  })
+})
+
+/** Pids of processes whose command line names `dir` (children a failed start would have left behind). */
+async function processesNaming(dir: string): Promise<number[]> {
+  const pids: number[] = []
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')
+    if (cmdline.includes(dir)) pids.push(Number(entry))
+  }
+  return pids
+}
+
+test('cairn dev whose engine can never start (its NBD port taken) stops the storage node it started and exits non-zero', async () => {
+  await withDir(async (dir) => {
+    const nbd = await takenPort()
+    try {
+      // One storage node starts and serves; the engine then fails with EADDRINUSE on every attempt.
+      // Spawned with an IPC channel, as the end-to-end harness spawns it.
+      const args = ['dev', '--data-dir', join(dir, 'dev'), '--listen', nbd.address, '--status-listen', '127.0.0.1:0', '--data-shards', '1', '--parity-shards', '0']
+      assertExitedNonZero(await runUntilExit(args, true))
+      assert.deepEqual(await processesNaming(join(dir, 'dev')), [], 'no child of the failed dev is left running')
+    } finally {
+      nbd.server.close()
     }
   })
 })

@@ -36,6 +36,13 @@ export interface SupervisorInit<R> {
   ready: (child: ChildProcess, signal: AbortSignal) => Promise<R>
   /** @default 60000 */
   readyTimeoutMs?: number
+  /**
+   * How many spawns in a row may exit (or miss readyTimeoutMs) before `start()` gives up:
+   * a child that cannot start (its port taken, its data dir unwritable) fails the start
+   * instead of being restarted forever while nothing serves. Restarts after the child was
+   * once ready are not limited. @default 3
+   */
+  startAttempts?: number
   /** First restart delay; doubles per consecutive failure. @default 200 */
   backoffInitialMs?: number
   /** @default 5000 */
@@ -65,6 +72,8 @@ export class Supervisor<R> implements Startable {
   private upSince = 0
   private backoffTimer: NodeJS.Timeout | undefined
   private readyWaiters: Array<{ resolve: (r: R) => void }> = []
+  /** Set while `start()` waits for the first ready: how many spawns failed, and how to fail the start. */
+  private firstStart: { failures: number; reject: (err: Error) => void } | undefined
 
   constructor(
     private readonly init: SupervisorInit<R>,
@@ -75,12 +84,32 @@ export class Supervisor<R> implements Startable {
     return this.state === 'killed' || this.state === 'stopped' ? undefined : this.child?.pid
   }
 
-  /** Spawns the child and resolves once it is ready; restarts keep going in the background. */
+  /**
+   * Spawns the child and resolves once it is ready; restarts keep going in the background.
+   * @throws ChildStartError when `startAttempts` spawns in a row failed (the child is then left stopped), or on `stop()` before it was ready
+   */
   async start(): Promise<void> {
     this.stopping = false
-    const first = this.nextReady()
+    const first = new Promise<R>((resolve, reject) => {
+      const waiter = { resolve }
+      this.readyWaiters.push(waiter)
+      this.firstStart = {
+        failures: 0,
+        reject: (err) => {
+          this.readyWaiters = this.readyWaiters.filter((w) => w !== waiter)
+          reject(err)
+        },
+      }
+    })
     this.launch()
     await first
+  }
+
+  /** Fails a pending `start()`, if any. */
+  private failStart(err: Error): void {
+    const pending = this.firstStart
+    this.firstStart = undefined
+    pending?.reject(err)
   }
 
   /** Resolves the next time the child becomes ready (after a restart, for instance). */
@@ -91,6 +120,7 @@ export class Supervisor<R> implements Startable {
   async stop(): Promise<void> {
     this.stopping = true
     clearTimeout(this.backoffTimer)
+    this.failStart(new ChildStartError(`${this.init.name} was stopped before it became ready`))
     const child = this.child
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) {
       this.setState('stopped')
@@ -169,6 +199,7 @@ export class Supervisor<R> implements Startable {
       if (this.child !== child || signal.aborted) return
       this.info = info
       this.upSince = Date.now()
+      this.firstStart = undefined
       this.setState('up')
       this.components.logger.info({ child: this.init.name, pid: child.pid, info }, 'child ready')
       for (const w of this.readyWaiters.splice(0)) w.resolve(info)
@@ -182,6 +213,13 @@ export class Supervisor<R> implements Startable {
   private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (this.child !== child) return
     if (this.stopping || this.held) return
+    if (this.firstStart !== undefined && ++this.firstStart.failures >= (this.init.startAttempts ?? 3)) {
+      const attempts = this.firstStart.failures
+      this.components.logger.error({ child: this.init.name, pid: child.pid, code, signal, attempts }, 'child never became ready; giving up')
+      this.setState('stopped')
+      this.failStart(new ChildStartError(`${this.init.name} exited ${attempts} times in a row before becoming ready (last: code ${code}, signal ${signal})`))
+      return
+    }
     const uptimeMs = this.state === 'up' ? Date.now() - this.upSince : 0
     this.failures = uptimeMs >= (this.init.backoffResetMs ?? 10_000) ? 1 : this.failures + 1
     const delayMs = Math.min((this.init.backoffInitialMs ?? 200) * 2 ** (this.failures - 1), this.init.backoffMaxMs ?? 5000)
