@@ -122,6 +122,16 @@ test('an engine spawned with an IPC channel (as cairn dev spawns it) whose metri
   })
 })
 
+test('a storage node spawned with an IPC channel (as cairn dev spawns it) whose data dir cannot be made exits non-zero', async () => {
+  await withDir(async (dir) => {
+    // A regular file where the data dir's parent should be: mkdir fails with ENOTDIR after the health server started.
+    const blocker = join(dir, 'file')
+    await writeFile(blocker, '')
+    const args = ['storage-node', '--data-dir', join(blocker, 'data'), '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0']
+    assertExitedNonZero(await runUntilExit(args, true))
+  })
+})
+
 test('a CSI driver whose metrics port is taken exits non-zero after stopping its control plane and CSI socket', async () => {
   await withDir(async (dir) => {
     await localControlPlane(dir)

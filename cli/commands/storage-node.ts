@@ -5,6 +5,7 @@ import { createRegistry } from '../../core/health-server.js'
 import { StorageNode } from '../../storage-node/daemon.js'
 import { openClusterMaps } from './storage-node-maps.js'
 import { releaseParent, stopRequested } from './stop-signal.js'
+import { startInOrder } from './start-in-order.js'
 
 export const command: Command = {
   summary:
@@ -36,15 +37,18 @@ export const command: Command = {
       { logger, registry: createRegistry({ component: 'storage-node' }), ...(maps === undefined ? {} : { maps }) },
     )
     const stopSignal = stopRequested()
-    await maps?.start()
-    await node.start()
-    const signal = await stopSignal
-    logger.info({ signal }, 'shutting down')
-    await node.stop()
-    await maps?.stop()
-    logger.info('stopped cleanly')
-    logger.flush()
-    releaseParent()
-    return 0
+    try {
+      const parts = maps === undefined ? [] : [{ name: 'cluster maps', part: maps }]
+      const stop = await startInOrder([...parts, { name: 'storage node', part: node }], logger)
+      const signal = await stopSignal
+      logger.info({ signal }, 'shutting down')
+      await stop()
+      logger.info('stopped cleanly')
+      logger.flush()
+      return 0
+    } finally {
+      // Also after a failed start: listening for 'disconnect' keeps the IPC channel `cairn dev` opened (and so the process) alive.
+      releaseParent()
+    }
   },
 }
