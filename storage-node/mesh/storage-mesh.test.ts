@@ -1,4 +1,6 @@
 import { test } from 'node:test'
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import assert from 'node:assert/strict'
 import type { Shard } from '../../core/shard.js'
 import { createSegmentShardStore } from '../segment-store.js'
@@ -110,6 +112,22 @@ test('heartbeats reuse one stream per member; a member restarted on the same add
   } finally {
     await restarted?.stop()
     await stopTestMeshNodes(nodes)
+  }
+})
+
+test('a process whose meshes stopped exits on its own: stop() ends the heartbeat streams it serves', async () => {
+  const child = spawn(process.execPath, [fileURLToPath(new URL('./mesh-exit.fixture.js', import.meta.url))], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  // Far below the fixture's 60 s call timeout, far above a clean exit (about a second).
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+  try {
+    const code = await exited
+    assert.match(out, /stopped/, 'the meshes stopped')
+    assert.equal(code, 0, 'exited by itself after stop(), not killed 20 s later')
+  } finally {
+    clearTimeout(timer)
   }
 })
 

@@ -77,6 +77,8 @@ export class StorageMesh implements Startable, PeerShards, PeerLiveness {
   private readonly servingByPeer = new Map<string, number>()
   private readonly callSlots = new Map<string, Slots>()
   private readonly heartbeatsInFlight = new Map<string, Promise<void>>()
+  /** Heartbeat streams this node serves: ended by stop(), whose libp2p shutdown does not end them. */
+  private readonly servedHeartbeatStreams = new Set<Stream>()
   /** The long-lived heartbeat stream to each member, with the identity it was opened to. */
   private readonly heartbeatStreams = new Map<string, { stream: HeartbeatStream; peerId: string | undefined; meshAddress: string }>()
   private readonly gaugedMembers = new Set<string>()
@@ -126,6 +128,7 @@ export class StorageMesh implements Startable, PeerShards, PeerLiveness {
     this.node = undefined
     if (node === undefined) return
     for (const { stream } of this.heartbeatStreams.values()) stream.close()
+    for (const stream of this.servedHeartbeatStreams) stream.abort(new ShuttingDownError('the storage mesh is stopping'))
     // Stopping libp2p closes every connection, which ends the heartbeats still in flight.
     await node.stop()
     await Promise.allSettled([...this.heartbeatsInFlight.values()])
@@ -246,12 +249,16 @@ export class StorageMesh implements Startable, PeerShards, PeerLiveness {
     if (!this.admitStream(connection)) return
     const idleMs = Math.max(this.limits.callTimeoutMs, 3 * this.limits.heartbeatIntervalMs)
     const timer = setTimeout(() => stream.abort(new MeshUnavailableError(`heartbeat stream idle for ${idleMs} ms`)), idleMs)
+    // A stopped node must be free to exit: the idle cut is never what keeps the process alive.
+    timer.unref()
+    this.servedHeartbeatStreams.add(stream)
     try {
       await serveHeartbeat(stream, () => timer.refresh())
     } catch (err) {
       stream.abort(err instanceof Error ? err : new Error(String(err)))
     } finally {
       clearTimeout(timer)
+      this.servedHeartbeatStreams.delete(stream)
     }
   }
 
