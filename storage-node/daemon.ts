@@ -11,7 +11,7 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js'
 import { Counter, type Registry } from 'prom-client'
 import type { Logger } from '../core/logger.js'
-import type { Startable } from '../core/startable.js'
+import { startInOrder, type Startable } from '../core/startable.js'
 import type { StorageNodeConfig } from '../core/config.js'
 import { join } from 'node:path'
 import { HealthServer } from '../core/health-server.js'
@@ -200,45 +200,45 @@ export class StorageNode implements Startable {
   }
 
   /**
-   * Starts every part in order. If one fails, the parts already started are stopped
-   * again (in reverse) before the error is thrown, so a node that cannot start leaves
-   * nothing running: no health server answering 200 for a process that serves nothing.
+   * Starts every part in order (core/startable.ts `startInOrder`): if one fails, the parts
+   * already started are stopped again before the error is thrown, so a node that cannot
+   * start leaves nothing running, no health server answering 200 for a node serving nothing.
    */
   async start(): Promise<void> {
     // Checked before anything opens: a node that would serve the network unauthenticated must not start at all.
     const token = await loadClusterToken(this.init)
     assertTokenOrLoopback(this.init.listen, token)
     if (token !== undefined) this.verifier = tokenVerifier(token)
-    const started: { name: string; stop(): Promise<void> }[] = []
-    const step = async (name: string, part: { start(): Promise<void>; stop(): Promise<void> }): Promise<void> => {
-      await part.start()
-      started.push({ name, stop: () => part.stop() })
+    const nothing = async (): Promise<void> => undefined
+    const grpcServer: Startable = {
+      start: async () => {
+        this.grpcPort = await new Promise<number>((resolve, reject) => {
+          // Plaintext with a cluster token between pods (ADR 0015); mTLS is a later step.
+          this.grpc.bindAsync(this.init.listen, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)))
+        })
+      },
+      // Only reached when a later part failed: stop() drains a serving node gracefully instead.
+      stop: async () => {
+        this.grpcPort = undefined
+        this.grpc.forceShutdown()
+      },
     }
-    try {
-      await step('health server', this.health)
-      await step('shard store', this.store)
-      await this.allocate()
-      await step('journal store', this.journalStore)
-      if (this.durability !== undefined) await step('storage mesh', this.durability.mesh)
-      this.grpcPort = await new Promise<number>((resolve, reject) => {
-        // Plaintext with a cluster token between pods (ADR 0015); mTLS is a later step.
-        this.grpc.bindAsync(this.init.listen, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port)))
-      })
-      started.push({ name: 'gRPC server', stop: async () => this.grpc.forceShutdown() })
-      // Scrub and repair read and write the store in the background: only once the node serves.
-      if (this.durability !== undefined) {
-        await step('scrubber', this.durability.scrubber)
-        await step('repairer', this.durability.repairer)
-      }
-    } catch (err) {
-      this.grpcPort = undefined
-      for (const part of started.reverse()) {
-        await part.stop().catch((stopErr: unknown) => this.components.logger.warn({ err: stopErr, part: part.name }, 'stopping a part after a failed start failed'))
-      }
-      throw err
-    }
+    const d = this.durability
+    await startInOrder(
+      [
+        { name: 'health server', part: this.health },
+        { name: 'shard store', part: this.store },
+        { name: 'capacity allocation', part: { start: () => this.allocate(), stop: nothing } },
+        { name: 'journal store', part: this.journalStore },
+        ...(d === undefined ? [] : [{ name: 'storage mesh', part: d.mesh }]),
+        { name: 'gRPC server', part: grpcServer },
+        // Scrub and repair read and write the store in the background: only once the node serves.
+        ...(d === undefined ? [] : [{ name: 'scrubber', part: d.scrubber }, { name: 'repairer', part: d.repairer }]),
+      ],
+      this.components.logger,
+    )
     this.serving = true
-    const mesh = this.durability === undefined ? {} : { peerId: this.durability.mesh.peerId(), meshAddress: this.durability.mesh.listenAddress() }
+    const mesh = d === undefined ? {} : { peerId: d.mesh.peerId(), meshAddress: d.mesh.listenAddress() }
     this.components.logger.info({ grpcAddress: this.grpcAddress(), metricsAddress: this.health.address(), authenticated: token !== undefined, ...mesh }, 'storage node serving')
   }
 

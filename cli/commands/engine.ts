@@ -9,13 +9,12 @@ import { createKubernetesControlPlane, loadKubeConfig } from '../../control-plan
 import { clusterTokenSecretName } from '../../control-plane/kubernetes/constants.js'
 import { readClusterToken } from '../../control-plane/kubernetes/cluster-token.js'
 import type { ControlPlane } from '../../control-plane/types.js'
-import type { Startable } from '../../core/startable.js'
+import { startInOrder, type Startable } from '../../core/startable.js'
 import { loadClusterToken } from '../../storage-node/auth.js'
 import { growableExports, NbdServer, type ExportResolver, type NbdListenAddress } from '../../engine/nbd/index.js'
 import { EngineHost, mountAdminApi } from '../../engine/host/index.js'
 import { EngineRuntime } from '../../engine/host/runtime.js'
 import { releaseParent, stopRequested } from './stop-signal.js'
-import { startInOrder } from './start-in-order.js'
 
 export const command: Command = {
   summary:

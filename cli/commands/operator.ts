@@ -9,7 +9,7 @@ import { Operator } from '../../operator/operator.js'
 import { createKubernetesControlPlane } from '../../control-plane/kubernetes/kubernetes-control-plane.js'
 import { GarbageCollector } from '../../engine/gc/index.js'
 import { kubernetesClusterToken } from './gc.js'
-import { startInOrder } from './start-in-order.js'
+import { startInOrder } from '../../core/startable.js'
 
 export const command: Command = {
   summary: 'run the operator: cairn operator [--kubeconfig PATH] [--namespace cairn-system] [--lease-name NAME] [--metrics-listen ADDR]',

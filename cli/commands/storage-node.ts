@@ -5,7 +5,7 @@ import { createRegistry } from '../../core/health-server.js'
 import { StorageNode } from '../../storage-node/daemon.js'
 import { openClusterMaps } from './storage-node-maps.js'
 import { releaseParent, stopRequested } from './stop-signal.js'
-import { startInOrder } from './start-in-order.js'
+import { startInOrder } from '../../core/startable.js'
 
 export const command: Command = {
   summary:
