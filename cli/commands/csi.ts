@@ -33,6 +33,7 @@ import { KeyedLocks } from '../../csi-driver/locks.js'
 import { CsiServer } from '../../csi-driver/server.js'
 import type { NodeService } from '../../csi-driver/types.js'
 import { readDevState } from './dev/state.js'
+import { serveUntilStopped, stopRequested } from './stop-signal.js'
 
 export const command: Command = {
   summary:
@@ -40,20 +41,15 @@ export const command: Command = {
   async run(argv) {
     const config = loadConfig(csiConfigSchema, argv)
     const logger = createLogger('csi', config.logLevel)
-    const stopSignal = new Promise<string>((resolve) => {
-      process.once('SIGTERM', () => resolve('SIGTERM'))
-      process.once('SIGINT', () => resolve('SIGINT'))
-    })
+    const stopSignal = stopRequested()
     const driver = new CsiDriverProcess(config, logger)
     try {
       await driver.start()
-      logger.info({ signal: await stopSignal }, 'shutting down')
-    } finally {
+    } catch (err) {
       await driver.stop()
+      throw err
     }
-    logger.info('stopped cleanly')
-    logger.flush()
-    return 0
+    return serveUntilStopped(stopSignal, () => driver.stop(), logger)
   },
 }
 

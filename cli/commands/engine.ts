@@ -14,7 +14,7 @@ import { loadClusterToken } from '../../storage-node/auth.js'
 import { growableExports, NbdServer, type ExportResolver, type NbdListenAddress } from '../../engine/nbd/index.js'
 import { EngineHost, mountAdminApi } from '../../engine/host/index.js'
 import { EngineRuntime } from '../../engine/host/runtime.js'
-import { releaseParent, stopRequested } from './stop-signal.js'
+import { releaseParent, serveUntilStopped, stopRequested } from './stop-signal.js'
 
 export const command: Command = {
   summary:
@@ -28,13 +28,11 @@ export const command: Command = {
       await engine.start()
       try {
         process.send?.({ type: 'ready', nbdAddress: engine.nbdAddress(), adminAddress: engine.adminAddress() })
-        logger.info({ signal: await stopSignal }, 'shutting down')
-      } finally {
+      } catch (err) {
         await engine.stop()
+        throw err
       }
-      logger.info('stopped cleanly')
-      logger.flush()
-      return 0
+      return await serveUntilStopped(stopSignal, () => engine.stop(), logger)
     } finally {
       // Also when the start failed: listening for 'disconnect' keeps the IPC channel (and so
       // the process) alive, and an engine `cairn dev` spawned would never exit.

@@ -10,6 +10,7 @@ import { createKubernetesControlPlane } from '../../control-plane/kubernetes/kub
 import { GarbageCollector } from '../../engine/gc/index.js'
 import { kubernetesClusterToken } from './gc.js'
 import { startInOrder } from '../../core/startable.js'
+import { serveUntilStopped, stopRequested } from './stop-signal.js'
 
 export const command: Command = {
   summary: 'run the operator: cairn operator [--kubeconfig PATH] [--namespace cairn-system] [--lease-name NAME] [--metrics-listen ADDR]',
@@ -27,10 +28,7 @@ export const command: Command = {
     const gc = new GarbageCollector({}, { controlPlane, logger: logger.child({ component: 'gc' }), registry, tokenFor: kubernetesClusterToken(kubeConfig, config.namespace) })
     const operator = new Operator({ ...config, identity, maxQueuedKeys: config.maxQueuedKeys, gc }, { kubeConfig, logger, registry })
     const health = new HealthServer({ listen: config.metricsListen, readiness: () => operator.readiness() }, { logger, registry })
-    const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
-      process.once('SIGTERM', () => resolve('SIGTERM'))
-      process.once('SIGINT', () => resolve('SIGINT'))
-    })
+    const stopSignal = stopRequested()
     // A part that fails (API server unreachable, RBAC) stops the ones before it: the health
     // server must not keep a process that reconciles nothing alive, answering /healthz 200.
     const stop = await startInOrder(
@@ -43,11 +41,6 @@ export const command: Command = {
       logger,
     )
     logger.info({ identity, namespace: config.namespace, lease: config.leaseName }, 'operator started')
-    const signal = await stopSignal
-    logger.info({ signal }, 'shutting down; releasing the leader lease')
-    await stop()
-    logger.info('stopped cleanly')
-    logger.flush()
-    return 0
+    return serveUntilStopped(stopSignal, stop, logger, 'shutting down; releasing the leader lease')
   },
 }

@@ -4,7 +4,7 @@ import { createLogger } from '../../core/logger.js'
 import { createRegistry } from '../../core/health-server.js'
 import { StorageNode } from '../../storage-node/daemon.js'
 import { openClusterMaps } from './storage-node-maps.js'
-import { releaseParent, stopRequested } from './stop-signal.js'
+import { releaseParent, serveUntilStopped, stopRequested } from './stop-signal.js'
 import { startInOrder } from '../../core/startable.js'
 
 export const command: Command = {
@@ -40,12 +40,7 @@ export const command: Command = {
     try {
       const parts = maps === undefined ? [] : [{ name: 'cluster maps', part: maps }]
       const stop = await startInOrder([...parts, { name: 'storage node', part: node }], logger)
-      const signal = await stopSignal
-      logger.info({ signal }, 'shutting down')
-      await stop()
-      logger.info('stopped cleanly')
-      logger.flush()
-      return 0
+      return await serveUntilStopped(stopSignal, stop, logger)
     } finally {
       // Also after a failed start: listening for 'disconnect' keeps the IPC channel `cairn dev` opened (and so the process) alive.
       releaseParent()
