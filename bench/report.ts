@@ -20,6 +20,8 @@ export interface BenchOptions {
   workDir: string
   /** `bench nbd`: size of the volume filled before the snapshot is timed. @default follows scale (10 GiB at 1) */
   snapshotVolumeGiB?: number
+  /** `bench shard-store`: shards already in the store when each round starts, so the per-row index cost of a full node shows. @default 0 */
+  prefillShards?: number
 }
 
 /** A benchmark suite: yields results as they are measured. */

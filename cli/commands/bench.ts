@@ -17,7 +17,7 @@ const suites: Record<string, () => Promise<BenchSuite>> = {
 }
 
 export const command: Command = {
-  summary: 'run benchmarks: cairn bench <suite> [--table] [--scale N] [--work-dir DIR] [--snapshot-volume-gib N]',
+  summary: 'run benchmarks: cairn bench <suite> [--table] [--scale N] [--work-dir DIR] [--snapshot-volume-gib N] [--prefill-shards N]',
   async run(argv) {
     const { values, positionals } = parseArgs({
       args: argv,
@@ -27,6 +27,7 @@ export const command: Command = {
         scale: { type: 'string', default: '1' },
         'work-dir': { type: 'string' },
         'snapshot-volume-gib': { type: 'string' },
+        'prefill-shards': { type: 'string', default: '0' },
       },
     })
     const names = positionals.length > 0 ? positionals : Object.keys(suites)
@@ -38,12 +39,14 @@ export const command: Command = {
     if (!(scale > 0)) throw new InvalidArgumentError(`--scale must be a positive number, got ${values.scale}`)
     const snapshotVolumeGiB = values['snapshot-volume-gib'] === undefined ? undefined : Number(values['snapshot-volume-gib'])
     if (snapshotVolumeGiB !== undefined && !(snapshotVolumeGiB > 0)) throw new InvalidArgumentError(`--snapshot-volume-gib must be a positive number, got ${values['snapshot-volume-gib']}`)
+    const prefillShards = /^\d+$/.test(values['prefill-shards']) ? Number(values['prefill-shards']) : NaN
+    if (!Number.isSafeInteger(prefillShards)) throw new InvalidArgumentError(`--prefill-shards must be a non-negative integer, got ${values['prefill-shards']}`)
     const workDir = values['work-dir'] ?? (await mkdtemp(join(tmpdir(), 'cairn-bench-')))
     const results: BenchResult[] = []
     try {
       for (const name of names) {
         const suite = await (suites[name] as () => Promise<BenchSuite>)()
-        for await (const result of suite({ scale, workDir, snapshotVolumeGiB })) {
+        for await (const result of suite({ scale, workDir, snapshotVolumeGiB, prefillShards })) {
           results.push(result)
           if (!values.table) console.log(formatJsonLine(result))
         }
