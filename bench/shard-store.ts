@@ -201,27 +201,15 @@ function createBenchStore(dataDir: string): SegmentShardStore {
 }
 
 /**
- * Starts a store on a copy of `template` (or an empty directory), ready to time: the
- * background scan that loads the index's addresses into the put path's filter has ended,
- * so a round times steady-state puts, not a store still reading its index.
+ * Starts a store on a copy of `template` (or an empty directory), ready to time: start()
+ * loads the index's address map, so a round times steady-state puts, not a store still
+ * reading its index.
  */
 async function startRoundStore(dataDir: string, template: string | undefined): Promise<SegmentShardStore> {
   if (template !== undefined) await copyTemplate(template, dataDir)
   const store = createBenchStore(dataDir)
   await store.start()
-  await indexLoaded(store)
   return store
-}
-
-/**
- * Resolves once whatever a started store still loads from its index in the background
- * is loaded. Stores that scan their index into memory after start() say when the scan
- * is done through `addressFilterReady`; stores that load it within start() lack it.
- * Looked up by name so the bench builds against either index design.
- */
-async function indexLoaded(store: SegmentShardStore): Promise<void> {
-  const ready = (store as { addressFilterReady?: () => Promise<boolean> }).addressFilterReady
-  if (typeof ready === 'function') await ready.call(store)
 }
 
 async function storeWriteRead(dataDir: string, data: Shard[][], template: string | undefined): Promise<StoreRun> {
@@ -277,7 +265,6 @@ async function grpcWriteRead(dataDir: string, data: Shard[][], template: string 
     { logger: silentLogger(), registry: new Registry() },
   )
   await node.start()
-  await indexLoaded(node.store)
   const client = new ShardClient({ address: node.grpcAddress() })
   try {
     const stream = client.openPutStream()

@@ -23,8 +23,8 @@ export const storageNodeConfigSchema = z.object({
   /** Health and metrics HTTP listen address. */
   metricsListen: hostPort.default('127.0.0.1:9700'),
   logLevel: logLevel.default('info'),
-  /** The active segment file is sealed past this size. */
-  segmentSizeBytes: z.number().int().min(1024 * 1024).default(256 * 1024 * 1024),
+  /** The active segment file is sealed past this size (at most 2 GiB: shard locations keep offsets below 4 GiB). */
+  segmentSizeBytes: z.number().int().min(1024 * 1024).max(2 ** 31).default(256 * 1024 * 1024),
   /** Sealed segments with less than this fraction of live bytes are compacted. */
   compactionLiveRatio: z.number().gt(0).max(1).default(0.5),
   /** Pause between compaction passes; 0 disables compaction. */

@@ -12,7 +12,7 @@ import { statfs } from 'node:fs/promises'
 import { Gauge, type Registry } from 'prom-client'
 import { CairnError, ConfigError, assert } from '../core/errors.js'
 import type { Shard, ShardAddress } from '../core/shard.js'
-import type { DeleteOptions, GetResult, ListOptions, ListPage, PutResult, ShardStore, StoreStats } from './shard-store.js'
+import type { DeleteOptions, GetResult, ListOptions, ListPage, PutResult, ShardInfo, ShardStore, StoreStats } from './shard-store.js'
 
 /** A put would take this node past its allocation; nothing of the batch was stored. Retry on another node or after GC. */
 export class CapacityExceededError extends CairnError {
@@ -138,6 +138,10 @@ export class CapacityGuard implements ShardStore {
 
   listShards(options?: ListOptions): Promise<ListPage> {
     return this.components.store.listShards(options)
+  }
+
+  chunkShards(chunkCid: Uint8Array): Promise<ShardInfo[]> {
+    return this.components.store.chunkShards(chunkCid)
   }
 
   async stats(): Promise<CapacityStats> {

@@ -12,7 +12,7 @@ const { indexPath, port, done } = workerData as IndexWorkerData & { port: Messag
 
 let index: SegmentIndex | undefined
 try {
-  index = new SegmentIndex(indexPath, { lockFile: false })
+  index = new SegmentIndex(indexPath, { lockFile: false, addressMap: false })
   port.postMessage({ seq: 0, ok: true, replaced: { count: 0, bytes: 0, corrupt: 0 } } satisfies FlushReply)
 } catch (err) {
   port.postMessage({ seq: 0, ok: false, errorName: (err as Error).name, errorMessage: (err as Error).message } satisfies FlushReply)

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { AddressFilter, addressHash, LocationCache, SegmentIndex, WaitingRecords, type WaitingRecord } from './segment-index.js'
+import Database from 'better-sqlite3'
+import { addressHash, LocationCache, SegmentIndex, WaitingRecords, type WaitingRecord } from './segment-index.js'
 import { fixtureCid } from './fixtures.js'
 import { xorshift32 } from '../core/seeded-random.js'
 
@@ -18,36 +19,73 @@ function seededCids(seed: number, count: number): Uint8Array[] {
   })
 }
 
-test('the address filter never forgets an address, across layers, and rarely claims an absent one', () => {
-  const seed = 0x5eed
-  const added = seededCids(seed, 5000)
-  const absent = seededCids(seed + 1, 20_000)
-  // 1024 addresses per first layer: 5000 need three more layers.
-  const filter = new AddressFilter(1024)
-  added.forEach((cid, i) => filter.add(cid, i % 32))
-  added.forEach((cid, i) => assert.ok(filter.mayContain(cid, i % 32), `seed ${seed}: address ${i} was added`))
-  // The same CID under another index is another address.
-  const otherIndex = added.filter((cid, i) => filter.mayContain(cid, (i % 32) + 100)).length
-  const falsePositives = absent.filter((cid) => filter.mayContain(cid, 0)).length
-  assert.ok(falsePositives < absent.length * 0.05, `seed ${seed}: ${falsePositives} false positives of ${absent.length}`)
-  assert.ok(otherIndex < added.length * 0.05, `seed ${seed}: ${otherIndex} false positives by index`)
-})
-
-test('commitWrites of a record believed fresh replaces a row that exists after all, keeping live bytes right', async () => {
+test('commitWrites: a retried flush changes nothing, a replacing record takes the old row and its live bytes, and a connection without the address map refuses to replace', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'cairn-index-'))
-  const index = new SegmentIndex(join(dir, 'index.sqlite'))
+  const path = join(dir, 'index.sqlite')
+  const index = new SegmentIndex(path)
+  const worker = new SegmentIndex(path, { lockFile: false, addressMap: false })
   try {
     index.addSegment(1, 'active')
-    const cid = fixtureCid('fresh-conflict')
-    assert.deepEqual(index.commitWrites(1, 100, [{ cid, index: 2, offsetBytes: 0, lengthBytes: 100, lastPutMs: 1, fresh: true }]), { count: 0, bytes: 0, corrupt: 0 })
-    const again = index.commitWrites(1, 180, [{ cid, index: 2, offsetBytes: 100, lengthBytes: 80, lastPutMs: 2, fresh: true }])
-    assert.deepEqual(again, { count: 1, bytes: 100, corrupt: 0 })
+    const cid = fixtureCid('replace')
+    const hash = addressHash(cid, 2)
+    const first = { cid, index: 2, hash, offsetBytes: 0, lengthBytes: 100, lastPutMs: 1, fresh: true }
+    // The worker appends fresh rows; the store tells its own connection (noteCommitted).
+    assert.deepEqual(worker.commitWrites(1, 100, [first]), { count: 0, bytes: 0, corrupt: 0 })
+    index.noteCommitted(1, [first])
+    assert.deepEqual(worker.commitWrites(1, 100, [first]), { count: 0, bytes: 0, corrupt: 0 }, 'a retried flush')
+    assert.deepEqual(index.segments()[0], { id: 1, state: 'active', sizeBytes: 100, liveBytes: 100 }, 'live bytes counted once')
     const row = index.lookup({ chunkCid: cid, index: 2 })
-    assert.equal(row?.offset, 100)
-    assert.equal(row?.lastPutMs, 2)
+    assert.ok(row !== undefined && index.markCorrupt(row))
+    const repair = { cid, index: 2, hash, offsetBytes: 100, lengthBytes: 80, lastPutMs: 2 }
+    assert.throws(() => worker.commitWrites(1, 180, [repair]), { name: 'DataDirError' })
+    assert.deepEqual(index.commitWrites(1, 180, [repair]), { count: 1, bytes: 100, corrupt: 1 })
+    const after = index.lookup({ chunkCid: cid, index: 2 })
+    assert.deepEqual([after?.offset, after?.lastPutMs, after?.corrupt], [100, 2, false])
     assert.deepEqual(index.segments()[0], { id: 1, state: 'active', sizeBytes: 180, liveBytes: 80 })
+    assert.equal(index.list(undefined, undefined, 10).length, 1, 'the corrupt row is gone')
+    assert.equal(index.lookup({ chunkCid: cid, index: 3 }), undefined, 'another index of the same CID')
   } finally {
+    worker.close()
     index.close()
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+test('a version-1 index (rows keyed by CID) is migrated into location order, and a newer version is refused', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-index-'))
+  const path = join(dir, 'index.sqlite')
+  const cids = seededCids(0x1d, 50)
+  try {
+    const old = new Database(path)
+    old.exec(`
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+      CREATE TABLE segments (id INTEGER PRIMARY KEY, state TEXT NOT NULL, size_bytes INTEGER NOT NULL, live_bytes INTEGER NOT NULL);
+      CREATE TABLE shards (cid BLOB NOT NULL, idx INTEGER NOT NULL, segment INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL,
+        last_put_ms INTEGER NOT NULL, corrupt INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (cid, idx)) WITHOUT ROWID;
+      CREATE INDEX shards_by_segment ON shards (segment, offset);
+      INSERT INTO meta VALUES ('schema_version', '1');
+      INSERT INTO segments VALUES (1, 'sealed', 5000, 2500), (2, 'active', 2500, 2500);
+    `)
+    const insert = old.prepare('INSERT INTO shards VALUES (?, ?, ?, ?, 100, ?, ?)')
+    cids.forEach((cid, i) => insert.run(cid, i % 6, i < 25 ? 1 : 2, (i % 25) * 100, 1000 + i, i === 7 ? 1 : 0))
+    old.close()
+    const index = new SegmentIndex(path)
+    try {
+      cids.forEach((cid, i) => {
+        const row = index.lookup({ chunkCid: cid, index: i % 6 })
+        assert.deepEqual([row?.segment, row?.offset, row?.lastPutMs, row?.corrupt], [i < 25 ? 1 : 2, (i % 25) * 100, 1000 + i, i === 7])
+      })
+      const listed = index.list(undefined, undefined, 100).map((r) => [r.segment, r.offset])
+      assert.deepEqual(listed, cids.map((_, i) => [i < 25 ? 1 : 2, (i % 25) * 100]), 'location order')
+      assert.equal(index.liveRows(2).length, 25)
+    } finally {
+      index.close()
+    }
+    const newer = new Database(path)
+    newer.prepare("UPDATE meta SET value = '3' WHERE key = 'schema_version'").run()
+    newer.close()
+    assert.throws(() => new SegmentIndex(path), { name: 'DataDirError' })
+  } finally {
     await rm(dir, { recursive: true, force: true })
   }
 })

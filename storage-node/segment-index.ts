@@ -1,15 +1,29 @@
 /**
  * The segment store's index: one better-sqlite3 database saying which shard lives
  * where, and how full each segment is. It is the truth about what is stored;
- * segment bytes that no row points at are dead. See docs/adr/0003-shard-store.md
- * for why puts commit with synchronous=NORMAL and everything else with FULL.
+ * segment bytes that no row points at are dead. Rows are keyed by their location
+ * (segment, offset), so the rows of new shards are appended in order instead of
+ * inserted at random keys, and an in-memory map from address to location finds them.
+ * See docs/adr/0003-shard-store.md for why puts commit with synchronous=NORMAL and
+ * everything else with FULL, and "segment-ordered index" for the layout.
  */
 import Database from 'better-sqlite3'
 import type { ShardAddress } from '../core/shard.js'
+import { AddressLocations } from './address-locations.js'
 import { DataDirError } from './shard-store.js'
 
-/** Bumped when the schema changes incompatibly; a store refuses a directory from another version. */
-export const INDEX_SCHEMA_VERSION = '1'
+/**
+ * Bumped when the schema changes; a store refuses a directory from a later version and
+ * migrates an earlier one. 1: rows keyed by (cid, idx). 2: rows keyed by location.
+ */
+export const INDEX_SCHEMA_VERSION = '2'
+
+/** A location is segment × 2^32 + offset: offsets stay below 2^32, ids below 2^21. */
+const SEGMENT_STRIDE = 2 ** 32
+
+export function locationOf(segment: number, offset: number): number {
+  return segment * SEGMENT_STRIDE + offset
+}
 
 export type SegmentState = 'active' | 'sealed' | 'compacting'
 
@@ -42,44 +56,52 @@ export interface Replaced {
 export interface NewRecord {
   cid: Uint8Array
   index: number
+  /** `addressHash(cid, index)`. */
+  hash: number
   offsetBytes: number
   lengthBytes: number
   lastPutMs: number
   /**
-   * The writer found no row for this shard when it wrote it, so the commit can insert
-   * without looking for a row to replace (it still falls back if one appeared).
+   * The writer found no row for this shard when it wrote it, so the commit inserts
+   * without looking for a row to replace: the only kind a connection without the
+   * address map (the index worker) can commit.
    */
   fresh?: boolean
 }
 
-const schema = `
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+const tables = `
 CREATE TABLE IF NOT EXISTS segments (
   id INTEGER PRIMARY KEY,
   state TEXT NOT NULL CHECK (state IN ('active', 'sealed', 'compacting')),
   size_bytes INTEGER NOT NULL,
   live_bytes INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS shards (
-  cid BLOB NOT NULL,
-  idx INTEGER NOT NULL,
-  segment INTEGER NOT NULL,
-  offset INTEGER NOT NULL,
-  length INTEGER NOT NULL,
-  last_put_ms INTEGER NOT NULL,
-  corrupt INTEGER NOT NULL DEFAULT 0,
-  PRIMARY KEY (cid, idx)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS shards_by_segment ON shards (segment, offset);
 `
 
-type RawShardRow = Omit<ShardRow, 'corrupt' | 'lastPutMs'> & { corrupt: number; last_put_ms: number }
+/** Rows in location order; \`hash\` rebuilds the address map at open without hashing every CID. */
+const shardsTable = (name: string): string => `
+CREATE TABLE ${name} (
+  loc INTEGER PRIMARY KEY,
+  hash INTEGER NOT NULL,
+  cid BLOB NOT NULL,
+  idx INTEGER NOT NULL,
+  length INTEGER NOT NULL,
+  last_put_ms INTEGER NOT NULL,
+  corrupt INTEGER NOT NULL DEFAULT 0
+);
+`
 
-function toShardRow(raw: RawShardRow): ShardRow {
-  return { cid: raw.cid, idx: raw.idx, segment: raw.segment, offset: raw.offset, length: raw.length, lastPutMs: raw.last_put_ms, corrupt: raw.corrupt !== 0 }
+type RawRow = [loc: number, cid: Buffer, idx: number, length: number, lastPutMs: number, corrupt: number]
+
+const rowColumns = 'loc, cid, idx, length, last_put_ms, corrupt'
+
+function toShardRow(raw: RawRow): ShardRow {
+  const segment = Math.floor(raw[0] / SEGMENT_STRIDE)
+  return { cid: raw[1], idx: raw[2], segment, offset: raw[0] - segment * SEGMENT_STRIDE, length: raw[3], lastPutMs: raw[4], corrupt: raw[5] !== 0 }
 }
 
-const rowColumns = 'cid, idx, segment, offset, length, last_put_ms, corrupt'
+/** Map changes of a transaction, applied only once it committed. */
+type MapChange = [op: 'add' | 'delete', hash: number, loc: number] | [op: 'move', hash: number, from: number, to: number]
 
 export class SegmentIndex {
   private readonly db: Database.Database
@@ -88,12 +110,18 @@ export class SegmentIndex {
   /** Holds `<path>.lock` exclusively while open: a second store on the directory is refused. */
   private readonly lock: Database.Database | undefined
 
+  /** Address → location of every row; only on the connection that opened with `addressMap`. */
+  private readonly addresses: AddressLocations | undefined
+
   /**
-   * Opens (creating if needed) the index.
+   * Opens (creating or migrating if needed) the index.
    * @param options.lockFile take the directory's exclusive lock (`<path>.lock`); false only
    *   for a second connection of the same store (its index worker). @default true
+   * @param options.addressMap load every row's address into memory, which lookups,
+   *   deletes and replacing commits need; false for the index worker, which only appends
+   *   fresh rows. @default true
    */
-  constructor(path: string, options: { lockFile?: boolean } = {}) {
+  constructor(path: string, options: { lockFile?: boolean; addressMap?: boolean } = {}) {
     try {
       this.lock = options.lockFile === false ? undefined : lockDirectory(`${path}.lock`)
       // Two connections of one store share the file (the index worker writes, this one
@@ -101,28 +129,24 @@ export class SegmentIndex {
       this.db = new Database(path, { timeout: 10_000 })
       this.db.pragma('journal_mode = WAL')
       this.db.pragma('synchronous = NORMAL')
-      // Random keys dirty about one page per indexed row, and every automatic checkpoint
-      // fsyncs the WAL and the database on the main thread: checkpoint every 8192 pages
-      // (32 MiB of WAL) instead of SQLite's 1000, so 8x fewer fsyncs stall the event loop
-      // and a page rewritten between checkpoints is copied once.
+      // Every automatic checkpoint fsyncs the WAL and the database on the committing
+      // thread: checkpoint every 8192 pages (32 MiB of WAL) instead of SQLite's 1000.
       this.db.pragma('wal_autocheckpoint = 8192')
-      this.db.exec(schema)
+      this.db.exec('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID')
+      this.db.exec(tables)
+      this.prepareSchema()
     } catch (err) {
       this.lock?.close()
+      if (err instanceof DataDirError) throw err
       throw new DataDirError(`cannot open shard index ${path}: ${(err as Error).message}`, { cause: err })
     }
-    this.checkVersion()
     const db = this.db
     this.stmts = {
-      // Raw arrays: the hottest statement of the read path, about twice as fast as objects.
-      lookup: db.prepare('SELECT segment, offset, length, last_put_ms, corrupt FROM shards WHERE cid = ? AND idx = ?').raw(true),
-      insert: db.prepare(`INSERT OR REPLACE INTO shards (${rowColumns}) VALUES (?, ?, ?, ?, ?, ?, 0)`),
-      insertFresh: db.prepare(`INSERT INTO shards (${rowColumns}) VALUES (?, ?, ?, ?, ?, ?, 0) ON CONFLICT (cid, idx) DO NOTHING`),
-      keysAfter: db.prepare('SELECT cid, idx FROM shards WHERE (cid, idx) > (?, ?) ORDER BY cid, idx LIMIT ?').raw(true),
-      keysFirst: db.prepare('SELECT cid, idx FROM shards ORDER BY cid, idx LIMIT ?').raw(true),
-      touch: db.prepare('UPDATE shards SET last_put_ms = max(last_put_ms, ?) WHERE cid = ? AND idx = ?'),
-      remove: db.prepare('DELETE FROM shards WHERE cid = ? AND idx = ? AND last_put_ms < ? RETURNING segment, length'),
-      markCorrupt: db.prepare('UPDATE shards SET corrupt = 1 WHERE cid = ? AND idx = ? AND segment = ? AND offset = ?'),
+      rowAt: db.prepare(`SELECT ${rowColumns} FROM shards WHERE loc = ?`).raw(true),
+      insert: db.prepare('INSERT INTO shards (loc, hash, cid, idx, length, last_put_ms) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (loc) DO NOTHING'),
+      touch: db.prepare('UPDATE shards SET last_put_ms = max(last_put_ms, ?) WHERE loc = ? AND idx = ? AND cid = ?'),
+      removeAt: db.prepare('DELETE FROM shards WHERE loc = ?'),
+      markCorrupt: db.prepare('UPDATE shards SET corrupt = 1 WHERE loc = ? AND idx = ? AND cid = ?'),
       segments: db.prepare('SELECT id, state, size_bytes AS sizeBytes, live_bytes AS liveBytes FROM segments ORDER BY id'),
       // max(): flushes of one segment commit in order, but a committed size must never go back.
       setSegment: db.prepare('UPDATE segments SET size_bytes = max(size_bytes, ?), live_bytes = live_bytes + ? WHERE id = ?'),
@@ -130,25 +154,66 @@ export class SegmentIndex {
       insertSegment: db.prepare('INSERT INTO segments (id, state, size_bytes, live_bytes) VALUES (?, ?, 0, 0)'),
       setState: db.prepare('UPDATE segments SET state = ? WHERE id = ?'),
       deleteSegment: db.prepare('DELETE FROM segments WHERE id = ?'),
-      liveInSegment: db.prepare(`SELECT ${rowColumns} FROM shards WHERE segment = ? ORDER BY offset`),
-      move: db.prepare('UPDATE shards SET segment = ?, offset = ? WHERE cid = ? AND idx = ? AND segment = ? AND offset = ?'),
-      dropAt: db.prepare('DELETE FROM shards WHERE cid = ? AND idx = ? AND segment = ? AND offset = ?'),
+      rowsBetween: db.prepare(`SELECT ${rowColumns} FROM shards WHERE loc >= ? AND loc < ? ORDER BY loc`).raw(true),
+      countBetween: db.prepare('SELECT count(*) AS n FROM shards WHERE loc >= ? AND loc < ?'),
+      move: db.prepare('UPDATE shards SET loc = ? WHERE loc = ? AND idx = ? AND cid = ?'),
+      dropAt: db.prepare('DELETE FROM shards WHERE loc = ? AND idx = ? AND cid = ?'),
       counts: db.prepare('SELECT count(*) AS n, coalesce(sum(length), 0) AS bytes, coalesce(sum(corrupt), 0) AS corrupt FROM shards'),
     }
+    if (options.addressMap !== false) this.addresses = this.loadAddresses()
   }
 
-  private checkVersion(): void {
+  /** Creates the shards table of a new index, migrates an older one, refuses a newer one. */
+  private prepareSchema(): void {
     const row = this.db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string } | undefined
     if (row === undefined) {
-      this.db.prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?)").run(INDEX_SCHEMA_VERSION)
+      this.db.transaction(() => {
+        this.db.exec(shardsTable('shards'))
+        this.db.prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?)").run(INDEX_SCHEMA_VERSION)
+      })()
+    } else if (row.value === '1') {
+      this.migrateFromVersion1()
     } else if (row.value !== INDEX_SCHEMA_VERSION) {
       throw new DataDirError(`shard index schema version ${row.value}, this build reads ${INDEX_SCHEMA_VERSION}`)
     }
   }
 
+  /**
+   * Version 1 keyed rows by (cid, idx) with a second index on (segment, offset): copies
+   * them into location order in one durable transaction (a crash leaves version 1).
+   */
+  private migrateFromVersion1(): void {
+    this.db.function('cairn_address_hash', { deterministic: true }, (cid: unknown, idx: unknown) => addressHash(cid as Buffer, Number(idx)))
+    this.durably(() => {
+      this.db.exec(shardsTable('shards_v2'))
+      this.db.exec(`
+        INSERT INTO shards_v2 (loc, hash, cid, idx, length, last_put_ms, corrupt)
+          SELECT segment * ${SEGMENT_STRIDE} + offset, cairn_address_hash(cid, idx), cid, idx, length, last_put_ms, corrupt
+          FROM shards ORDER BY segment, offset;
+        DROP INDEX IF EXISTS shards_by_segment;
+        DROP TABLE shards;
+        ALTER TABLE shards_v2 RENAME TO shards;
+      `)
+      this.db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(INDEX_SCHEMA_VERSION)
+    })
+  }
+
+  /** Reads every row's (hash, location) into a new map: one sequential pass over the table. */
+  private loadAddresses(): AddressLocations {
+    const { n } = this.db.prepare('SELECT count(*) AS n FROM shards').get() as { n: number }
+    const map = new AddressLocations(n)
+    for (const [hash, loc] of this.db.prepare('SELECT hash, loc FROM shards').raw(true).iterate() as IterableIterator<[number, number]>) map.add(hash, loc)
+    return map
+  }
+
   /** False once closed. */
   get open(): boolean {
     return this.db.open
+  }
+
+  /** Memory the address map takes (0 without one). */
+  get addressMapBytes(): number {
+    return this.addresses?.sizeBytes ?? 0
   }
 
   close(): void {
@@ -166,17 +231,33 @@ export class SegmentIndex {
     }
   }
 
-  lookup(address: ShardAddress): ShardRow | undefined {
-    const cid = asBuffer(address.chunkCid)
-    const raw = this.stmts.lookup.get(cid, address.index) as [number, number, number, number, number] | undefined
-    if (raw === undefined) return undefined
-    return { cid, idx: address.index, segment: raw[0], offset: raw[1], length: raw[2], lastPutMs: raw[3], corrupt: raw[4] !== 0 }
+  private get map(): AddressLocations {
+    if (this.addresses === undefined) throw new DataDirError('this index connection has no address map')
+    return this.addresses
+  }
+
+  /** False if no row can hold this address hash: a put of a new shard needs no lookup. */
+  mayHold(hash: number): boolean {
+    return this.map.has(hash)
+  }
+
+  /** The row of `address`, found through the address map and checked against the row's own address. */
+  lookup(address: ShardAddress, hash = addressHash(address.chunkCid, address.index)): ShardRow | undefined {
+    for (const loc of this.map.locations(hash)) {
+      const raw = this.stmts.rowAt.get(loc) as RawRow | undefined
+      if (raw !== undefined && raw[2] === address.index && Buffer.compare(raw[1], address.chunkCid) === 0) return toShardRow(raw)
+    }
+    return undefined
   }
 
   /** Refreshes stored shards' last-put times (idempotent re-puts), in one transaction. */
   touchAll(addresses: readonly ShardAddress[], nowMs: number): void {
     this.db.transaction(() => {
-      for (const a of addresses) this.stmts.touch.run(nowMs, asBuffer(a.chunkCid), a.index)
+      for (const a of addresses) {
+        const cid = asBuffer(a.chunkCid)
+        // A candidate at another address is left alone by the statement's own check.
+        for (const loc of this.map.locations(addressHash(cid, a.index))) this.stmts.touch.run(nowMs, loc, a.index, cid)
+      }
     })()
   }
 
@@ -187,79 +268,82 @@ export class SegmentIndex {
   /**
    * Indexes records whose bytes are already fsynced in `segmentId`, and moves its
    * committed size to `sizeBytes`, in one transaction. A record replacing a corrupt
-   * copy takes the copy's live bytes away from the copy's segment.
+   * copy takes the copy's live bytes away from the copy's segment. Records already
+   * indexed (a retried flush) are left as they are.
    */
   commitWrites(segmentId: number, sizeBytes: number, records: readonly NewRecord[]): Replaced {
-    return this.db.transaction(() => {
+    const changes: MapChange[] = []
+    const replaced = this.db.transaction(() => {
       const replaced: Replaced = { count: 0, bytes: 0, corrupt: 0 }
       let liveDelta = 0
       for (const r of records) {
         const cid = asBuffer(r.cid)
-        // A fresh record skips the lookup (about a third of a row's cost); a conflict means a row appeared after all.
-        if (r.fresh !== true || this.stmts.insertFresh.run(cid, r.index, segmentId, r.offsetBytes, r.lengthBytes, r.lastPutMs).changes === 0) {
-          this.replaceRow(segmentId, r, replaced)
+        const loc = locationOf(segmentId, r.offsetBytes)
+        const previous = r.fresh === true ? undefined : this.lookup({ chunkCid: r.cid, index: r.index }, r.hash)
+        if (previous !== undefined && (previous.segment !== segmentId || previous.offset !== r.offsetBytes)) {
+          this.stmts.removeAt.run(locationOf(previous.segment, previous.offset))
+          this.stmts.addLive.run(-previous.length, previous.segment)
+          changes.push(['delete', r.hash, locationOf(previous.segment, previous.offset)])
+          replaced.count += 1
+          replaced.bytes += previous.length
+          if (previous.corrupt) replaced.corrupt += 1
         }
+        if (this.stmts.insert.run(loc, r.hash, cid, r.index, r.lengthBytes, r.lastPutMs).changes === 0) continue
         liveDelta += r.lengthBytes
+        changes.push(['add', r.hash, loc])
       }
       this.stmts.setSegment.run(sizeBytes, liveDelta, segmentId)
       return replaced
     })()
+    this.applyMapChanges(changes)
+    return replaced
   }
 
-  /** Indexes `r`, taking the live bytes of any row it replaces away from that row's segment. */
-  private replaceRow(segmentId: number, r: NewRecord, replaced: Replaced): void {
-    const previous = this.lookup({ chunkCid: r.cid, index: r.index })
-    if (previous !== undefined) {
-      this.stmts.addLive.run(-previous.length, previous.segment)
-      replaced.count += 1
-      replaced.bytes += previous.length
-      if (previous.corrupt) replaced.corrupt += 1
-    }
-    this.stmts.insert.run(asBuffer(r.cid), r.index, segmentId, r.offsetBytes, r.lengthBytes, r.lastPutMs)
-  }
-
-  /**
-   * Up to `limit` shard addresses after `after` in key order, without the rest of the
-   * row: for building an in-memory filter page by page.
-   */
-  keysAfter(after: ShardAddress | undefined, limit: number): Array<[Buffer, number]> {
-    const rows = after === undefined ? this.stmts.keysFirst.all(limit) : this.stmts.keysAfter.all(asBuffer(after.chunkCid), after.index, limit)
-    return rows as Array<[Buffer, number]>
+  /** Adds to the address map the records another connection (the index worker) committed. */
+  noteCommitted(segmentId: number, records: readonly NewRecord[]): void {
+    for (const r of records) this.addresses?.add(r.hash, locationOf(segmentId, r.offsetBytes))
   }
 
   /** Deletes shards put before `cutoffMs`, durably; returns how many rows went away and the bytes they held. */
   deleteShards(addresses: readonly ShardAddress[], cutoffMs: number): { count: number; bytes: number; corrupt: number } {
-    return this.durably(() => {
+    const changes: MapChange[] = []
+    const gone = this.durably(() => {
       let count = 0
       let bytes = 0
       let corrupt = 0
       for (const a of addresses) {
-        const row = this.lookup(a)
-        if (row === undefined) continue
-        const gone = this.stmts.remove.get(asBuffer(a.chunkCid), a.index, cutoffMs) as { segment: number; length: number } | undefined
-        if (gone === undefined) continue
-        this.stmts.addLive.run(-gone.length, gone.segment)
+        const hash = addressHash(a.chunkCid, a.index)
+        const row = this.lookup(a, hash)
+        if (row === undefined || row.lastPutMs >= cutoffMs) continue
+        const loc = locationOf(row.segment, row.offset)
+        this.stmts.removeAt.run(loc)
+        this.stmts.addLive.run(-row.length, row.segment)
+        changes.push(['delete', hash, loc])
         count += 1
-        bytes += gone.length
+        bytes += row.length
         if (row.corrupt) corrupt += 1
       }
       return { count, bytes, corrupt }
     })
+    this.applyMapChanges(changes)
+    return gone
   }
 
   /** Flags the row still pointing at (segment, offset) as corrupt; returns whether it did. */
   markCorrupt(row: ShardRow): boolean {
-    return this.stmts.markCorrupt.run(row.cid, row.idx, row.segment, row.offset).changes > 0
+    return this.stmts.markCorrupt.run(locationOf(row.segment, row.offset), row.idx, row.cid).changes > 0
   }
 
-  /** Shards after `after` in (cid, idx) order, optionally within a CID prefix. */
-  list(after: ShardAddress | undefined, prefix: Uint8Array | undefined, limit: number): ShardRow[] {
-    const where: string[] = []
-    const params: unknown[] = []
-    if (after !== undefined) {
-      where.push('(cid, idx) > (?, ?)')
-      params.push(asBuffer(after.chunkCid), after.index)
-    }
+  /**
+   * Up to `limit` shards after location `afterLoc` in location order, optionally only
+   * those whose CID starts with `prefix` (a filter over the scan: there is no CID order).
+   * Rows only ever move to a later location (compaction copies into a new segment, a
+   * replacing put appends), so a walk page by page sees every shard that stays stored
+   * throughout it, and may see one that moved twice.
+   */
+  list(afterLoc: number | undefined, prefix: Uint8Array | undefined, limit: number): ShardRow[] {
+    const where = ['loc > ?']
+    const params: unknown[] = [afterLoc ?? 0]
     if (prefix !== undefined && prefix.length > 0) {
       where.push('cid >= ?')
       params.push(asBuffer(prefix))
@@ -269,8 +353,8 @@ export class SegmentIndex {
         params.push(end)
       }
     }
-    const sql = `SELECT ${rowColumns} FROM shards ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY cid, idx LIMIT ?`
-    return (this.db.prepare(sql).all(...params, limit) as RawShardRow[]).map(toShardRow)
+    const sql = `SELECT ${rowColumns} FROM shards WHERE ${where.join(' AND ')} ORDER BY loc LIMIT ?`
+    return (this.db.prepare(sql).raw(true).all(...params, limit) as RawRow[]).map(toShardRow)
   }
 
   counts(): { shardCount: number; shardBytes: number; corruptCount: number } {
@@ -296,7 +380,7 @@ export class SegmentIndex {
   }
 
   liveRows(segmentId: number): ShardRow[] {
-    return (this.stmts.liveInSegment.all(segmentId) as RawShardRow[]).map(toShardRow)
+    return (this.stmts.rowsBetween.all(locationOf(segmentId, 0), locationOf(segmentId + 1, 0)) as RawRow[]).map(toShardRow)
   }
 
   /**
@@ -306,18 +390,36 @@ export class SegmentIndex {
    * @returns the dropped rows that were still indexed.
    */
   finishCompaction(oldId: number, newId: number, sizeBytes: number, moved: ReadonlyArray<{ row: ShardRow; newOffset: number }>, dropped: readonly ShardRow[]): ShardRow[] {
-    return this.durably(() => {
+    const changes: MapChange[] = []
+    const removed = this.durably(() => {
       let live = 0
       for (const { row, newOffset } of moved) {
-        if (this.stmts.move.run(newId, newOffset, row.cid, row.idx, oldId, row.offset).changes > 0) live += row.length
+        const from = locationOf(oldId, row.offset)
+        const to = locationOf(newId, newOffset)
+        if (this.stmts.move.run(to, from, row.idx, row.cid).changes === 0) continue
+        live += row.length
+        changes.push(['move', addressHash(row.cid, row.idx), from, to])
       }
-      const removed = dropped.filter((row) => this.stmts.dropAt.run(row.cid, row.idx, oldId, row.offset).changes > 0)
-      const left = this.db.prepare('SELECT count(*) AS n FROM shards WHERE segment = ?').get(oldId) as { n: number }
+      const removed = dropped.filter((row) => this.stmts.dropAt.run(locationOf(oldId, row.offset), row.idx, row.cid).changes > 0)
+      for (const row of removed) changes.push(['delete', addressHash(row.cid, row.idx), locationOf(oldId, row.offset)])
+      const left = this.stmts.countBetween.get(locationOf(oldId, 0), locationOf(oldId + 1, 0)) as { n: number }
       if (left.n !== 0) throw new DataDirError(`compaction of segment ${oldId} left ${left.n} rows behind`)
       this.db.prepare("UPDATE segments SET state = 'sealed', size_bytes = ?, live_bytes = ? WHERE id = ?").run(sizeBytes, live, newId)
       this.stmts.deleteSegment.run(oldId)
       return removed
     })
+    this.applyMapChanges(changes)
+    return removed
+  }
+
+  private applyMapChanges(changes: readonly MapChange[]): void {
+    const map = this.addresses
+    if (map === undefined) return
+    for (const c of changes) {
+      if (c[0] === 'move') map.move(c[1], c[2], c[3])
+      else if (c[0] === 'add') map.add(c[1], c[2])
+      else map.delete(c[1], c[2])
+    }
   }
 }
 
@@ -357,81 +459,6 @@ function prefixEnd(prefix: Uint8Array): Buffer | undefined {
   return undefined
 }
 
-/** Bits per address in each filter layer: with 7 probes, about 1% false positives when full. */
-const FILTER_BITS_PER_ADDRESS = 10
-const FILTER_PROBES = 7
-
-interface FilterLayer {
-  bits: Uint32Array
-  /** Bit count minus one; the bit count is a power of two. */
-  mask: number
-  capacity: number
-  count: number
-}
-
-/**
- * A Bloom filter of shard addresses: "certainly not stored" without an index lookup,
- * which is what almost every put of new data asks. It never forgets an address
- * (deleted shards stay in it as false positives, which only cost a lookup) and it grows
- * by adding a layer twice the size of the last when the last is full.
- */
-export class AddressFilter {
-  private readonly layers: FilterLayer[] = []
-
-  /** @param initialCapacity addresses the first layer holds before a second is added */
-  constructor(initialCapacity: number) {
-    this.addLayer(Math.max(1024, initialCapacity))
-  }
-
-  /** Memory the bit arrays take. */
-  get sizeBytes(): number {
-    return this.layers.reduce((sum, l) => sum + l.bits.byteLength, 0)
-  }
-
-  add(cid: Uint8Array, index: number): void {
-    this.addHash(addressHash(cid, index))
-  }
-
-  /** False only if `add` was never called with this address. */
-  mayContain(cid: Uint8Array, index: number): boolean {
-    return this.mayContainHash(addressHash(cid, index))
-  }
-
-  /** `add` with the address's `addressHash` computed beforehand (off the caller's critical path). */
-  addHash(h1: number): void {
-    let layer = this.layers[this.layers.length - 1] as FilterLayer
-    if (layer.count >= layer.capacity) layer = this.addLayer(layer.capacity * 2)
-    layer.count += 1
-    const h2 = mix32(h1) | 1
-    for (let i = 0, h = h1; i < FILTER_PROBES; i++, h = (h + h2) | 0) {
-      const bit = h & layer.mask
-      layer.bits[bit >>> 5] = (layer.bits[bit >>> 5] as number) | (1 << (bit & 31))
-    }
-  }
-
-  /** `mayContain` for an address's `addressHash`. */
-  mayContainHash(h1: number): boolean {
-    const h2 = mix32(h1) | 1
-    for (const layer of this.layers) {
-      let all = true
-      for (let i = 0, h = h1; i < FILTER_PROBES && all; i++, h = (h + h2) | 0) {
-        const bit = h & layer.mask
-        all = ((layer.bits[bit >>> 5] as number) & (1 << (bit & 31))) !== 0
-      }
-      if (all) return true
-    }
-    return false
-  }
-
-  private addLayer(capacity: number): FilterLayer {
-    // Round the bit count up to a power of two so a probe is a mask, not a division.
-    const bitCount = 2 ** Math.ceil(Math.log2(capacity * FILTER_BITS_PER_ADDRESS))
-    const layer = { bits: new Uint32Array(bitCount / 32), mask: bitCount - 1, capacity, count: 0 }
-    this.layers.push(layer)
-    return layer
-  }
-}
-
 /** FNV-1a over the CID bytes and the index: CIDs may be chosen by a client, so every byte counts. */
 export function addressHash(cid: Uint8Array, index: number): number {
   let h = 0x811c9dc5
@@ -455,27 +482,30 @@ export interface PackedRecords {
   cids: Uint8Array
   /** End offset of each record's CID in `cids`. */
   cidEnds: Uint32Array
-  /** Five numbers a record: index, offsetBytes, lengthBytes, lastPutMs, fresh (0/1). */
+  /** Six numbers a record: index, offsetBytes, lengthBytes, lastPutMs, fresh (0/1), hash. */
   numbers: Float64Array
 }
+
+const PACKED_NUMBERS = 6
 
 export function packRecords(records: readonly NewRecord[]): PackedRecords {
   let total = 0
   for (const r of records) total += r.cid.length
   const cids = new Uint8Array(total)
   const cidEnds = new Uint32Array(records.length)
-  const numbers = new Float64Array(records.length * 5)
+  const numbers = new Float64Array(records.length * PACKED_NUMBERS)
   let at = 0
   records.forEach((r, i) => {
     cids.set(r.cid, at)
     at += r.cid.length
     cidEnds[i] = at
-    const n = i * 5
+    const n = i * PACKED_NUMBERS
     numbers[n] = r.index
     numbers[n + 1] = r.offsetBytes
     numbers[n + 2] = r.lengthBytes
     numbers[n + 3] = r.lastPutMs
     numbers[n + 4] = r.fresh === true ? 1 : 0
+    numbers[n + 5] = r.hash
   })
   return { cids, cidEnds, numbers }
 }
@@ -488,7 +518,7 @@ export function unpackRecords(packed: PackedRecords): NewRecord[] {
   let start = 0
   for (let i = 0; i < cidEnds.length; i++) {
     const end = cidEnds[i] as number
-    const n = i * 5
+    const n = i * PACKED_NUMBERS
     records[i] = {
       cid: cids.subarray(start, end),
       index: numbers[n] as number,
@@ -496,6 +526,7 @@ export function unpackRecords(packed: PackedRecords): NewRecord[] {
       lengthBytes: numbers[n + 2] as number,
       lastPutMs: numbers[n + 3] as number,
       fresh: numbers[n + 4] === 1,
+      hash: numbers[n + 5] as number,
     }
     start = end
   }

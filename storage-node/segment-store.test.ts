@@ -101,7 +101,7 @@ test('delete with a last-put cutoff keeps shards put at or after it', async () =
   })
 })
 
-test('listing pages through every shard in order and honours a CID prefix', async () => {
+test('listing pages through every shard in location (put) order and honours a CID prefix', async () => {
   await withStore({}, async (store) => {
     const shards = Array.from({ length: 25 }, (_, i) => fixtureShard(Math.floor(i / 3), i % 3, 16))
     await store.putShards(shards)
@@ -117,11 +117,14 @@ test('listing pages through every shard in order and honours a CID prefix', asyn
     } while (token !== undefined)
     assert.equal(pages, 4)
     assert.equal(new Set(seen).size, 25)
-    assert.deepEqual(seen, [...seen].sort())
+    assert.deepEqual(seen, shards.map((s) => `${Buffer.from(s.header.chunkCid).toString('hex')}/${s.header.index}`))
     const cid = fixtureCid('chunk-2')
     const prefixed = await store.listShards({ cidPrefix: cid })
     assert.deepEqual(prefixed.shards.map((s) => s.address.index), [0, 1, 2])
     await assert.rejects(store.listShards({ pageToken: 'garbage' }), { name: 'PageTokenError' })
+    // A token of the version-1 index (keyed by CID): a walk persisted across an upgrade restarts.
+    await assert.rejects(store.listShards({ pageToken: `1.${Buffer.from(cid).toString('base64url')}.0` }), { name: 'PageTokenError' })
+    await assert.rejects(store.listShards({ pageToken: `2.${2 ** 21}.0` }), { name: 'PageTokenError' })
     await assert.rejects(store.listShards({ pageSize: 0 }), { name: 'PageTokenError' })
   })
 })
@@ -446,7 +449,7 @@ test('a durable write that fails late acknowledges nothing and the same shards c
   })
 })
 
-test('after a restart the address filter is rebuilt from the index: re-puts find every stored shard, before and after it is ready', async () => {
+test('after a restart the address map is loaded from the index: re-puts find every stored shard and write nothing', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'cairn-store-'))
   let clock = 1_000
   try {
@@ -458,9 +461,7 @@ test('after a restart the address filter is rebuilt from the index: re-puts find
     try {
       const bytes = (await store.stats()).segmentBytes
       clock = 2_000
-      // Straight after start the build may still run: these puts look the index up.
       assert.deepEqual(await store.putShards(shards.slice(0, 10)), { writtenCount: 0, existingCount: 10 })
-      assert.equal(await store.addressFilterReady(), true)
       clock = 3_000
       assert.deepEqual(await store.putShards(shards), { writtenCount: 0, existingCount: 20 })
       const fresh = fixtureShard(99, 0, 512)
@@ -499,13 +500,28 @@ test('two different shards whose address hashes collide are both written, in one
     assert.deepEqual(await store.putShards([a, b, a]), { writtenCount: 2, existingCount: 1 }, `seed ${seed}`)
     await assertReadsBack(store, [a, b])
   })
-  // Across groups: the filter holds the first one's bits, so the second is looked up, not taken for a re-put.
-  await withStore({}, async (store) => {
-    assert.equal(await store.addressFilterReady(), true)
+  // Across groups, indexed, after a restart (the map reloads both under one hash), and after one is deleted.
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-store-'))
+  try {
+    let store = await reopen(dir, {})
     assert.deepEqual(await store.putShards([a]), { writtenCount: 1, existingCount: 0 })
-    assert.deepEqual(await store.putShards([b]), { writtenCount: 1, existingCount: 0 }, `seed ${seed}`)
+    store.flushIndex()
+    assert.deepEqual(await store.putShards([b]), { writtenCount: 1, existingCount: 0 }, `seed ${seed}: the second is looked up, not taken for a re-put`)
     await assertReadsBack(store, [a, b])
-  })
+    await store.stop()
+    store = await reopen(dir, {})
+    try {
+      await assertReadsBack(store, [a, b])
+      assert.deepEqual(await store.putShards([b, a]), { writtenCount: 0, existingCount: 2 })
+      assert.equal(await store.deleteShards([a.header]), 1)
+      assert.deepEqual(await store.hasShards([a.header, b.header]), [false, true])
+      await assertReadsBack(store, [b])
+    } finally {
+      await store.stop()
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
 })
 
 test('SIGKILL while puts and index-worker flushes run: after a restart every acknowledged shard reads back', async () => {

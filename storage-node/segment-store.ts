@@ -7,10 +7,11 @@
 import { mkdir, truncate, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from '../core/logger.js'
-import { CairnError, ResourceExhaustedError, ShuttingDownError, assert } from '../core/errors.js'
+import { CairnError, InvalidArgumentError, ResourceExhaustedError, ShuttingDownError, assert } from '../core/errors.js'
 import { decodeShard, formatAddress, ShardCorruptError, validateAddress, type Shard, type ShardAddress } from '../core/shard.js'
-import { AddressFilter, addressHash, asBuffer, LocationCache, packRecords, SegmentIndex, WaitingRecords, type NewRecord, type ShardRow, type WaitingRecord } from './segment-index.js'
+import { addressHash, asBuffer, LocationCache, locationOf, packRecords, SegmentIndex, WaitingRecords, type NewRecord, type ShardRow, type WaitingRecord } from './segment-index.js'
 import { IndexFlusher, type FlushReply } from './index-flusher.js'
+import { MAX_TOTAL_SHARDS } from '../core/erasure/codec.js'
 import { listSegmentFiles, scanRecords, SegmentFile, segmentFileName, syncDirectory } from './segment-file.js'
 import { compactSegment, pickCompactionCandidate } from './compaction.js'
 import type { StoreMetrics } from './metrics.js'
@@ -24,6 +25,7 @@ import {
   type ListOptions,
   type ListPage,
   type PutResult,
+  type ShardInfo,
   type ShardStore,
   type StoreStats,
 } from './shard-store.js'
@@ -147,15 +149,10 @@ export class SegmentShardStore implements ShardStore {
    * sent: they stay in `unindexed` (and readable from it) until the worker's commit is done.
    */
   private flushing: WaitingRecord[] = []
+  /** The segment of the records in `flushing` (a segment roll waits for the flush first). */
+  private flushingSegment = 0
   /** Read-path locations (see `locationCacheEntries`); cleared whenever rows move or go. */
   private readonly locations: LocationCache
-  /**
-   * Every address the index or `unindexed` holds (and some deleted ones). Trusted only
-   * once `filterReady`: it is filled from the index in the background after start.
-   */
-  private filter = new AddressFilter(0)
-  private filterReady = false
-  private filterBuild: Promise<void> | undefined
 
   constructor(
     readonly init: SegmentStoreInit,
@@ -178,6 +175,10 @@ export class SegmentShardStore implements ShardStore {
       listPageSizeMax: init.listPageSizeMax ?? 10_000,
       nowMs: init.nowMs ?? Date.now,
     }
+    // Locations are segment × 2^32 + offset: every record must start below 4 GiB into its segment.
+    if (this.options.segmentSizeBytes + this.options.groupCommitMaxBytes > 2 ** 32) {
+      throw new InvalidArgumentError(`segmentSizeBytes + groupCommitMaxBytes must be at most 4 GiB, got ${this.options.segmentSizeBytes} + ${this.options.groupCommitMaxBytes}`)
+    }
     this.locations = new LocationCache(this.options.locationCacheEntries)
   }
 
@@ -197,7 +198,6 @@ export class SegmentShardStore implements ShardStore {
     }
     if (this.options.indexWorker) await this.startFlusher()
     this.state = 'running'
-    this.filterBuild = this.buildFilter()
     this.scheduleCompaction()
   }
 
@@ -210,44 +210,11 @@ export class SegmentShardStore implements ShardStore {
     }
   }
 
-  /** Resolves when the background filter build has ended: true if puts of new shards now skip the index lookup. */
-  async addressFilterReady(): Promise<boolean> {
-    await this.filterBuild
-    return this.filterReady
-  }
-
-  /**
-   * Adds every indexed address to a new filter, a page per event-loop turn so a large
-   * index does not delay start or block requests; puts meanwhile add their own
-   * addresses and look every shard up. Addresses only enter the index through puts (or
-   * roll-forward, which is over by now), so once the scan ends the filter is complete.
-   */
-  private async buildFilter(): Promise<void> {
-    this.filter = new AddressFilter(Math.max(1 << 20, 2 * this.counts.shards))
-    let after: ShardAddress | undefined
-    try {
-      for (;;) {
-        const keys = this.index.keysAfter(after, 4096)
-        for (const [cid, idx] of keys) this.filter.add(cid, idx)
-        const last = keys[keys.length - 1]
-        if (last === undefined) break
-        after = { chunkCid: last[0], index: last[1] }
-        await new Promise((resolve) => setImmediate(resolve))
-        if (this.state !== 'running') return
-      }
-      this.filterReady = true
-    } catch (err) {
-      // Without the filter every put looks its shards up: slower, never wrong.
-      this.components.logger.error({ err }, 'building the shard address filter failed')
-    }
-  }
-
   async stop(): Promise<void> {
     if (this.state === 'new') this.state = 'stopped'
     if (this.state !== 'running') return
     this.state = 'stopping'
     clearTimeout(this.compactTimer)
-    await this.filterBuild
     // Puts already accepted are committed (and fsynced) before the files close.
     while (this.writing !== undefined) await this.writing
     await this.compacting?.catch(() => undefined)
@@ -314,7 +281,7 @@ export class SegmentShardStore implements ShardStore {
     this.counts.bytes = c.shardBytes
     this.counts.corrupt = c.corruptCount
     this.updateGauges()
-    log.info({ segments: this.segments.size, shards: c.shardCount, bytes: c.shardBytes }, 'shard store recovered')
+    log.info({ segments: this.segments.size, shards: c.shardCount, bytes: c.shardBytes, addressMapBytes: this.index.addressMapBytes }, 'shard store recovered')
   }
 
   /**
@@ -331,8 +298,8 @@ export class SegmentShardStore implements ShardStore {
     const nowMs = this.options.nowMs()
     // A record in the tail may be an acknowledged re-put replacing a copy marked corrupt.
     const fresh: NewRecord[] = scan.records
-      .filter((r) => this.index.lookup({ chunkCid: r.chunkCid, index: r.index })?.corrupt !== false)
-      .map((r) => ({ cid: r.chunkCid, index: r.index, offsetBytes: r.offsetBytes, lengthBytes: r.lengthBytes, lastPutMs: nowMs }))
+      .map((r) => ({ cid: r.chunkCid, index: r.index, hash: addressHash(r.chunkCid, r.index), offsetBytes: r.offsetBytes, lengthBytes: r.lengthBytes, lastPutMs: nowMs }))
+      .filter((r) => this.index.lookup({ chunkCid: r.cid, index: r.index }, r.hash)?.corrupt !== false)
     const replaced = this.index.durably(() => this.index.commitWrites(this.active.id, scan.endOffsetBytes, fresh))
     assert(replaced.count === replaced.corrupt, 'roll-forward replaced only corrupt rows')
     if (scan.endOffsetBytes < fileSize) {
@@ -404,11 +371,10 @@ export class SegmentShardStore implements ShardStore {
           put.result.existingCount += 1
           continue
         }
-        // New data is the common case: the filter answers it without an index lookup.
-        const known = !this.filterReady || this.filter.mayContainHash(hash)
         // Already stored and fsynced (waiting records are never corrupt): a re-put only refreshes GC's clock.
-        const waiting = known && this.unindexed.size > 0 ? this.unindexed.get(hash, shard.header.chunkCid, shard.header.index) : undefined
-        const row = known && waiting === undefined ? this.index.lookup(shard.header) : undefined
+        const waiting = this.unindexed.size > 0 ? this.unindexed.get(hash, shard.header.chunkCid, shard.header.index) : undefined
+        // New data is the common case: the address map answers it without reading a row.
+        const row = waiting === undefined && this.index.mayHold(hash) ? this.index.lookup(shard.header, hash) : undefined
         if (waiting === undefined && (row === undefined || row.corrupt)) {
           toWrite.push({ shard, hash, fresh: row === undefined })
           put.result.writtenCount += 1
@@ -442,8 +408,6 @@ export class SegmentShardStore implements ShardStore {
       const written = writeAll(this.active, writes, start)
       const flushError = this.flushIndexIfDue()
       records = buildRecords(writes, start, nowMs)
-      // Early, but only ever a false positive (a lookup) if the write fails: the filter may over-approximate.
-      for (const w of writes) this.filter.addHash(w.hash)
       await written
       stopTimer?.()
       if (flushError !== undefined) throw flushError
@@ -489,9 +453,16 @@ export class SegmentShardStore implements ShardStore {
     clearTimeout(this.indexTimer)
     this.indexTimer = undefined
     if (this.unindexed.size === 0) return
-    this.flushing = this.unindexed.toArray()
-    for (const record of this.flushing) record.sentLastPutMs = record.lastPutMs
-    flusher.send(this.active.id, this.activeSizeBytes, packRecords(this.flushing))
+    const records = this.unindexed.toArray()
+    // Replacing a row (a repair put over a corrupt copy) needs the address map, which only this thread has.
+    if (records.some((r) => r.fresh !== true)) {
+      this.flushIndex()
+      return
+    }
+    this.flushing = records
+    this.flushingSegment = this.active.id
+    for (const record of records) record.sentLastPutMs = record.lastPutMs
+    flusher.send(this.active.id, this.activeSizeBytes, packRecords(records))
   }
 
   /** The worker's answer to `sendFlush`: committed records leave `unindexed`; a failure leaves them for a retry. */
@@ -503,6 +474,7 @@ export class SegmentShardStore implements ShardStore {
       this.scheduleIndexFlush()
       return
     }
+    this.index.noteCommitted(this.flushingSegment, sent)
     const refreshed: ShardAddress[] = []
     let lastPutMs = 0
     for (const record of sent) {
@@ -573,7 +545,7 @@ export class SegmentShardStore implements ShardStore {
         return { cid: asBuffer(r.cid), idx: r.index, segment: this.active.id, offset: r.offsetBytes, length: r.lengthBytes, lastPutMs: r.lastPutMs, corrupt: false }
       }
     }
-    return this.index.lookup(address)
+    return this.index.lookup(address, hash)
   }
 
   /** Seals the active segment and starts the next: row first, then file, then directory fsync. */
@@ -736,13 +708,23 @@ export class SegmentShardStore implements ShardStore {
     const pageSize = options.pageSize ?? this.options.listPageSizeDefault
     if (!Number.isInteger(pageSize) || pageSize < 1) throw new PageTokenError(`bad page size ${pageSize}`)
     const limit = Math.min(pageSize, this.options.listPageSizeMax)
-    const after = options.pageToken === undefined || options.pageToken === '' ? undefined : decodePageToken(options.pageToken)
+    const afterLoc = options.pageToken === undefined || options.pageToken === '' ? undefined : decodePageToken(options.pageToken)
     if (this.state === 'running') this.flushIndex()
-    const rows = this.index.list(after, options.cidPrefix, limit + 1)
+    const rows = this.index.list(afterLoc, options.cidPrefix, limit + 1)
     const page = rows.slice(0, limit)
-    const shards = page.map((r) => ({ address: { chunkCid: new Uint8Array(r.cid), index: r.idx }, sizeBytes: r.length, lastPutUnixMs: r.lastPutMs, corrupt: r.corrupt }))
+    const shards = page.map(toShardInfo)
     const last = page[page.length - 1]
-    return rows.length > limit && last !== undefined ? { shards, nextPageToken: encodePageToken(last.cid, last.idx) } : { shards }
+    return rows.length > limit && last !== undefined ? { shards, nextPageToken: encodePageToken(last) } : { shards }
+  }
+
+  async chunkShards(chunkCid: Uint8Array): Promise<ShardInfo[]> {
+    validateAddress({ chunkCid, index: 0 })
+    const rows: ShardRow[] = []
+    for (let index = 0; index < MAX_TOTAL_SHARDS; index++) {
+      const row = this.findRow({ chunkCid, index })
+      if (row !== undefined) rows.push(row)
+    }
+    return rows.sort((a, b) => locationOf(a.segment, a.offset) - locationOf(b.segment, b.offset)).map(toShardInfo)
   }
 
   async stats(): Promise<StoreStats> {
@@ -835,12 +817,19 @@ function ignoreMissing(err: NodeJS.ErrnoException): void {
   if (err.code !== 'ENOENT') throw err
 }
 
-function encodePageToken(cid: Buffer, index: number): string {
-  return `1.${cid.toString('base64url')}.${index}`
+function toShardInfo(r: ShardRow): ShardInfo {
+  return { address: { chunkCid: new Uint8Array(r.cid), index: r.idx }, sizeBytes: r.length, lastPutUnixMs: r.lastPutMs, corrupt: r.corrupt, position: locationOf(r.segment, r.offset) }
 }
 
-function decodePageToken(token: string): ShardAddress {
-  const match = /^1\.([A-Za-z0-9_-]+)\.(\d{1,3})$/.exec(token)
-  if (!match) throw new PageTokenError('page token was not issued by this store')
-  return { chunkCid: Buffer.from(match[1] as string, 'base64url'), index: Number(match[2]) }
+/** A page token is the last listed row's location: listing runs in location order. */
+function encodePageToken(row: ShardRow): string {
+  return `2.${row.segment}.${row.offset}`
+}
+
+function decodePageToken(token: string): number {
+  const match = /^2\.(\d{1,7})\.(\d{1,10})$/.exec(token)
+  const segment = Number(match?.[1])
+  const offset = Number(match?.[2])
+  if (!match || segment >= 2 ** 21 || offset >= 2 ** 32) throw new PageTokenError('page token was not issued by this store')
+  return locationOf(segment, offset)
 }

@@ -26,6 +26,11 @@ export interface ShardInfo {
   lastPutUnixMs: number
   /** A read found the stored copy bad; a new put of the shard replaces it. */
   corrupt: boolean
+  /**
+   * Where the shard stands in this store's listing order (the segment store: its
+   * location); only comparable with positions from the same store.
+   */
+  position?: number
 }
 
 export interface ListOptions {
@@ -103,8 +108,14 @@ export interface ShardStore extends Startable {
   hasShards(addresses: readonly ShardAddress[]): Promise<boolean[]>
   /** Removes shards; absent ones are ignored. Resolves with the count removed once durable. */
   deleteShards(addresses: readonly ShardAddress[], options?: DeleteOptions): Promise<number>
-  /** Stored shards in (chunk CID bytes, index) order, a page at a time. */
+  /**
+   * Stored shards a page at a time, in an order where a shard only ever moves later
+   * (the segment store: location order; compaction and repair puts move shards to new
+   * segments). A walk sees every shard stored throughout it, one that moved possibly twice.
+   */
   listShards(options?: ListOptions): Promise<ListPage>
+  /** Every stored shard of one chunk (indexes below MAX_TOTAL_SHARDS), corrupt ones included, in listing order. */
+  chunkShards(chunkCid: Uint8Array): Promise<ShardInfo[]>
   stats(): Promise<StoreStats>
 }
 

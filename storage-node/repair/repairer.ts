@@ -1,6 +1,6 @@
 /**
  * The repairer: one placement-reconcile pass at a time over this node's own
- * shards, in (chunk CID, index) order, a batch of chunks at a time (batch.ts).
+ * shards, in the store's listing order, a batch of chunks at a time (batch.ts).
  * Misplaced shards move to their target (rebalance), missing and corrupt ones
  * are rebuilt by the holder of the chunk's lowest healthy slot (repair). The
  * pass is paced by the cluster-wide cap divided among the active members, and
@@ -286,33 +286,40 @@ export class Repairer implements Startable {
   }
 
   /**
-   * The local listing grouped by chunk, from the saved cursor on: listing
-   * resumes at the page where the cursor chunk started, and rows up to the
-   * cursor are skipped. Each group carries the token of the page its first
-   * row came from, which is where a later resume after it must list from.
+   * The local listing as chunks, from the saved cursor on. The store lists in
+   * location order, not by chunk, so a chunk's local copies are looked up when
+   * the listing reaches the first of them and the later ones are passed over:
+   * a copy that arrives during the pass (a rebuild or move into this node) lands
+   * after the chunk's older copies and does not bring the chunk round again.
+   * Each group carries the token of the page its row came from, which is where a
+   * resume lists from; rows on that page up to the cursor's chunk are skipped.
    */
   async *#groups(): AsyncGenerator<{ group: ChunkGroup; startToken: string | null }> {
     const cursor = this.#state.cursor
-    const after = cursor === null ? undefined : Buffer.from(cursor.cidHex, 'hex')
     let token = cursor?.resumeToken ?? null
-    let current: { group: ChunkGroup; startToken: string | null } | undefined
+    let skipThrough = cursor === null ? undefined : Buffer.from(cursor.cidHex, 'hex')
     for (;;) {
       const page = await this.#list(token)
+      // Only the resumed page holds rows up to the cursor; if its chunk moved off it, nothing is skipped.
+      let skipping = skipThrough !== undefined && page.shards.some((s) => Buffer.compare(s.address.chunkCid, skipThrough as Buffer) === 0)
       for (const info of page.shards) {
         const cid = info.address.chunkCid
-        if (after !== undefined && Buffer.compare(cid, after) <= 0) continue
-        const copy = { index: info.address.index, corrupt: info.corrupt, sizeBytes: info.sizeBytes, lastPutUnixMs: info.lastPutUnixMs }
-        if (current !== undefined && Buffer.compare(current.group.cid, cid) === 0) {
-          current.group.copies.push(copy)
+        if (skipping) {
+          skipping = Buffer.compare(cid, skipThrough as Buffer) !== 0
           continue
         }
-        if (current !== undefined) yield current
-        current = { group: { cid, copies: [copy] }, startToken: token }
+        const copies = await this.#c.store.chunkShards(cid)
+        const first = copies[0]
+        if (first !== undefined && first.position !== undefined && info.position !== undefined && first.position < info.position) continue
+        // A copy outside chunkShards' index range still counts for this group.
+        if (!copies.some((c) => c.address.index === info.address.index)) copies.push(info)
+        const group = { cid, copies: copies.map((c) => ({ index: c.address.index, corrupt: c.corrupt, sizeBytes: c.sizeBytes, lastPutUnixMs: c.lastPutUnixMs })) }
+        yield { group, startToken: token }
       }
+      skipThrough = undefined
       if (page.nextPageToken === undefined) break
       token = page.nextPageToken
     }
-    if (current !== undefined) yield current
   }
 
   async #list(token: string | null): Promise<ListPage> {
@@ -320,7 +327,7 @@ export class Repairer implements Startable {
       return await this.#c.store.listShards({ pageSize: this.#listPageSize, ...(token === null ? {} : { pageToken: token }) })
     } catch (err) {
       if (!(err instanceof PageTokenError) || token === null) throw err
-      // The cursor's chunk id still skips what was done; only the listing starts over.
+      // A token from an older store (or index format): the pass lists from the start again.
       this.#c.logger.warn({ err }, 'saved repair page token refused by the store; listing from the start')
       return this.#c.store.listShards({ pageSize: this.#listPageSize })
     }
