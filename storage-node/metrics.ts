@@ -7,6 +7,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 export interface StoreMetrics {
   shards: Gauge
   shardBytes: Gauge
+  addressMapBytes: Gauge
   fsyncSeconds: Histogram
   compactionReclaimedBytes: Counter
   compactionSegments: Counter
@@ -36,6 +37,7 @@ export function createStorageNodeMetrics(registry: Registry): StorageNodeMetrics
   return {
     shards: new Gauge({ name: `${p}shards`, help: 'Shards stored (including ones found corrupt).', registers }),
     shardBytes: new Gauge({ name: `${p}shard_bytes`, help: 'Encoded bytes of the shards stored.', registers }),
+    addressMapBytes: new Gauge({ name: `${p}address_map_bytes`, help: 'Memory of the in-memory shard address map (grows with the shard count).', registers }),
     fsyncSeconds: new Histogram({
       name: `${p}fsync_duration_seconds`,
       help: 'Time for one group-commit fsync of segment data.',

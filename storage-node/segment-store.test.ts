@@ -68,7 +68,7 @@ test('a shard put twice in one group is written once', async () => {
   })
 })
 
-test('concurrent puts share fsyncs (group commit)', async () => {
+test('concurrent puts share fsyncs (group commit), and the address map gauge is kept', async () => {
   const registry = new Registry()
   const metrics = createStorageNodeMetrics(registry)
   const dir = await mkdtemp(join(tmpdir(), 'cairn-store-'))
@@ -79,6 +79,10 @@ test('concurrent puts share fsyncs (group commit)', async () => {
     await Promise.all(puts)
     const fsyncs = (await registry.getSingleMetric('cairn_storage_node_fsync_duration_seconds')!.get()).values.find((v) => (v as { metricName?: string }).metricName?.endsWith('_count'))?.value
     assert.ok(fsyncs !== undefined && fsyncs >= 1 && fsyncs < 64, `64 puts took ${fsyncs} fsyncs`)
+    store.flushIndex()
+    const mapBytes = (await registry.getSingleMetric('cairn_storage_node_address_map_bytes')!.get()).values[0]?.value
+    assert.ok(store.index.addressMapBytes > 0)
+    assert.equal(mapBytes, store.index.addressMapBytes, 'the address map gauge follows the map')
   } finally {
     await store.stop()
     await rm(dir, { recursive: true, force: true })

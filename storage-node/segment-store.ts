@@ -742,6 +742,7 @@ export class SegmentShardStore implements ShardStore {
   private updateGauges(): void {
     this.components.metrics?.shards.set(this.counts.shards)
     this.components.metrics?.shardBytes.set(this.counts.bytes)
+    if (this.index.open) this.components.metrics?.addressMapBytes.set(this.index.addressMapBytes)
   }
 
   // ---- compaction -----------------------------------------------------------
