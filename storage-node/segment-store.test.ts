@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { Registry } from 'prom-client'
+import Database from 'better-sqlite3'
 import { silentLogger } from '../core/logger.js'
 import { encodeShard, type Shard } from '../core/shard.js'
 import { createSegmentShardStore, type SegmentShardStore, type SegmentStoreInit } from './segment-store.js'
@@ -614,4 +615,52 @@ test('cached read locations never outlive their rows: delete, bit rot, repair pu
     assert.ok(compacted >= 1, `compacted ${compacted} segments`)
     await assertReadsBack(store, live)
   })
+})
+
+test('a store whose index is still version 1 (rows keyed by CID) migrates at start: every shard reads, lists, deletes and compacts', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-store-v1-'))
+  const init = { segmentSizeBytes: 16 * 1024, compactionLiveRatio: 0.5 }
+  try {
+    let store = await reopen(dir, init)
+    const shards = Array.from({ length: 40 }, (_, i) => fixtureShard(i, i % 6, 1024))
+    for (let i = 0; i < shards.length; i += 8) await store.putShards(shards.slice(i, i + 8))
+    assert.ok(store.segments.size > 2, 'several segments, so the migration keeps rows apart by segment')
+    await store.stop()
+    // Rewrite the index into the version-1 layout, as a store of the previous release left it.
+    const db = new Database(join(dir, 'index.sqlite'))
+    db.exec(`
+      CREATE TABLE shards_v1 (cid BLOB NOT NULL, idx INTEGER NOT NULL, segment INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL,
+        last_put_ms INTEGER NOT NULL, corrupt INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (cid, idx)) WITHOUT ROWID;
+      INSERT INTO shards_v1 SELECT cid, idx, loc / 4294967296, loc % 4294967296, length, last_put_ms, corrupt FROM shards;
+      DROP TABLE shards;
+      ALTER TABLE shards_v1 RENAME TO shards;
+      CREATE INDEX shards_by_segment ON shards (segment, offset);
+      UPDATE meta SET value = '1' WHERE key = 'schema_version';
+    `)
+    db.close()
+    store = await reopen(dir, init)
+    try {
+      await assertReadsBack(store, shards)
+      assert.deepEqual(await store.putShards(shards), { writtenCount: 0, existingCount: shards.length }, 're-puts find every migrated row')
+      const listed = (await store.listShards({ pageSize: 100 })).shards
+      assert.equal(listed.length, shards.length)
+      assert.equal(await store.deleteShards(shards.slice(0, 30).map((s) => s.header)), 30)
+      let compacted = 0
+      while (await store.compactOnce()) compacted += 1
+      assert.ok(compacted > 0, 'mostly-dead migrated segments are compacted')
+      await assertReadsBack(store, shards.slice(30))
+      assert.deepEqual(await store.hasShards(shards.slice(0, 2).map((s) => s.header)), [false, false])
+    } finally {
+      await store.stop()
+    }
+    store = await reopen(dir, init)
+    try {
+      await assertReadsBack(store, shards.slice(30))
+      assert.equal((await store.stats()).shardCount, 10)
+    } finally {
+      await store.stop()
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
 })
