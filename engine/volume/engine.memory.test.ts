@@ -90,7 +90,7 @@ after(async () => {
   await rm(root, { recursive: true, force: true })
 })
 
-test('under a burst of concurrent writes the engine holds no more live bytes than the memory accounting allows', async () => {
+test('under a burst of concurrent writes the engine holds no more live bytes than the memory accounting allows', async (t) => {
   const volumeBytes = 24 * MiB
   await cp.createVolume({ name: 'mem', blockStore: 'bs', storagePolicy: 'ec', sizeBytes: volumeBytes })
   const seed = 4242
@@ -173,7 +173,7 @@ test('under a burst of concurrent writes the engine holds no more live bytes tha
     // message): a quarter on top covers them; a consumer that escapes its bound by more, or one
     // the accounting misses, fails here (the burst writes 24 MiB against a 22 MiB accounting).
     assert.ok(peakBytes <= budget.totalBytes * GRPC_SLACK, `seed ${seed}: live bytes peaked at ${(peakBytes / MiB).toFixed(2)} MiB, accounting allows ${(budget.totalBytes / MiB).toFixed(2)} MiB (${items}); at the peak: ${atPeak}`)
-    console.log(`engine.memory: live bytes peaked at ${(peakBytes / MiB).toFixed(2)} MiB of ${(budget.totalBytes / MiB).toFixed(2)} MiB accounted, ${GRPC_SLACK}× allowed (seed ${seed})`)
+    t.diagnostic(`engine.memory: live bytes peaked at ${(peakBytes / MiB).toFixed(2)} MiB of ${(budget.totalBytes / MiB).toFixed(2)} MiB accounted, ${GRPC_SLACK}× allowed (seed ${seed})`)
     const back = Buffer.from(await engine.pread(0, 4 * MiB))
     assert.ok(back.equals(image.subarray(0, 4 * MiB)), `seed ${seed}: data reads back`)
   } finally {
