@@ -664,3 +664,28 @@ test('a store whose index is still version 1 (rows keyed by CID) migrates at sta
     await rm(dir, { recursive: true, force: true })
   }
 })
+
+test('chunkShards returns every local shard of one chunk in listing order, waiting and indexed, corrupt ones flagged', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-store-'))
+  try {
+    const store = await reopen(dir, {})
+    const later = [fixtureShard(7, 5, 256), fixtureShard(7, 0, 256)]
+    await store.putShards([fixtureShard(7, 3, 256), fixtureShard(8, 3, 256)])
+    store.flushIndex()
+    await store.putShards(later)
+    const copies = await store.chunkShards(fixtureCid('chunk-7'))
+    assert.deepEqual(copies.map((c) => c.address.index), [3, 5, 0], 'put order, the waiting records included')
+    const positions = copies.map((c) => c.position as number)
+    assert.deepEqual(positions, [...positions].sort((a, b) => a - b))
+    const listed = (await store.listShards()).shards.filter((s) => Buffer.from(s.address.chunkCid).equals(Buffer.from(fixtureCid('chunk-7'))))
+    assert.deepEqual(listed.map((s) => s.position), positions, 'the same positions as the listing')
+    assert.deepEqual(await store.chunkShards(fixtureCid('chunk-9')), [])
+    store.recordCorrupt(store.index.lookup(later[0]!.header)!, new Error('marked by the test'))
+    assert.deepEqual((await store.chunkShards(fixtureCid('chunk-7'))).map((c) => c.corrupt), [false, true, false])
+    await assert.rejects(store.chunkShards(new Uint8Array([1, 2, 3])), { name: 'ShardFormatError' })
+    await store.stop()
+    await assert.rejects(store.chunkShards(fixtureCid('chunk-7')), { name: 'ShuttingDownError' })
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})

@@ -718,6 +718,7 @@ export class SegmentShardStore implements ShardStore {
   }
 
   async chunkShards(chunkCid: Uint8Array): Promise<ShardInfo[]> {
+    this.assertOpen()
     validateAddress({ chunkCid, index: 0 })
     const rows: ShardRow[] = []
     for (let index = 0; index < MAX_TOTAL_SHARDS; index++) {
