@@ -42,7 +42,7 @@ test('commitWrites: a retried flush changes nothing, a replacing record takes th
     const after = index.lookup({ chunkCid: cid, index: 2 })
     assert.deepEqual([after?.offset, after?.lastPutMs, after?.corrupt], [100, 2, false])
     assert.deepEqual(index.segments()[0], { id: 1, state: 'active', sizeBytes: 180, liveBytes: 80 })
-    assert.equal(index.list(undefined, undefined, 10).length, 1, 'the corrupt row is gone')
+    assert.equal(index.list(undefined, undefined, 10, 10).rows.length, 1, 'the corrupt row is gone')
     assert.equal(index.lookup({ chunkCid: cid, index: 3 }), undefined, 'another index of the same CID')
   } finally {
     worker.close()
@@ -75,7 +75,7 @@ test('a version-1 index (rows keyed by CID) is migrated into location order, and
         const row = index.lookup({ chunkCid: cid, index: i % 6 })
         assert.deepEqual([row?.segment, row?.offset, row?.lastPutMs, row?.corrupt], [i < 25 ? 1 : 2, (i % 25) * 100, 1000 + i, i === 7])
       })
-      const listed = index.list(undefined, undefined, 100).map((r) => [r.segment, r.offset])
+      const listed = index.list(undefined, undefined, 100, 100).rows.map((r) => [r.segment, r.offset])
       assert.deepEqual(listed, cids.map((_, i) => [i < 25 ? 1 : 2, (i % 25) * 100]), 'location order')
       assert.equal(index.liveRows(2).length, 25)
     } finally {

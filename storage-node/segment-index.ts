@@ -154,6 +154,8 @@ export class SegmentIndex {
       insertSegment: db.prepare('INSERT INTO segments (id, state, size_bytes, live_bytes) VALUES (?, ?, 0, 0)'),
       setState: db.prepare('UPDATE segments SET state = ? WHERE id = ?'),
       deleteSegment: db.prepare('DELETE FROM segments WHERE id = ?'),
+      rowsAfter: db.prepare(`SELECT ${rowColumns} FROM shards WHERE loc > ? ORDER BY loc LIMIT ?`).raw(true),
+      windowEnd: db.prepare('SELECT count(*) AS n, max(loc) AS last FROM (SELECT loc FROM shards WHERE loc > ? ORDER BY loc LIMIT ?)'),
       rowsBetween: db.prepare(`SELECT ${rowColumns} FROM shards WHERE loc >= ? AND loc < ? ORDER BY loc`).raw(true),
       countBetween: db.prepare('SELECT count(*) AS n FROM shards WHERE loc >= ? AND loc < ?'),
       move: db.prepare('UPDATE shards SET loc = ? WHERE loc = ? AND idx = ? AND cid = ?'),
@@ -335,26 +337,28 @@ export class SegmentIndex {
   }
 
   /**
-   * Up to `limit` shards after location `afterLoc` in location order, optionally only
-   * those whose CID starts with `prefix` (a filter over the scan: there is no CID order).
-   * Rows only ever move to a later location (compaction copies into a new segment, a
-   * replacing put appends), so a walk page by page sees every shard that stays stored
-   * throughout it, and may see one that moved twice.
+   * Up to `limit` shards after location `afterLoc` in location order. Rows only ever move
+   * to a later location (compaction copies into a new segment, a replacing put appends),
+   * so a walk page by page sees every shard that stays stored throughout it, and may see
+   * one that moved twice.
+   *
+   * With `prefix`, only shards whose CID starts with it, found by filtering the next
+   * `scanRows` rows (there is no CID order to seek in): a call's work stays bounded
+   * however rare the prefix. `scannedThrough` is then the last location scanned when the
+   * window was full (the walk goes on from there), undefined when the scan reached the end.
    */
-  list(afterLoc: number | undefined, prefix: Uint8Array | undefined, limit: number): ShardRow[] {
-    const where = ['loc > ?']
-    const params: unknown[] = [afterLoc ?? 0]
-    if (prefix !== undefined && prefix.length > 0) {
-      where.push('cid >= ?')
-      params.push(asBuffer(prefix))
-      const end = prefixEnd(prefix)
-      if (end !== undefined) {
-        where.push('cid < ?')
-        params.push(end)
-      }
+  list(afterLoc: number | undefined, prefix: Uint8Array | undefined, limit: number, scanRows: number): { rows: ShardRow[]; scannedThrough?: number } {
+    const after = afterLoc ?? 0
+    if (prefix === undefined || prefix.length === 0) {
+      return { rows: (this.stmts.rowsAfter.all(after, limit) as RawRow[]).map(toShardRow) }
     }
-    const sql = `SELECT ${rowColumns} FROM shards WHERE ${where.join(' AND ')} ORDER BY loc LIMIT ?`
-    return (this.db.prepare(sql).raw(true).all(...params, limit) as RawRow[]).map(toShardRow)
+    const end = prefixEnd(prefix)
+    const filter = end === undefined ? 'cid >= ?' : 'cid >= ? AND cid < ?'
+    const sql = `SELECT ${rowColumns} FROM (SELECT ${rowColumns} FROM shards WHERE loc > ? ORDER BY loc LIMIT ?) WHERE ${filter} ORDER BY loc LIMIT ?`
+    const params = end === undefined ? [asBuffer(prefix)] : [asBuffer(prefix), end]
+    const rows = (this.db.prepare(sql).raw(true).all(after, scanRows, ...params, limit) as RawRow[]).map(toShardRow)
+    const window = this.stmts.windowEnd.get(after, scanRows) as { n: number; last: number | null }
+    return window.n < scanRows || window.last === null ? { rows } : { rows, scannedThrough: window.last }
   }
 
   counts(): { shardCount: number; shardBytes: number; corruptCount: number } {

@@ -689,3 +689,29 @@ test('chunkShards returns every local shard of one chunk in listing order, waiti
     await rm(dir, { recursive: true, force: true })
   }
 })
+
+test('a CID-prefix listing filters a bounded window per call: short and empty pages carry a token, and the walk finds every match once', async () => {
+  await withStore({ listScanRowsMax: 4 }, async (store) => {
+    // Chunk 5's three shards lie apart, among 27 others, so several windows hold none of them.
+    const shards = Array.from({ length: 30 }, (_, i) => fixtureShard(i % 10 === 5 ? 5 : 100 + i, i % 10 === 5 ? i / 10 - 0.5 : 0, 64))
+    await store.putShards(shards)
+    const prefix = fixtureCid('chunk-5')
+    const found: number[] = []
+    const pageSizes: number[] = []
+    let token: string | undefined
+    do {
+      const page = await store.listShards({ cidPrefix: prefix, pageSize: 2, ...(token === undefined ? {} : { pageToken: token }) })
+      pageSizes.push(page.shards.length)
+      for (const s of page.shards) {
+        assert.ok(Buffer.from(s.address.chunkCid).equals(Buffer.from(prefix)))
+        found.push(s.address.index)
+      }
+      token = page.nextPageToken
+    } while (token !== undefined && pageSizes.length < 100)
+    assert.deepEqual(found, [0, 1, 2])
+    assert.ok(pageSizes.includes(0), `empty pages with a token: ${pageSizes.join(',')}`)
+    assert.ok(pageSizes.length >= 30 / 4, `each call scanned at most 4 rows: ${pageSizes.length} calls`)
+    // Without a prefix the window does not apply.
+    assert.equal((await store.listShards({ pageSize: 100 })).shards.length, 30)
+  })
+})

@@ -84,6 +84,12 @@ export interface SegmentStoreInit {
   listPageSizeDefault?: number
   /** @default 10000 */
   listPageSizeMax?: number
+  /**
+   * Rows one CID-prefix listing call filters at most (the index has no CID order to seek
+   * in): a page may come back short, even empty, with a token to go on from.
+   * @default 65536
+   */
+  listScanRowsMax?: number
   /** Clock for last-put times. @default Date.now */
   nowMs?: () => number
 }
@@ -173,6 +179,7 @@ export class SegmentShardStore implements ShardStore {
       readConcurrency: init.readConcurrency ?? 32,
       listPageSizeDefault: init.listPageSizeDefault ?? 1000,
       listPageSizeMax: init.listPageSizeMax ?? 10_000,
+      listScanRowsMax: init.listScanRowsMax ?? 65_536,
       nowMs: init.nowMs ?? Date.now,
     }
     // Locations are segment × 2^32 + offset: every record must start below 4 GiB into its segment.
@@ -710,11 +717,13 @@ export class SegmentShardStore implements ShardStore {
     const limit = Math.min(pageSize, this.options.listPageSizeMax)
     const afterLoc = options.pageToken === undefined || options.pageToken === '' ? undefined : decodePageToken(options.pageToken)
     if (this.state === 'running') this.flushIndex()
-    const rows = this.index.list(afterLoc, options.cidPrefix, limit + 1)
+    const { rows, scannedThrough } = this.index.list(afterLoc, options.cidPrefix, limit + 1, this.options.listScanRowsMax)
     const page = rows.slice(0, limit)
     const shards = page.map(toShardInfo)
     const last = page[page.length - 1]
-    return rows.length > limit && last !== undefined ? { shards, nextPageToken: encodePageToken(last) } : { shards }
+    if (rows.length > limit && last !== undefined) return { shards, nextPageToken: encodePageToken(locationOf(last.segment, last.offset)) }
+    // A prefix listing whose scan window ended before the index did: a short page, and more to walk.
+    return scannedThrough === undefined ? { shards } : { shards, nextPageToken: encodePageToken(scannedThrough) }
   }
 
   async chunkShards(chunkCid: Uint8Array): Promise<ShardInfo[]> {
@@ -823,9 +832,10 @@ function toShardInfo(r: ShardRow): ShardInfo {
   return { address: { chunkCid: new Uint8Array(r.cid), index: r.idx }, sizeBytes: r.length, lastPutUnixMs: r.lastPutMs, corrupt: r.corrupt, position: locationOf(r.segment, r.offset) }
 }
 
-/** A page token is the last listed row's location: listing runs in location order. */
-function encodePageToken(row: ShardRow): string {
-  return `2.${row.segment}.${row.offset}`
+/** A page token is the location the next page starts after: listing runs in location order. */
+function encodePageToken(loc: number): string {
+  const segment = Math.floor(loc / 2 ** 32)
+  return `2.${segment}.${loc - segment * 2 ** 32}`
 }
 
 function decodePageToken(token: string): number {

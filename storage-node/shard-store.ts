@@ -38,7 +38,11 @@ export interface ListOptions {
   pageToken?: string
   /** @default the store's `listPageSizeDefault` */
   pageSize?: number
-  /** Only shards whose binary chunk CID starts with these bytes. */
+  /**
+   * Only shards whose binary chunk CID starts with these bytes. The store filters a
+   * bounded window of its listing per call, so a page may come back short, even empty,
+   * with a next token: walk until there is none.
+   */
   cidPrefix?: Uint8Array
 }
 
