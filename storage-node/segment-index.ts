@@ -18,11 +18,18 @@ import { DataDirError } from './shard-store.js'
  */
 export const INDEX_SCHEMA_VERSION = '2'
 
-/** A location is segment × 2^32 + offset: offsets stay below 2^32, ids below 2^21. */
-const SEGMENT_STRIDE = 2 ** 32
+/** A location is segment × 2^32 + offset: offsets stay below 2^32, ids below 2^21 (so it stays a safe integer). */
+export const SEGMENT_STRIDE = 2 ** 32
+export const SEGMENT_ID_LIMIT = 2 ** 21
 
 export function locationOf(segment: number, offset: number): number {
   return segment * SEGMENT_STRIDE + offset
+}
+
+/** The segment and offset a location names. */
+export function splitLocation(loc: number): { segment: number; offset: number } {
+  const segment = Math.floor(loc / SEGMENT_STRIDE)
+  return { segment, offset: loc - segment * SEGMENT_STRIDE }
 }
 
 export type SegmentState = 'active' | 'sealed' | 'compacting'
@@ -96,8 +103,8 @@ type RawRow = [loc: number, cid: Buffer, idx: number, length: number, lastPutMs:
 const rowColumns = 'loc, cid, idx, length, last_put_ms, corrupt'
 
 function toShardRow(raw: RawRow): ShardRow {
-  const segment = Math.floor(raw[0] / SEGMENT_STRIDE)
-  return { cid: raw[1], idx: raw[2], segment, offset: raw[0] - segment * SEGMENT_STRIDE, length: raw[3], lastPutMs: raw[4], corrupt: raw[5] !== 0 }
+  const { segment, offset } = splitLocation(raw[0])
+  return { cid: raw[1], idx: raw[2], segment, offset, length: raw[3], lastPutMs: raw[4], corrupt: raw[5] !== 0 }
 }
 
 /** Map changes of a transaction, applied only once it committed. */
@@ -155,6 +162,10 @@ export class SegmentIndex {
       setState: db.prepare('UPDATE segments SET state = ? WHERE id = ?'),
       deleteSegment: db.prepare('DELETE FROM segments WHERE id = ?'),
       rowsAfter: db.prepare(`SELECT ${rowColumns} FROM shards WHERE loc > ? ORDER BY loc LIMIT ?`).raw(true),
+      // A prefix of only 0xff bytes has no end (null): every CID from it on matches.
+      prefixWindow: db.prepare(
+        `SELECT ${rowColumns} FROM (SELECT ${rowColumns} FROM shards WHERE loc > ? ORDER BY loc LIMIT ?) WHERE cid >= ? AND (? IS NULL OR cid < ?) ORDER BY loc LIMIT ?`,
+      ).raw(true),
       windowEnd: db.prepare('SELECT count(*) AS n, max(loc) AS last FROM (SELECT loc FROM shards WHERE loc > ? ORDER BY loc LIMIT ?)'),
       rowsBetween: db.prepare(`SELECT ${rowColumns} FROM shards WHERE loc >= ? AND loc < ? ORDER BY loc`).raw(true),
       countBetween: db.prepare('SELECT count(*) AS n FROM shards WHERE loc >= ? AND loc < ?'),
@@ -352,11 +363,8 @@ export class SegmentIndex {
     if (prefix === undefined || prefix.length === 0) {
       return { rows: (this.stmts.rowsAfter.all(after, limit) as RawRow[]).map(toShardRow) }
     }
-    const end = prefixEnd(prefix)
-    const filter = end === undefined ? 'cid >= ?' : 'cid >= ? AND cid < ?'
-    const sql = `SELECT ${rowColumns} FROM (SELECT ${rowColumns} FROM shards WHERE loc > ? ORDER BY loc LIMIT ?) WHERE ${filter} ORDER BY loc LIMIT ?`
-    const params = end === undefined ? [asBuffer(prefix)] : [asBuffer(prefix), end]
-    const rows = (this.db.prepare(sql).raw(true).all(after, scanRows, ...params, limit) as RawRow[]).map(toShardRow)
+    const end = prefixEnd(prefix) ?? null
+    const rows = (this.stmts.prefixWindow.all(after, scanRows, asBuffer(prefix), end, end, limit) as RawRow[]).map(toShardRow)
     const window = this.stmts.windowEnd.get(after, scanRows) as { n: number; last: number | null }
     return window.n < scanRows || window.last === null ? { rows } : { rows, scannedThrough: window.last }
   }
@@ -465,9 +473,19 @@ function prefixEnd(prefix: Uint8Array): Buffer | undefined {
 
 /** FNV-1a over the CID bytes and the index: CIDs may be chosen by a client, so every byte counts. */
 export function addressHash(cid: Uint8Array, index: number): number {
+  return addressHashOf(cidHash(cid), index)
+}
+
+/** The CID's part of `addressHash`: hash a CID once for the addresses of all its shards. */
+export function cidHash(cid: Uint8Array): number {
   let h = 0x811c9dc5
   for (let i = 0; i < cid.length; i++) h = Math.imul(h ^ (cid[i] as number), 0x01000193)
-  return mix32(Math.imul(h ^ index, 0x01000193))
+  return h
+}
+
+/** `addressHash` of the address (cid, index), given `cidHash(cid)`. */
+export function addressHashOf(cidHashValue: number, index: number): number {
+  return mix32(Math.imul(cidHashValue ^ index, 0x01000193))
 }
 
 /** murmur3's finalizer: spreads every input bit over the output. */

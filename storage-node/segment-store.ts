@@ -9,7 +9,23 @@ import { join } from 'node:path'
 import type { Logger } from '../core/logger.js'
 import { CairnError, InvalidArgumentError, ResourceExhaustedError, ShuttingDownError, assert } from '../core/errors.js'
 import { decodeShard, formatAddress, ShardCorruptError, validateAddress, type Shard, type ShardAddress } from '../core/shard.js'
-import { addressHash, asBuffer, LocationCache, locationOf, packRecords, SegmentIndex, WaitingRecords, type NewRecord, type ShardRow, type WaitingRecord } from './segment-index.js'
+import {
+  addressHash,
+  addressHashOf,
+  asBuffer,
+  cidHash,
+  LocationCache,
+  locationOf,
+  packRecords,
+  SEGMENT_ID_LIMIT,
+  SEGMENT_STRIDE,
+  SegmentIndex,
+  splitLocation,
+  WaitingRecords,
+  type NewRecord,
+  type ShardRow,
+  type WaitingRecord,
+} from './segment-index.js'
 import { IndexFlusher, type FlushReply } from './index-flusher.js'
 import { MAX_TOTAL_SHARDS } from '../core/erasure/codec.js'
 import { listSegmentFiles, scanRecords, SegmentFile, segmentFileName, syncDirectory } from './segment-file.js'
@@ -183,7 +199,7 @@ export class SegmentShardStore implements ShardStore {
       nowMs: init.nowMs ?? Date.now,
     }
     // Locations are segment × 2^32 + offset: every record must start below 4 GiB into its segment.
-    if (this.options.segmentSizeBytes + this.options.groupCommitMaxBytes > 2 ** 32) {
+    if (this.options.segmentSizeBytes + this.options.groupCommitMaxBytes > SEGMENT_STRIDE) {
       throw new InvalidArgumentError(`segmentSizeBytes + groupCommitMaxBytes must be at most 4 GiB, got ${this.options.segmentSizeBytes} + ${this.options.groupCommitMaxBytes}`)
     }
     this.locations = new LocationCache(this.options.locationCacheEntries)
@@ -730,8 +746,9 @@ export class SegmentShardStore implements ShardStore {
     this.assertOpen()
     validateAddress({ chunkCid, index: 0 })
     const rows: ShardRow[] = []
+    const hashOfCid = cidHash(chunkCid)
     for (let index = 0; index < MAX_TOTAL_SHARDS; index++) {
-      const row = this.findRow({ chunkCid, index })
+      const row = this.findRow({ chunkCid, index }, addressHashOf(hashOfCid, index))
       if (row !== undefined) rows.push(row)
     }
     return rows.sort((a, b) => locationOf(a.segment, a.offset) - locationOf(b.segment, b.offset)).map(toShardInfo)
@@ -834,14 +851,14 @@ function toShardInfo(r: ShardRow): ShardInfo {
 
 /** A page token is the location the next page starts after: listing runs in location order. */
 function encodePageToken(loc: number): string {
-  const segment = Math.floor(loc / 2 ** 32)
-  return `2.${segment}.${loc - segment * 2 ** 32}`
+  const { segment, offset } = splitLocation(loc)
+  return `2.${segment}.${offset}`
 }
 
 function decodePageToken(token: string): number {
   const match = /^2\.(\d{1,7})\.(\d{1,10})$/.exec(token)
   const segment = Number(match?.[1])
   const offset = Number(match?.[2])
-  if (!match || segment >= 2 ** 21 || offset >= 2 ** 32) throw new PageTokenError('page token was not issued by this store')
+  if (!match || segment >= SEGMENT_ID_LIMIT || offset >= SEGMENT_STRIDE) throw new PageTokenError('page token was not issued by this store')
   return locationOf(segment, offset)
 }
