@@ -9,10 +9,10 @@ import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
 import { processAlive } from '../csi-driver/attach/process.js'
 import { ENGINE_MALLOC_ENV } from '../engine/host/malloc-env.js'
-import { STORAGE_NODE_NODE_FLAGS } from '../storage-node/node-flags.js'
+import { STORAGE_NODE_RUNTIME_FLAGS } from '../storage-node/runtime-flags.js'
 import { Dev, waitUntil } from './harness.js'
 
-test('SIGKILL of cairn dev stops its engine and every storage node (and the engine runs with its malloc settings, the nodes with their node flags)', { timeout: 180_000 }, async () => {
+test('SIGKILL of cairn dev stops its engine and every storage node (and the engine runs with its malloc settings, the nodes with their runtime flags)', { timeout: 180_000 }, async () => {
   const dev = await Dev.start({ size: '64MiB', dataShards: 2, parityShards: 1 })
   try {
     const state = await dev.waitEngineUp()
@@ -22,10 +22,10 @@ test('SIGKILL of cairn dev stops its engine and every storage node (and the engi
     // The engine runs with the malloc settings its memory bound relies on (engine/host/malloc-env.ts).
     const environ = (await readFile(`/proc/${state.engine.pid}/environ`, 'utf8')).split('\0')
     for (const [name, value] of Object.entries(ENGINE_MALLOC_ENV)) assert.ok(environ.includes(`${name}=${value}`), `engine environment has ${name}=${value}`)
-    // Each storage node runs with the heap floor its read path's CPU relies on (storage-node/node-flags.ts).
+    // Each storage node runs with the heap floor its read path's CPU relies on (storage-node/runtime-flags.ts).
     for (const node of state.nodes) {
       const argv = (await readFile(`/proc/${node.pid}/cmdline`, 'utf8')).split('\0')
-      for (const flag of STORAGE_NODE_NODE_FLAGS) assert.ok(argv.indexOf(flag) >= 1 && argv.indexOf(flag) < argv.findIndex((a) => a.endsWith('main.js')), `node ${node.pid} runs with ${flag} before the CLI: ${argv.join(' ')}`)
+      for (const flag of STORAGE_NODE_RUNTIME_FLAGS) assert.ok(argv.indexOf(flag) >= 1 && argv.indexOf(flag) < argv.findIndex((a) => a.endsWith('main.js')), `node ${node.pid} runs with ${flag} before the CLI: ${argv.join(' ')}`)
     }
     dev.child.kill('SIGKILL')
     await waitUntil(

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { GRPC_PORT, MESH_PORT, METRICS_PORT, storageNodeLabel } from './constants.js'
 import { DATA_MOUNT_PATH, STORAGE_NODE_UID, desiredDaemonSet, desiredService, newSecret, specHash } from './storage-node-objects.js'
 import type { BlockStoreObject } from './types.js'
-import { IMAGE_CLI_MAIN, STORAGE_NODE_NODE_FLAGS } from '../storage-node/node-flags.js'
+import { IMAGE_CLI_MAIN, STORAGE_NODE_RUNTIME_FLAGS } from '../storage-node/runtime-flags.js'
 import { validateAll } from '../e2e/helm/validate.js'
 import type { Manifest } from '../e2e/helm/helm.js'
 
@@ -89,8 +89,8 @@ describe('storage-node DaemonSet', () => {
     assert.equal(main.securityContext?.runAsUser, undefined, 'the storage node keeps the pod-level non-root uid')
     assert.deepEqual(main.securityContext?.capabilities, { drop: ['ALL'] })
     assert.equal(main.securityContext?.allowPrivilegeEscalation, false)
-    // The node's flags go before the CLI, at the path the image's entrypoint names.
-    assert.deepEqual(main.command, ['node', ...STORAGE_NODE_NODE_FLAGS, IMAGE_CLI_MAIN])
+    // The node's runtime flags go before the CLI, at the path the image's entrypoint names.
+    assert.deepEqual(main.command, ['node', ...STORAGE_NODE_RUNTIME_FLAGS, IMAGE_CLI_MAIN])
     assert.match(readFileSync(new URL('../../Dockerfile', import.meta.url), 'utf8'), new RegExp(`ENTRYPOINT \\["node", "${IMAGE_CLI_MAIN}"\\]`))
     // The kubelet creates a missing hostPath as root:root 0755: without this step uid 1000 cannot make its data directory.
     assert.equal(pod.initContainers.length, 1)

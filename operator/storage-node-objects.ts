@@ -21,7 +21,7 @@ import {
   storageNodeLabel,
 } from './constants.js'
 import { BLOCKSTORE_DEFAULTS, durabilityOf } from './membership.js'
-import { IMAGE_CLI_MAIN, STORAGE_NODE_NODE_FLAGS } from '../storage-node/node-flags.js'
+import { IMAGE_CLI_MAIN, STORAGE_NODE_RUNTIME_FLAGS } from '../storage-node/runtime-flags.js'
 import type { BlockStoreObject, OwnerReference } from './types.js'
 
 /** Where the hostPath is mounted in the storage-node container. */
@@ -103,7 +103,7 @@ function container(bs: BlockStoreObject, image: string): Record<string, unknown>
     name: 'storage-node',
     image,
     // The image's entrypoint is `node <cli>`; the command repeats it to put the node's flags first.
-    command: ['node', ...STORAGE_NODE_NODE_FLAGS, IMAGE_CLI_MAIN],
+    command: ['node', ...STORAGE_NODE_RUNTIME_FLAGS, IMAGE_CLI_MAIN],
     args: ['storage-node', '--data-dir', `${DATA_MOUNT_PATH}/data`, '--listen', `0.0.0.0:${GRPC_PORT}`, '--metrics-listen', `0.0.0.0:${METRICS_PORT}`, ...durabilityArgs(bs)],
     // The allocation depends on each node's free space, which only the pod can
     // measure: the rule travels, the storage node applies it at start.

@@ -23,7 +23,7 @@ import { createRegistry, HealthServer, parseHostPort } from '../../../core/healt
 import { parseDurationMs, parseSizeBytes, type DevConfig } from '../../../core/config.js'
 import { ConfigError } from '../../../core/errors.js'
 import { loadOrCreatePeerIdentity } from '../../../storage-node/mesh/index.js'
-import { STORAGE_NODE_NODE_FLAGS } from '../../../storage-node/node-flags.js'
+import { STORAGE_NODE_RUNTIME_FLAGS } from '../../../storage-node/runtime-flags.js'
 import { bootstrap, devMembers, publishMembers, updateMembers, DEV_BLOCK_STORE } from './bootstrap.js'
 import { MemberHealthMonitor } from './member-health.js'
 import { ChildStartError, readyMessage, readyz, Supervisor } from './supervisor.js'
@@ -242,7 +242,7 @@ export class DevEnvironment implements Startable {
       {
         name: id,
         command: process.execPath,
-        args: () => [...STORAGE_NODE_NODE_FLAGS, CLI_MAIN, ...args],
+        args: () => [...STORAGE_NODE_RUNTIME_FLAGS, CLI_MAIN, ...args],
         beforeSpawn: () => this.refreshIdentity(handle),
         ready: (_child, signal) => readyz(metricsAddress, signal),
         // The channel is the node's lifeline: if dev dies, even by SIGKILL, it closes and the node stops.

@@ -11,7 +11,7 @@
  * for the old generation cut a node's CPU per MiB read from 14.6-15.9 ms to 5.8-6.3 ms for
  * 20-40 MiB more peak RSS per node.
  */
-export const STORAGE_NODE_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=128']
+export const STORAGE_NODE_RUNTIME_FLAGS: readonly string[] = ['--initial-old-space-size=128']
 
 /** The CLI's path inside the container image (Dockerfile: WORKDIR /opt/cairn, ENTRYPOINT). */
 export const IMAGE_CLI_MAIN = '/opt/cairn/dist/cli/main.js'
