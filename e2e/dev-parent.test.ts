@@ -25,7 +25,11 @@ test('SIGKILL of cairn dev stops its engine and every storage node (and the engi
     // Each storage node runs with the heap floor its read path's CPU relies on (storage-node/runtime-flags.ts).
     for (const node of state.nodes) {
       const argv = (await readFile(`/proc/${node.pid}/cmdline`, 'utf8')).split('\0')
-      for (const flag of STORAGE_NODE_RUNTIME_FLAGS) assert.ok(argv.indexOf(flag) >= 1 && argv.indexOf(flag) < argv.findIndex((a) => a.endsWith('main.js')), `node ${node.pid} runs with ${flag} before the CLI: ${argv.join(' ')}`)
+      const cli = argv.findIndex((a) => a.endsWith('main.js'))
+      for (const flag of STORAGE_NODE_RUNTIME_FLAGS) {
+        const at = argv.indexOf(flag)
+        assert.ok(at >= 1 && at < cli, `node ${node.pid} runs with ${flag} before the CLI: ${argv.join(' ')}`)
+      }
     }
     dev.child.kill('SIGKILL')
     await waitUntil(

@@ -105,6 +105,9 @@ export const METRICS_PORT = 9700
 /** The storage nodes' libp2p mesh (repair and rebalance transfers, heartbeats). */
 export const MESH_PORT = 7800
 
+/** The CLI's path inside the container image (Dockerfile: WORKDIR /opt/cairn, ENTRYPOINT). */
+export const IMAGE_CLI_MAIN = '/opt/cairn/dist/cli/main.js'
+
 /** ServiceAccount of the storage-node pods, in the operator's namespace: it may read BlockStores (the cluster map). */
 export const STORAGE_NODE_SERVICE_ACCOUNT = 'cairn-storage-node'
 

@@ -5,10 +5,10 @@
 import { readFileSync } from 'node:fs'
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { GRPC_PORT, MESH_PORT, METRICS_PORT, storageNodeLabel } from './constants.js'
+import { GRPC_PORT, IMAGE_CLI_MAIN, MESH_PORT, METRICS_PORT, storageNodeLabel } from './constants.js'
 import { DATA_MOUNT_PATH, STORAGE_NODE_UID, desiredDaemonSet, desiredService, newSecret, specHash } from './storage-node-objects.js'
 import type { BlockStoreObject } from './types.js'
-import { IMAGE_CLI_MAIN, STORAGE_NODE_RUNTIME_FLAGS } from '../storage-node/runtime-flags.js'
+import { STORAGE_NODE_RUNTIME_FLAGS } from '../storage-node/runtime-flags.js'
 import { validateAll } from '../e2e/helm/validate.js'
 import type { Manifest } from '../e2e/helm/helm.js'
 

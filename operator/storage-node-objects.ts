@@ -11,6 +11,7 @@ import {
   COMPONENT_LABEL,
   FIELD_MANAGER,
   GRPC_PORT,
+  IMAGE_CLI_MAIN,
   MANAGED_BY_LABEL,
   MESH_PORT,
   METRICS_PORT,
@@ -21,7 +22,7 @@ import {
   storageNodeLabel,
 } from './constants.js'
 import { BLOCKSTORE_DEFAULTS, durabilityOf } from './membership.js'
-import { IMAGE_CLI_MAIN, STORAGE_NODE_RUNTIME_FLAGS } from '../storage-node/runtime-flags.js'
+import { STORAGE_NODE_RUNTIME_FLAGS } from '../storage-node/runtime-flags.js'
 import type { BlockStoreObject, OwnerReference } from './types.js'
 
 /** Where the hostPath is mounted in the storage-node container. */

@@ -32,7 +32,7 @@ export async function compactSegment(store: SegmentShardStore, source: SegmentRo
   const sourceFile = store.segments.get(source.id)
   if (sourceFile === undefined) return
   metrics?.compactionRunning.set(1)
-  const targetId = store.nextSegmentId++
+  const targetId = store.allocateSegmentId()
   store.index.addSegment(targetId, 'compacting')
   const target = await SegmentFile.open(store.segmentsDir, targetId, true)
   try {

@@ -12,6 +12,3 @@
  * 20-40 MiB more peak RSS per node.
  */
 export const STORAGE_NODE_RUNTIME_FLAGS: readonly string[] = ['--initial-old-space-size=128']
-
-/** The CLI's path inside the container image (Dockerfile: WORKDIR /opt/cairn, ENTRYPOINT). */
-export const IMAGE_CLI_MAIN = '/opt/cairn/dist/cli/main.js'

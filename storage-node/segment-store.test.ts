@@ -11,7 +11,7 @@ import { silentLogger } from '../core/logger.js'
 import { encodeShard, type Shard } from '../core/shard.js'
 import { createSegmentShardStore, type SegmentShardStore, type SegmentStoreInit } from './segment-store.js'
 import { createStorageNodeMetrics } from './metrics.js'
-import { addressHash } from './segment-index.js'
+import { addressHash, SEGMENT_ID_LIMIT } from './segment-index.js'
 import { fixtureCid, fixtureShard } from './fixtures.js'
 import { killTestBatch } from './segment-store-kill.fixture.js'
 import { xorshift32 } from '../core/seeded-random.js'
@@ -713,5 +713,16 @@ test('a CID-prefix listing filters a bounded window per call: short and empty pa
     assert.ok(pageSizes.length >= 30 / 4, `each call scanned at most 4 rows: ${pageSizes.length} calls`)
     // Without a prefix the window does not apply.
     assert.equal((await store.listShards({ pageSize: 100 })).shards.length, 30)
+  })
+})
+
+test('a store out of segment ids refuses the put that needs a new segment with DataDirError and keeps what it holds', async () => {
+  await withStore({ segmentSizeBytes: 16 * 1024 }, async (store) => {
+    const first = fixtureShard(1, 0, 16 * 1024)
+    await store.putShards([first])
+    // Ids at the limit would make locations (segment × 2^32 + offset) inexact numbers.
+    store.nextSegmentId = SEGMENT_ID_LIMIT
+    await assert.rejects(store.putShards([fixtureShard(2, 0, 16 * 1024)]), { name: 'DataDirError' })
+    await assertReadsBack(store, [first])
   })
 })

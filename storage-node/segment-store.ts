@@ -150,6 +150,7 @@ export class SegmentShardStore implements ShardStore {
   active!: SegmentFile
   /** Committed size of the active segment; the next group writes here. */
   activeSizeBytes = 0
+  /** The id the next segment gets (allocateSegmentId); ids only grow. */
   nextSegmentId = 1
   readonly counts = { shards: 0, bytes: 0, corrupt: 0 }
   private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new'
@@ -288,7 +289,7 @@ export class SegmentShardStore implements ShardStore {
     this.nextSegmentId = Math.max(0, ...rows.map((r) => r.id), ...files) + 1
     const activeRow = rows.find((r) => r.state === 'active')
     if (activeRow === undefined) {
-      const id = this.nextSegmentId++
+      const id = this.allocateSegmentId()
       this.index.addSegment(id, 'active')
       this.active = await SegmentFile.open(this.segmentsDir, id, true)
       await syncDirectory(this.segmentsDir)
@@ -571,11 +572,20 @@ export class SegmentShardStore implements ShardStore {
     return this.index.lookup(address, hash)
   }
 
+  /**
+   * The id of a new segment (active or compaction output). Ids stay below SEGMENT_ID_LIMIT,
+   * or a location (segment × 2^32 + offset) would no longer be an exact JS number.
+   */
+  allocateSegmentId(): number {
+    if (this.nextSegmentId >= SEGMENT_ID_LIMIT) throw new DataDirError(`segment ids are exhausted (${SEGMENT_ID_LIMIT}); locations past them would lose precision`)
+    return this.nextSegmentId++
+  }
+
   /** Seals the active segment and starts the next: row first, then file, then directory fsync. */
   private async rollSegment(): Promise<void> {
     // The waiting records belong to the segment being sealed.
     this.flushIndex()
-    const id = this.nextSegmentId++
+    const id = this.allocateSegmentId()
     this.index.rollSegment(this.active.id, id)
     const next = await SegmentFile.open(this.segmentsDir, id, true)
     await syncDirectory(this.segmentsDir)
