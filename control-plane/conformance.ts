@@ -513,6 +513,30 @@ function epochCases(seeded: Seeded, volume: MakeVolume): void {
       assert.ok(c.status.epoch > b.status.epoch)
     }))
 
+  it('a release records whether the head lags the journal: headCurrent false sets recoveryPending, true clears it, absent keeps it', () =>
+    seeded(async (cp) => {
+      await volume(cp, 'v')
+      assert.equal((await cp.getVolume('v')).status.recoveryPending, false, 'a new volume has nothing to recover')
+      const a = await cp.acquireEpoch('v', 'node-a', 0)
+      const forced = await cp.releaseAttachment('v', 'node-a', a.status.epoch, { headCurrent: false })
+      assert.equal(forced.status.attachment, null)
+      assert.equal(forced.status.recoveryPending, true)
+      assert.equal((await cp.getVolume('v')).status.recoveryPending, true, 'the flag is stored')
+      // An attach that failed before serving: what held before still holds.
+      const b = await cp.acquireEpoch('v', 'node-b', forced.status.epoch)
+      assert.equal(b.status.recoveryPending, true, 'acquiring keeps the flag')
+      assert.equal((await cp.releaseAttachment('v', 'node-b', b.status.epoch, {})).status.recoveryPending, true)
+      const c = await cp.acquireEpoch('v', 'node-b', b.status.epoch)
+      // A fenced or foreign release changes nothing, flag included.
+      assert.equal((await cp.releaseAttachment('v', 'node-a', c.status.epoch, { headCurrent: true })).status.recoveryPending, true)
+      const clean = await cp.releaseAttachment('v', 'node-b', c.status.epoch, { headCurrent: true })
+      assert.equal(clean.status.recoveryPending, false, 'a clean detach clears it')
+      const d = await cp.acquireEpoch('v', 'node-a', clean.status.epoch)
+      assert.equal((await cp.releaseAttachment('v', 'node-a', d.status.epoch)).status.recoveryPending, false, 'no report keeps the flag')
+      await assert.rejects(cp.releaseAttachment('v', 'node-a', d.status.epoch, { headCurrent: 'yes' } as never), { name: 'InvalidArgumentError' })
+      await assert.rejects(cp.releaseAttachment('v', 'node-a', d.status.epoch, null as never), { name: 'InvalidArgumentError' })
+    }))
+
   it('acquireEpoch records the publish access; the same node re-acquiring without one keeps it, another node does not', () =>
     seeded(async (cp) => {
       await volume(cp, 'v')

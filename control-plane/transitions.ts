@@ -18,7 +18,7 @@ import {
   type VolumeSpec,
   type VolumeStatusPatch,
 } from './types.js'
-import { validateAccess, validateInteger, validateName, validateVolumeSize } from './validate.js'
+import { validateAccess, validateInteger, validateName, validateRelease, validateVolumeSize } from './validate.js'
 
 /** What a new object needs from its store: an identity and a time. */
 export interface Birth {
@@ -59,7 +59,7 @@ export function newVolume(name: string, spec: VolumeSpec, birth: Birth, source: 
     revision: '',
     creationTime: birth.nowIso,
     ...spec,
-    status: { head, epoch: 0, attachment: null, readers: [], journalReplicas: [], allocatedBytes: 0, health: 'unknown' },
+    status: { head, epoch: 0, attachment: null, readers: [], recoveryPending: false, journalReplicas: [], allocatedBytes: 0, health: 'unknown' },
   }
 }
 
@@ -142,13 +142,18 @@ export function withAcquiredEpoch(volume: Volume, nodeIdRaw: unknown, expectedEp
   return { ...volume, status: { ...volume.status, epoch, attachment } }
 }
 
-/** Clears the attachment if (`nodeId`, `epoch`) holds it; undefined when there is nothing to change. */
-export function withReleased(volume: Volume, nodeIdRaw: unknown, epochRaw: unknown): Volume | undefined {
+/**
+ * Clears the attachment if (`nodeId`, `epoch`) holds it, recording whether the head lags the
+ * journal (`AttachmentRelease`); undefined when there is nothing to change.
+ */
+export function withReleased(volume: Volume, nodeIdRaw: unknown, epochRaw: unknown, releaseRaw?: unknown): Volume | undefined {
   const nodeId = validateName('nodeId', nodeIdRaw)
   const epoch = validateInteger('epoch', epochRaw, 1)
+  const { headCurrent } = validateRelease(releaseRaw)
   const held = volume.status.attachment
   if (held === null || held.nodeId !== nodeId || held.epoch !== epoch) return undefined
-  return { ...volume, status: { ...volume.status, attachment: null } }
+  const recoveryPending = headCurrent === undefined ? volume.status.recoveryPending : !headCurrent
+  return { ...volume, status: { ...volume.status, attachment: null, recoveryPending } }
 }
 
 export function checkDeletable(volume: Volume): void {

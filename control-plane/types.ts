@@ -117,6 +117,16 @@ export interface Attachment {
   access?: AttachmentAccess
 }
 
+/** What the holder knows about the head when it lets go of the attachment (`releaseAttachment`). */
+export interface AttachmentRelease {
+  /**
+   * true: the holder folded every write it acknowledged into the head (a clean detach).
+   * false: it may not have (a forced release for a dead node, a failed final flush).
+   * Absent: the holder never served writes (an attach that failed), so what held before still holds.
+   */
+  headCurrent?: boolean
+}
+
 /** The capability a writer was published with, so a repeat publish with another one is told apart (CSI ALREADY_EXISTS). */
 export interface AttachmentAccess {
   /** CSI access mode name, for example `SINGLE_NODE_WRITER`. */
@@ -137,6 +147,13 @@ export interface VolumeStatus {
    * refused while a writer holds the attachment. Empty for a volume never published read-only.
    */
   readers: string[]
+  /**
+   * True while the head may lag the journal: the last writer let go of the attachment without
+   * folding every acknowledged write into the head (its node died and the CSI controller released
+   * it, or its final flush failed). The journal still holds those writes; a writer attach replays
+   * them, and a read-only attach must recover them first. Cleared by a release with `headCurrent`.
+   */
+  recoveryPending: boolean
   /** Storage-node ids holding the journal. */
   journalReplicas: string[]
   /** Bytes of shards this volume references (accounting, not a quota). */
@@ -300,8 +317,12 @@ export interface ControlPlane extends Startable {
    * `access` is recorded with it; without one, a re-acquire by the same node keeps the access it had.
    */
   acquireEpoch(volume: string, nodeId: string, expectedEpoch: number, access?: AttachmentAccess): Promise<Volume>
-  /** Clears the attachment if it is (`nodeId`, `epoch`); otherwise (released, or taken over) changes nothing. The epoch stays. */
-  releaseAttachment(volume: string, nodeId: string, epoch: number): Promise<Volume>
+  /**
+   * Clears the attachment if it is (`nodeId`, `epoch`); otherwise (released, or taken over) changes nothing.
+   * The epoch stays. `release.headCurrent` says whether the head now holds every write the holder
+   * acknowledged; it sets `status.recoveryPending` to its negation (absent: left as it was).
+   */
+  releaseAttachment(volume: string, nodeId: string, epoch: number, release?: AttachmentRelease): Promise<Volume>
   /**
    * Records `nodeId` as a reader (read-only publish, no epoch). Already a reader: changes nothing.
    * While a writer holds the attachment → FailedPreconditionError. Concurrent adds all land.

@@ -12,6 +12,7 @@ import {
   LIST_LIMIT_DEFAULT,
   LIST_LIMIT_MAX,
   type AttachmentAccess,
+  type AttachmentRelease,
   type BlockStoreInput,
   type BlockStoreSpec,
   type ClusterMap,
@@ -267,4 +268,13 @@ export function validateAccess(raw: unknown): AttachmentAccess {
   if (typeof mode !== 'string' || !/^[A-Z][A-Z_]{0,63}$/.test(mode)) throw new InvalidArgumentError('access.mode: must be an access mode name such as SINGLE_NODE_WRITER')
   if (typeof readOnly !== 'boolean') throw new InvalidArgumentError('access.readOnly: must be a boolean')
   return { mode, readOnly }
+}
+
+/** A release's report (`AttachmentRelease`); absent is `{}`. */
+export function validateRelease(raw: unknown): AttachmentRelease {
+  if (raw === undefined) return {}
+  if (typeof raw !== 'object' || raw === null) throw new InvalidArgumentError('release: must be {headCurrent?}')
+  const { headCurrent } = raw as Record<string, unknown>
+  if (headCurrent !== undefined && typeof headCurrent !== 'boolean') throw new InvalidArgumentError('release.headCurrent: must be a boolean')
+  return headCurrent === undefined ? {} : { headCurrent }
 }

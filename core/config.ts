@@ -117,6 +117,11 @@ export const engineConfigSchema = z.object({
    * (engine/nbd/growable.ts). Multiple of 4096, at most 2^52. @default the volume's size
    */
   exportSizeCeilingBytes: z.number().int().positive().max(2 ** 52).multipleOf(4096).optional(),
+  /**
+   * Longest time an acknowledged write waits in a volume's dirty map (and so only in the
+   * journal) before a flush folds it into chunks and the head. @default 5000 (VolumeEngineOptions)
+   */
+  flushIntervalMs: z.number().int().min(1).max(3_600_000).optional(),
   /** `local`: the Local control plane in --data-dir; `kubernetes`: the CRDs (in a cluster: the CSI node plugin's engines). */
   controlPlane: z.enum(['local', 'kubernetes']).default('local'),
   /** Kubeconfig file for the Kubernetes control plane; unset means in-cluster config. */

@@ -133,8 +133,10 @@ export class CsiControllerService implements T.ControllerService {
       const attachment = volume.status.attachment
       // Held by another node (or nobody): nothing of this node's to release.
       if (attachment === null || (nodeId !== '' && attachment.nodeId !== nodeId)) return
-      await this.cp.releaseAttachment(volumeId, attachment.nodeId, attachment.epoch)
-      this.components.logger.info({ volumeId, nodeId: attachment.nodeId, epoch: attachment.epoch }, 'volume unpublished')
+      // The engine releases on a clean detach, so a holder still recorded here went away without one
+      // (its node died, or its engine is still stopping): its head may lag its journal.
+      await this.cp.releaseAttachment(volumeId, attachment.nodeId, attachment.epoch, { headCurrent: false })
+      this.components.logger.info({ volumeId, nodeId: attachment.nodeId, epoch: attachment.epoch }, 'volume unpublished; its head is marked for recovery')
     })
   }
 

@@ -7,7 +7,7 @@ import { AdminVolumeEngines } from './engines.js'
 function volume(attachment: Volume['status']['attachment']): Volume {
   return {
     name: 'v1', uid: 'u', revision: '1', creationTime: '2026-01-01T00:00:00Z', blockStore: 'bs', storagePolicy: 'pol', sizeBytes: 4096,
-    status: { head: { rootCid: null, sizeBytes: 4096, journalSeq: 0 }, epoch: attachment?.epoch ?? 0, attachment, readers: [], journalReplicas: [], allocatedBytes: 0, health: 'healthy' },
+    status: { head: { rootCid: null, sizeBytes: 4096, journalSeq: 0 }, epoch: attachment?.epoch ?? 0, attachment, readers: [], recoveryPending: false, journalReplicas: [], allocatedBytes: 0, health: 'healthy' },
   }
 }
 

@@ -18,7 +18,7 @@ import { releaseParent, serveUntilStopped, stopRequested } from './stop-signal.j
 
 export const command: Command = {
   summary:
-    'serve the volumes of a Local control plane over NBD: cairn engine --data-dir DIR [--listen 127.0.0.1:10809] [--socket PATH] [--metrics-listen ADDR] [--node-id ID] [--attach lazy|eager] [--read-only] [--volume NAME] [--export-size-ceiling-bytes N] [--control-plane local|kubernetes] [--kubeconfig FILE] [--cluster-token-file FILE] [--namespace NS]',
+    'serve the volumes of a Local control plane over NBD: cairn engine --data-dir DIR [--listen 127.0.0.1:10809] [--socket PATH] [--metrics-listen ADDR] [--node-id ID] [--attach lazy|eager] [--read-only] [--volume NAME] [--export-size-ceiling-bytes N] [--flush-interval-ms N] [--control-plane local|kubernetes] [--kubeconfig FILE] [--cluster-token-file FILE] [--namespace NS]',
   async run(argv) {
     const config = loadConfig(engineConfigSchema, argv)
     const logger = createLogger('engine', config.logLevel)
@@ -60,7 +60,8 @@ class EngineProcess {
       config.controlPlane === 'kubernetes'
         ? createKubernetesControlPlane({ kubeConfig: loadKubeConfig(config.kubeconfig === undefined ? { inCluster: true } : { path: config.kubeconfig }) }, { logger: cpLogger })
         : new LocalControlPlane({ path: join(config.dataDir, 'control-plane.sqlite') }, { logger: cpLogger })
-    this.runtime = new EngineRuntime({ blockStore: config.blockStore, nodeId: config.nodeId, clusterToken }, { controlPlane: this.cp, logger, registry: this.registry })
+    const volume = config.flushIntervalMs === undefined ? undefined : { flushIntervalMs: config.flushIntervalMs }
+    this.runtime = new EngineRuntime({ blockStore: config.blockStore, nodeId: config.nodeId, clusterToken, volume }, { controlPlane: this.cp, logger, registry: this.registry })
     this.host = new EngineHost(
       { blockStore: config.blockStore, attach: config.attach },
       { controlPlane: this.cp, attachVolume: config.readOnly ? this.runtime.attachReadOnly : this.runtime.attachVolume, logger, registry: this.registry },

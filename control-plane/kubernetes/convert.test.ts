@@ -2,7 +2,7 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { API_VERSION } from './constants.js'
-import { clusterMapFromCr, clusterMapToCr, storagePolicyFromCr, volumeFromCr, WEIGHT_UNIT_BYTES } from './convert.js'
+import { clusterMapFromCr, clusterMapToCr, storagePolicyFromCr, volumeFromCr, withVolumeStatus, WEIGHT_UNIT_BYTES } from './convert.js'
 import type { CustomResource, JsonRecord } from './resource.js'
 
 function cr(kind: string, spec: JsonRecord, status?: JsonRecord, annotations?: Record<string, string>): CustomResource {
@@ -44,5 +44,15 @@ describe('CR conversions', () => {
     assert.equal(v.status.epoch, 0)
     assert.throws(() => volumeFromCr(cr('Volume', spec)), { name: 'MalformedObjectError' })
     assert.throws(() => volumeFromCr(cr('Volume', { ...spec, sizeBytes: 'big' })), { name: 'MalformedObjectError' })
+  })
+
+  it('volume: status.recoveryPending reads back; absent (written before it existed) is false; not a boolean is malformed', () => {
+    const spec = { blockStore: 'bs', storagePolicy: 'p', sizeBytes: 8192 }
+    const status = { head: { sizeBytes: 8192, journalSeq: 3 }, epoch: 2 }
+    assert.equal(volumeFromCr(cr('Volume', spec, status)).status.recoveryPending, false)
+    const pending = volumeFromCr(cr('Volume', spec, { ...status, recoveryPending: true }))
+    assert.equal(pending.status.recoveryPending, true)
+    assert.equal(withVolumeStatus(cr('Volume', spec, status), pending.status).status?.recoveryPending, true)
+    assert.throws(() => volumeFromCr(cr('Volume', spec, { ...status, recoveryPending: 'yes' })), { name: 'MalformedObjectError' })
   })
 })

@@ -255,6 +255,8 @@ function volumeStatusFromCr(cr: CustomResource, spec: VolumeSpec): VolumeStatus 
   if (!Array.isArray(journalReplicas)) fail('status.journalReplicas', 'must be an array')
   const readers = st.readers ?? []
   if (!Array.isArray(readers)) fail('status.readers', 'must be an array')
+  const recoveryPending = st.recoveryPending ?? false
+  if (typeof recoveryPending !== 'boolean') fail('status.recoveryPending', 'must be a boolean')
   const health = HEALTH_FROM_CR[String(st.health ?? 'Unknown')]
   if (health === undefined) fail('status.health', 'must be Healthy, Degraded, Unavailable or Unknown')
   const common = {
@@ -263,6 +265,7 @@ function volumeStatusFromCr(cr: CustomResource, spec: VolumeSpec): VolumeStatus 
     health,
     // Sorted and unique as the transitions keep them, whatever order a hand edit left.
     readers: [...new Set(readers.map((id, i) => validateName(`status.readers[${i}]`, id)))].sort(),
+    recoveryPending,
   }
   if (!hasVolumeStatus(cr)) {
     // An epoch without a head means the status was rewritten by hand: refuse rather than restart epochs.
@@ -312,6 +315,7 @@ export function withVolumeStatus(cr: CustomResource, status: VolumeStatus): Cust
     allocatedBytes: status.allocatedBytes,
     health: HEALTH_TO_CR[status.health],
     readers: status.readers,
+    recoveryPending: status.recoveryPending,
   }
   delete next.attachment
   if (status.attachment !== null) {

@@ -34,6 +34,7 @@ import {
   type StoragePolicyInput,
   type Volume,
   type AttachmentAccess,
+  type AttachmentRelease,
   type VolumeHead,
   type VolumeInput,
   type VolumeSpec,
@@ -279,8 +280,8 @@ export class KubernetesControlPlane implements ControlPlane {
     return updated
   }
 
-  async releaseAttachment(volume: string, nodeId: string, epoch: number): Promise<Volume> {
-    return this.updateVolume(volume, (v) => t.withReleased(v, nodeId, epoch))
+  async releaseAttachment(volume: string, nodeId: string, epoch: number, release?: AttachmentRelease): Promise<Volume> {
+    return this.updateVolume(volume, (v) => t.withReleased(v, nodeId, epoch, release))
   }
 
   async addReader(volume: string, nodeId: string): Promise<Volume> {

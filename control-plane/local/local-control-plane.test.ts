@@ -88,17 +88,36 @@ describe('local control plane file', () => {
     await again.stop()
   })
 
-  it('migrates a version-2 file: volumes written before readers existed read as having none, and can take them', async () => {
+  /**
+   * A seeded file turned back into what the build before `migration` left (volumes without
+   * `status.<field>`, the migration not applied), then opened by this build.
+   */
+  async function openedFromBefore(migration: number, field: string): Promise<LocalControlPlane> {
     const path = tempPath()
     const cp = await opened(path)
     await seed(cp)
     await cp.stop()
-    // Turn the file back into what a version-2 build left: no readers field, no migration 3.
     const db = new Database(path)
-    db.prepare("UPDATE objects SET body = json_remove(body, '$.status.readers') WHERE kind = 'Volume'").run()
-    db.prepare('DELETE FROM schema_migrations WHERE version >= 3').run()
+    db.prepare(`UPDATE objects SET body = json_remove(body, '$.status.${field}') WHERE kind = 'Volume'`).run()
+    db.prepare('DELETE FROM schema_migrations WHERE version >= ?').run(migration)
     db.close()
-    const again = await opened(path)
+    return opened(path)
+  }
+
+  it('migrates a version-3 file: volumes written before recoveryPending existed read as having nothing to recover', async () => {
+    const again = await openedFromBefore(4, 'recoveryPending')
+    try {
+      const v = await again.getVolume('v')
+      assert.equal(v.status.recoveryPending, false)
+      const held = await again.acquireEpoch('v', 'node-a', v.status.epoch)
+      assert.equal((await again.releaseAttachment('v', 'node-a', held.status.epoch, { headCurrent: false })).status.recoveryPending, true)
+    } finally {
+      await again.stop()
+    }
+  })
+
+  it('migrates a version-2 file: volumes written before readers existed read as having none, and can take them', async () => {
+    const again = await openedFromBefore(3, 'readers')
     try {
       const v = await again.getVolume('v')
       assert.deepEqual(v.status.readers, [])

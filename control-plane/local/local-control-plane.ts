@@ -32,6 +32,7 @@ import {
   type StoragePolicyInput,
   type Volume,
   type AttachmentAccess,
+  type AttachmentRelease,
   type VolumeHead,
   type VolumeInput,
   type VolumeStatusPatch,
@@ -246,8 +247,8 @@ export class LocalControlPlane implements ControlPlane {
     return updated
   }
 
-  async releaseAttachment(volume: string, nodeId: string, epoch: number): Promise<Volume> {
-    return this.updateVolume(volume, (v) => t.withReleased(v, nodeId, epoch))
+  async releaseAttachment(volume: string, nodeId: string, epoch: number, release?: AttachmentRelease): Promise<Volume> {
+    return this.updateVolume(volume, (v) => t.withReleased(v, nodeId, epoch, release))
   }
 
   async addReader(volume: string, nodeId: string): Promise<Volume> {

@@ -56,6 +56,15 @@ const MIGRATIONS: readonly Migration[] = [
         WHERE kind = 'Volume' AND json_type(body, '$.status.readers') IS NULL;
     `,
   },
+  {
+    version: 4,
+    description: 'volumes: status.recoveryPending, set when a writer let go without folding its journal into the head',
+    // false is what a volume meant before: no release ever recorded a lagging head.
+    sql: `
+      UPDATE objects SET body = json_set(body, '$.status.recoveryPending', json('false'))
+        WHERE kind = 'Volume' AND json_type(body, '$.status.recoveryPending') IS NULL;
+    `,
+  },
 ]
 
 /** The schema version this code writes. */

@@ -75,10 +75,12 @@ export class EngineRuntime implements Startable {
   }
 
   /** The attacher the EngineHost uses. */
-  readonly attachVolume: VolumeAttacher = async (volumeName) => {
+  readonly attachVolume: VolumeAttacher = async (volumeName) => hosted(await this.attachWriter(volumeName))
+
+  private async attachWriter(volumeName: string): Promise<VolumeEngine> {
     const volume = await this.components.controlPlane.getVolume(volumeName)
     const stores = await this.storesFor(volume.storagePolicy)
-    const engine = await attachVolume(
+    return attachVolume(
       { volumeName, nodeId: this.init.nodeId, options: this.init.volume },
       {
         controlPlane: this.components.controlPlane,
@@ -89,19 +91,29 @@ export class EngineRuntime implements Startable {
         registry: this.components.registry,
       },
     )
-    return hosted(engine)
   }
 
   /**
    * The attacher of a read-only engine (`cairn engine --read-only`): serves the volume's
-   * head, takes no epoch and so fences nobody; refused while a writer holds the volume.
+   * head, takes no epoch and so fences nobody (a head left lagging by a writer that went
+   * away is first recovered, which does); refused while a writer holds the volume.
    */
   readonly attachReadOnly: VolumeAttacher = async (volumeName) => {
     const volume = await this.components.controlPlane.getVolume(volumeName)
     const stores = await this.storesFor(volume.storagePolicy)
     const ro = await attachReadOnly(
       { volumeName, lookupCacheEntries: this.init.volume?.lookupCacheEntries },
-      { controlPlane: this.components.controlPlane, chunkStore: stores.chunks, manifest: stores.manifest, logger: this.components.logger },
+      {
+        controlPlane: this.components.controlPlane,
+        chunkStore: stores.chunks,
+        manifest: stores.manifest,
+        logger: this.components.logger,
+        // A head left lagging by a writer that went away: replay its journal here, then detach cleanly.
+        recover: async (name) => {
+          const writer = await this.attachWriter(name)
+          await writer.stop()
+        },
+      },
     )
     return hostedReadOnly(ro)
   }

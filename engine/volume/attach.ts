@@ -82,8 +82,9 @@ export async function attachVolume(init: AttachInit, components: AttachComponent
     return engine
   } catch (err) {
     // Leave nothing half-attached: the journal closed and the attachment released, so a retry starts clean.
+    // No headCurrent: this attach served nothing, so the head lags the journal exactly as much as before.
     await journal?.close().catch(() => undefined)
-    await controlPlane.releaseAttachment(volume.name, init.nodeId, epoch).catch(() => undefined)
+    await controlPlane.releaseAttachment(volume.name, init.nodeId, epoch, {}).catch(() => undefined)
     throw err
   }
 }

@@ -157,18 +157,22 @@ export class VolumeEngine implements NbdBackend, Startable {
     const wasFenced = this.state === 'fenced'
     const log = this.deps.logger.child({ volume: this.s.volumeName, epoch: this.s.epoch })
     this.clearTimers()
+    // Undefined while recovering: this engine acknowledged nothing, so whatever the head lagged before it still lags.
+    let headCurrent: boolean | undefined
     if (!wasFenced && this.state !== 'recovering') {
       try {
         await this.s.journal.sync()
         await this.flushToSeq(this.appliedSeq, true)
+        headCurrent = true
       } catch (err) {
         // The journal still holds every synced record; the next attach replays them.
         log.warn({ err }, 'final flush failed; the next attach recovers from the journal')
+        headCurrent = false
       }
     }
     this.budget.rejectAll(new ShuttingDownError(`volume ${this.s.volumeName} is detached`))
     if (this.state !== 'fenced') {
-      await this.deps.controlPlane.releaseAttachment(this.s.volumeName, this.s.nodeId, this.s.epoch).catch((err: unknown) => {
+      await this.deps.controlPlane.releaseAttachment(this.s.volumeName, this.s.nodeId, this.s.epoch, { headCurrent }).catch((err: unknown) => {
         log.warn({ err }, 'releasing the attachment failed')
       })
     }

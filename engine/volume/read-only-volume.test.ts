@@ -6,6 +6,7 @@ import { toNbdErrno } from '../nbd/errors.js'
 import { NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES, NBD_EPERM } from '../nbd/protocol.js'
 import { attachReadOnly } from './read-only-volume.js'
 import { createEngineHarness, type EngineHarness } from './testing/harness.js'
+import type { MemoryJournal } from './testing/memory-journal.js'
 import { prng } from './testing/random.js'
 
 const CHUNK = 65536
@@ -13,8 +14,12 @@ const fill = (n: number, v: number): Buffer => Buffer.alloc(n, v)
 /** nbdsh needs Debian's python3 (it has the nbd module), which a pyenv on PATH can hide. */
 const nbdshEnv = { ...process.env, PATH: `/usr/bin:${process.env.PATH ?? ''}` }
 
+function readOnlyComponents(h: EngineHarness) {
+  return { controlPlane: h.cp, chunkStore: h.chunks, manifest: h.manifest, logger: silentLogger() }
+}
+
 function openReadOnly(h: EngineHarness, volumeName: string) {
-  return attachReadOnly({ volumeName }, { controlPlane: h.cp, chunkStore: h.chunks, manifest: h.manifest, logger: silentLogger() })
+  return attachReadOnly({ volumeName }, readOnlyComponents(h))
 }
 
 /** A volume written by a writer engine (some chunks, a trimmed hole, an unaligned tail), then cleanly detached. */
@@ -96,6 +101,54 @@ test('a read-only attach is refused while a writer holds the volume, and allowed
     await w.stop()
     const ro = await openReadOnly(h, 'vol')
     assert.ok(Buffer.from(await ro.pread(0, CHUNK)).equals(fill(CHUNK, 7)), 'the clean detach folded the write into the head')
+  } finally {
+    await h.cleanup()
+  }
+})
+
+test('a writer that died and was released by the controller leaves its head lagging: a read-only attach recovers the journal first', async () => {
+  const h = await createEngineHarness()
+  try {
+    await writtenVolume(h, 'vol')
+    const cleanHead = (await h.cp.getVolume('vol')).status.head
+    const w = await h.attach('vol', 'writer-2')
+    // Acknowledged by FLUSH (durable in the journal), never folded into the head: then the node dies.
+    await w.pwrite(CHUNK, fill(CHUNK, 8), { fua: false })
+    await w.pwrite(10 * CHUNK + 5, fill(4000, 9), { fua: false })
+    await w.flush()
+    ;(h.journals.clients.at(-1) as MemoryJournal).crash()
+    // ControllerUnpublishVolume for the dead node: the attachment goes, the head is marked.
+    const released = await h.cp.releaseAttachment('vol', 'writer-2', w.epoch, { headCurrent: false })
+    assert.equal(released.status.attachment, null)
+    assert.equal(released.status.recoveryPending, true)
+    assert.deepEqual(released.status.head, cleanHead, 'the head lags: the acknowledged writes are only in the journal')
+
+    // Without a way to recover, serving that head would lose acknowledged writes: refused.
+    await assert.rejects(openReadOnly(h, 'vol'), { name: 'VolumeRecoveryPendingError', kind: 'unavailable' })
+    // A recoverer that does not get the head clean (here: does nothing) is refused too.
+    await assert.rejects(attachReadOnly({ volumeName: 'vol' }, { ...readOnlyComponents(h), recover: async () => undefined }), /did not complete/)
+
+    const recovered: string[] = []
+    const ro = await attachReadOnly(
+      { volumeName: 'vol' },
+      {
+        ...readOnlyComponents(h),
+        recover: async (name) => {
+          recovered.push(name)
+          await (await h.attach(name, 'reader-node')).stop()
+        },
+      },
+    )
+    assert.deepEqual(recovered, ['vol'])
+    assert.ok(Buffer.from(await ro.pread(CHUNK, CHUNK)).equals(fill(CHUNK, 8)), 'the FLUSHed write is served')
+    assert.ok(Buffer.from(await ro.pread(10 * CHUNK + 5, 4000)).equals(fill(4000, 9)))
+    assert.ok(Buffer.from(await ro.pread(0, CHUNK)).equals(fill(CHUNK, 1)), 'what the head held before is still there')
+    const after = await h.cp.getVolume('vol')
+    assert.equal(after.status.recoveryPending, false, 'the recovery detached cleanly')
+    assert.equal(after.status.attachment, null)
+    assert.ok(after.status.head.journalSeq > cleanHead.journalSeq)
+    // Recovered once: the next reader attaches without recovering.
+    await openReadOnly(h, 'vol')
   } finally {
     await h.cleanup()
   }

@@ -8,11 +8,15 @@
  * attachment, so with no attachment recorded the head holds every acknowledged
  * write. With an attachment recorded the head may lag the writer's journal, and
  * only the journal's holder (or a fencing attach) can fold it in: refused here.
+ * A writer that let go without a clean detach (its node died and the CSI
+ * controller released it, or its final flush failed) leaves `recoveryPending`:
+ * the attach first recovers the journal through `recover` (a writer attach and a
+ * clean detach), so the head it serves holds every acknowledged write.
  */
 import type { Logger } from 'pino'
 import { cidFromString } from '../../core/cid.js'
 import { CairnError } from '../../core/errors.js'
-import type { ControlPlane } from '../../control-plane/types.js'
+import type { ControlPlane, Volume } from '../../control-plane/types.js'
 import type { BlockSizeConstraints, Extent, NbdBackend, WriteOptions, ZeroOptions } from '../nbd/backend.js'
 import type { ChunkStore, ManifestStore } from '../contracts.js'
 import { DirtyMap } from './dirty-map.js'
@@ -37,6 +41,15 @@ export class VolumeWriterAttachedError extends CairnError {
   readonly kind = 'failed-precondition'
 }
 
+/**
+ * A read-only attach of a volume whose head may lag its journal (`status.recoveryPending`)
+ * that could not recover it first. Kind 'unavailable': retry once a writer attach has folded it in.
+ */
+export class VolumeRecoveryPendingError extends CairnError {
+  override readonly name = 'VolumeRecoveryPendingError'
+  readonly kind = 'unavailable'
+}
+
 /** The read-only volume was detached; reads fail (EIO: the device is gone). */
 export class ReadOnlyVolumeClosedError extends CairnError {
   override readonly name = 'ReadOnlyVolumeClosedError'
@@ -55,20 +68,33 @@ export interface ReadOnlyAttachComponents {
   chunkStore: ChunkStore
   manifest: ManifestStore
   logger: Logger
+  /**
+   * Folds the journal of a volume with `status.recoveryPending` into its head: attaches it for
+   * writing on this node (which replays the journal) and detaches cleanly. Without it such a
+   * volume is refused with VolumeRecoveryPendingError.
+   */
+  recover?: (volumeName: string) => Promise<void>
 }
 
 /**
  * Opens `volumeName` read-only at its current head. Takes no epoch and changes
- * nothing in the control plane, so it fences nobody and needs no release.
- * @throws VolumeWriterAttachedError while a writer holds the volume; VolumeAttachError, NotFoundError
+ * nothing in the control plane, so it fences nobody and needs no release; only a
+ * head that may lag its journal (`status.recoveryPending`) is first recovered
+ * through `components.recover`, which does take an epoch and release it.
+ * @throws VolumeWriterAttachedError while a writer holds the volume; VolumeRecoveryPendingError, VolumeAttachError, NotFoundError
  */
 export async function attachReadOnly(init: ReadOnlyAttachInit, components: ReadOnlyAttachComponents): Promise<ReadOnlyVolume> {
-  const volume = await components.controlPlane.getVolume(init.volumeName)
-  const held = volume.status.attachment
-  if (held !== null) {
-    throw new VolumeWriterAttachedError(
-      `volume ${volume.name} is attached for writing on ${held.nodeId} (epoch ${held.epoch}); its head may lag that writer's journal, so it cannot be served read-only until the writer detaches`,
-    )
+  let volume = await components.controlPlane.getVolume(init.volumeName)
+  refuseWriter(volume)
+  if (volume.status.recoveryPending) {
+    if (components.recover === undefined) {
+      throw new VolumeRecoveryPendingError(`volume ${volume.name}: its last writer let go without a clean detach, so its head may lag its journal; attach it for writing once to recover`)
+    }
+    components.logger.info({ volume: volume.name, journalSeq: volume.status.head.journalSeq }, 'the last writer let go without a clean detach; recovering the journal into the head before serving read-only')
+    await components.recover(volume.name)
+    volume = await components.controlPlane.getVolume(init.volumeName)
+    refuseWriter(volume)
+    if (volume.status.recoveryPending) throw new VolumeRecoveryPendingError(`volume ${volume.name}: recovering its journal did not complete (the final flush failed); its head may still lag`)
   }
   const policy = await components.controlPlane.getStoragePolicy(volume.storagePolicy)
   if (policy.chunkSizeBytes > MAX_IO_BYTES) throw new VolumeAttachError(`chunk size ${policy.chunkSizeBytes} exceeds ${MAX_IO_BYTES}`)
@@ -91,6 +117,15 @@ export async function attachReadOnly(init: ReadOnlyAttachInit, components: ReadO
       manifest: components.manifest,
       chunkSizeBytes: policy.chunkSizeBytes,
     },
+  )
+}
+
+/** A writer's head may lag its journal: nothing can be served read-only while one holds the volume. */
+function refuseWriter(volume: Volume): void {
+  const held = volume.status.attachment
+  if (held === null) return
+  throw new VolumeWriterAttachedError(
+    `volume ${volume.name} is attached for writing on ${held.nodeId} (epoch ${held.epoch}); its head may lag that writer's journal, so it cannot be served read-only until the writer detaches`,
   )
 }
 
