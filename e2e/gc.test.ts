@@ -7,7 +7,7 @@
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
@@ -23,6 +23,7 @@ const CHUNKS = DATA_BYTES / CHUNK_BYTES
 interface GcJson {
   markedChunks: number
   sweptShards: number
+  collectedJournals: number
   freedBytes: number
   youngShards: number
   dryRun: boolean
@@ -49,6 +50,14 @@ describe('garbage collection in cairn dev', () => {
     const r = await dev.cli(args)
     assert.equal(r.code, 0, `cairn ${args.join(' ')}: ${r.stderr}${r.stdout}`)
     return r.stdout
+  }
+
+  /** Nodes holding a journal directory for volume `uid`. */
+  async function journalReplicas(uid: string): Promise<number> {
+    assert.ok(uid !== '', 'a volume uid')
+    let n = 0
+    for (const node of (await dev.state()).nodes) if (await stat(join(node.dataDir, 'journal', uid)).then(() => true, () => false)) n += 1
+    return n
   }
 
   /** Shards of `cid` on every node. */
@@ -87,18 +96,29 @@ describe('garbage collection in cairn dev', () => {
     await runOk('nbdcopy', ['--flush', secondPath, dev.uriOf('work')], 120_000)
     const pinned = cidOf(second, 0)
     await cli(['pin', 'add', pinned.toString(), '--note', 'kept by hand'])
+    // dev's own volume is attached (and so journaled) on its first connection.
+    await runOk('nbdinfo', [dev.uri], 60_000)
+    const uids = new Map((JSON.parse(await cli(['volume', 'list', '--output', 'json'])) as Array<{ name: string; uid: string }>).map((v) => [v.name, v.uid]))
+    const [workUid, demoUid] = [uids.get('work') ?? '', uids.get('demo') ?? '']
+    const workJournals = await journalReplicas(workUid)
+    assert.ok(workJournals >= 1, 'the written volume has journal replicas on the nodes')
     await cli(['volume', 'delete', 'work'])
 
     assert.equal(await shardsOf(cidOf(second, 1).bytes), 3, 'before gc: every shard of an overwritten chunk is stored')
     const dry = await gc(['--dry-run'])
     assert.equal(dry.dryRun, true)
     assert.equal(await shardsOf(cidOf(second, 1).bytes), 3, 'a dry run deletes nothing')
+    assert.equal(dry.collectedJournals, workJournals, 'the dry run counts the deleted volume\'s journal replicas')
+    assert.equal(await journalReplicas(workUid), workJournals, 'and deletes none')
 
     const before = await totals()
     const report = await gc()
     // The second generation's chunks (less the pinned one) and the volume's own manifest pages go.
     assert.ok(report.sweptShards >= (CHUNKS - 1) * 3, `swept ${report.sweptShards}`)
     assert.equal(report.sweptShards, dry.sweptShards, 'the dry run predicted the sweep')
+    assert.equal(report.collectedJournals, workJournals)
+    assert.equal(await journalReplicas(workUid), 0, 'the deleted volume\'s journals are gone from every node')
+    assert.ok((await journalReplicas(demoUid)) >= 1, 'the live volume keeps its journal')
     const afterFirst = await totals()
     assert.equal(before.usedBytes - afterFirst.usedBytes, report.freedBytes)
     assert.equal(await shardsOf(cidOf(second, 1).bytes), 0, 'an unreferenced chunk is swept')

@@ -22,6 +22,7 @@ export interface JournalMetrics {
   journalFsyncSeconds: Histogram
   journalFencedRequests: Counter
   journalDiskBytes: Gauge
+  journalCollected: Counter
 }
 
 export interface StorageNodeMetrics extends StoreMetrics, JournalMetrics {
@@ -66,5 +67,6 @@ export function createStorageNodeMetrics(registry: Registry): StorageNodeMetrics
     }),
     journalFencedRequests: new Counter({ name: `${p}journal_fenced_requests_total`, help: 'Journal requests refused for a stale epoch.', registers }),
     journalDiskBytes: new Gauge({ name: `${p}journal_disk_bytes`, help: 'Bytes in journal segment files.', registers }),
+    journalCollected: new Counter({ name: `${p}journal_collected_total`, help: 'Journals of deleted volumes removed by garbage collection.', registers }),
   }
 }

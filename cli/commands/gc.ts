@@ -111,11 +111,12 @@ async function collectOnce(argv: readonly string[]): Promise<void> {
     }
     console.log(
       `${report.dryRun ? 'dry run: would sweep' : 'swept'} ${report.sweptShards} shards, ${report.freedBytes} bytes, ` +
-        `after marking ${report.markedChunks} chunks in ${report.markedPages} pages (${report.durationMs} ms; kept ${report.youngShards} younger than the grace period)`,
+        `after marking ${report.markedChunks} chunks in ${report.markedPages} pages (${report.durationMs} ms; kept ${report.youngShards} younger than the grace period); ` +
+        `${report.dryRun ? 'would collect' : 'collected'} ${report.collectedJournals} journals of deleted volumes, ${report.journalFreedBytes} bytes`,
     )
     printTable(
-      ['NODE', 'SCANNED', 'SWEPT', 'FREED_BYTES', 'YOUNG'],
-      report.nodes.map((n) => [n.id, String(n.scannedShards), String(n.deletedShards), String(n.freedBytes), String(n.youngShards)]),
+      ['NODE', 'SCANNED', 'SWEPT', 'FREED_BYTES', 'YOUNG', 'JOURNALS_COLLECTED'],
+      report.nodes.map((n) => [n.id, String(n.scannedShards), String(n.deletedShards), String(n.freedBytes), String(n.youngShards), String(n.journals.collectedJournals)]),
     )
   } finally {
     await gc.stop()

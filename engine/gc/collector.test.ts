@@ -1,5 +1,7 @@
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import { stat } from 'node:fs/promises'
+import { join } from 'node:path'
 import { Registry } from 'prom-client'
 import type { CID } from 'multiformats/cid'
 import { silentLogger } from '../../core/logger.js'
@@ -10,6 +12,7 @@ import { ErasureChunkStore } from '../chunks/chunk-store.js'
 import { MerkleManifest } from '../chunks/manifest.js'
 import { startTestCluster, type TestCluster } from '../chunks/test-cluster.js'
 import { ShardClient } from '../../storage-node/shard-client.js'
+import { JournalClient } from '../../storage-node/journal/journal-client.js'
 import { GarbageCollector } from './collector.js'
 
 const CHUNK_BYTES = 4096
@@ -120,6 +123,47 @@ describe('garbage collector against in-process storage nodes', () => {
       for (const cid of [...a.cids, a.root]) assert.equal(await stored(cid), 0)
       const metrics = await registry.getSingleMetricAsString('cairn_gc_runs_total')
       assert.match(metrics, /outcome="succeeded"\} 2/)
+    } finally {
+      await gc.stop()
+    }
+  })
+
+  it("collects a deleted volume's journal replicas from every node and keeps those of volumes that exist", async () => {
+    const live = await cp.createVolume({ name: 'journaled', blockStore: 'bs', storagePolicy: 'p', sizeBytes: 1 << 20 })
+    const deleted = await cp.createVolume({ name: 'doomed', blockStore: 'bs', storagePolicy: 'p', sizeBytes: 1 << 20 })
+    for (const node of cluster.nodes) {
+      const client = new JournalClient({ address: node.address })
+      try {
+        for (const uid of [live.uid, deleted.uid]) {
+          await client.open(uid, 1)
+          await client.checkpoint(uid, 1, { rootCid: null, sizeBytes: 1 << 20, seq: 0 })
+        }
+      } finally {
+        client.close()
+      }
+    }
+    await cp.deleteVolume('doomed')
+    const journalOf = (node: { dir: string }, uid: string) => stat(join(node.dir, 'journal', uid)).then(() => true, () => false)
+    await pastMs(Date.now())
+    const registry = new Registry()
+    const gc = new GarbageCollector({}, { controlPlane: cp, logger: silentLogger(), registry })
+    await gc.start()
+    try {
+      const dry = await gc.run('bs', { gracePeriodMs: 0, dryRun: true })
+      assert.equal(dry.collectedJournals, 3)
+      for (const node of cluster.nodes) assert.ok(await journalOf(node, deleted.uid), 'a dry run deletes no journal')
+      // Changed within the grace period: kept.
+      assert.equal((await gc.run('bs', { gracePeriodMs: 3_600_000 })).collectedJournals, 0)
+      for (const node of cluster.nodes) assert.ok(await journalOf(node, deleted.uid), 'a journal younger than the grace stays')
+      const report = await gc.run('bs', { gracePeriodMs: 0 })
+      assert.equal(report.collectedJournals, 3, 'one replica on each node')
+      assert.ok(report.journalFreedBytes > 0)
+      assert.deepEqual(report.nodes.map((n) => n.journals.collectedJournals), [1, 1, 1])
+      for (const node of cluster.nodes) {
+        assert.equal(await journalOf(node, deleted.uid), false, `${node.id} no longer holds the deleted volume's journal`)
+        assert.equal(await journalOf(node, live.uid), true, `${node.id} keeps the live volume's journal`)
+      }
+      assert.match(await registry.getSingleMetricAsString('cairn_gc_collected_journals_total'), /block_store="bs"\} 3/)
     } finally {
       await gc.stop()
     }

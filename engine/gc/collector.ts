@@ -8,6 +8,11 @@
  *    (bounded). Heads written while the mark ran are therefore marked too.
  * 3. The Bloom filter goes to every storage node not Down in the current map;
  *    each deletes unmarked shards put before the cutoff.
+ * 4. Every volume uid that exists is listed (after the mark started) and sent to
+ *    the same nodes, which delete the journals of the uids not listed that nothing
+ *    changed since before the cutoff: a deleted volume's journal replicas and
+ *    tombstones. A volume created after the listing only has journal changes after
+ *    the cutoff, so its journal is never taken.
  *
  * Why nothing live is swept (docs/adr/0021): a chunk is live once a head or
  * snapshot names it. An engine puts a flush's chunks and pages first and writes
@@ -28,6 +33,8 @@ import type { ClusterMember } from '../../core/cluster-map.js'
 import { CodecPool } from '../../core/workers/pool.js'
 import type { ChannelCredentials } from '@grpc/grpc-js'
 import { ShardClient } from '../../storage-node/shard-client.js'
+import { JournalClient } from '../../storage-node/journal/journal-client.js'
+import type { CollectResult as JournalCollectResult } from '../../storage-node/journal/journal-store.js'
 import type { SweepRequest, SweepResult } from '../../storage-node/sweep.js'
 import { ErasureChunkStore } from '../chunks/chunk-store.js'
 import { ControlPlaneMaps } from '../host/cluster-maps.js'
@@ -55,12 +62,25 @@ export interface GcReport {
   youngShards: number
   cutoffUnixMs: number
   dryRun: boolean
+  /** Journals of deleted volumes deleted (dry run: that would be), and the bytes of their files. */
+  collectedJournals: number
+  journalFreedBytes: number
   /** Each swept node's own counts. */
-  nodes: ({ id: string } & SweepResult)[]
+  nodes: ({ id: string; journals: JournalCollectResult } & SweepResult)[]
 }
 
 /** How the collector reaches a storage node; the default is a ShardClient. */
 export type SweepNode = (member: ClusterMember, request: SweepRequest) => Promise<SweepResult>
+
+/** What a node's journal collection is asked (storage-node/journal: Collect). */
+export interface JournalCollectRequest {
+  liveVolumeUids: readonly string[]
+  olderThanUnixMs: number
+  dryRun: boolean
+}
+
+/** How the collector asks a storage node to delete deleted volumes' journals; the default is a JournalClient. */
+export type CollectNodeJournals = (member: ClusterMember, request: JournalCollectRequest) => Promise<JournalCollectResult>
 
 export interface GarbageCollectorInit {
   /** @default 1e-4 */
@@ -88,6 +108,8 @@ export interface GarbageCollectorComponents {
   now?: () => number
   /** @default gRPC Sweep through a ShardClient */
   sweepNode?: SweepNode
+  /** @default gRPC Collect through a JournalClient */
+  collectNodeJournals?: CollectNodeJournals
   /** The cluster token of a block store's storage nodes (in a cluster: its Secret). @default `init.token` */
   tokenFor?: (blockStore: string) => Promise<string | undefined>
 }
@@ -116,6 +138,9 @@ export class GcSweepError extends CairnError {
     super(message, options)
   }
 }
+
+/** One node's part of a run: its sweep's counts and its journal collection's. */
+type NodeOutcome = SweepResult & { journals: JournalCollectResult }
 
 /** What one run holds open: the block store's maps, a chunk store per policy, the token. */
 interface RunResources {
@@ -185,19 +210,22 @@ export class GarbageCollector implements Startable {
       this.#metrics.markedChunks.set(labels, mark.markedChunks)
       log.info({ markedChunks: mark.markedChunks, markedPages: mark.markedPages, filterBytes: mark.filter.bits.byteLength }, 'mark done')
       const request: SweepRequest = { marked: mark.filter.parts(), olderThanUnixMs: cutoffUnixMs, dryRun: options.dryRun ?? false }
+      // Listed after markStart: see step 4 of the module comment.
+      const journals: JournalCollectRequest = { liveVolumeUids: await this.#liveVolumeUids(), olderThanUnixMs: cutoffUnixMs, dryRun: request.dryRun }
       const members = maps.current().members.filter((m) => m.state !== 'down')
-      const outcomes = await Promise.allSettled(members.map((m) => this.#sweepNode(m, request, token)))
+      const outcomes = await Promise.allSettled(members.map((m) => this.#cleanNode(m, request, journals, token)))
       this.#metrics.sweepSeconds.observe(labels, (this.#now() - markDoneMs) / 1000)
       const report = this.#report(mark, members, outcomes, { cutoffUnixMs, dryRun: request.dryRun, startMs: markStart })
       if (!request.dryRun) {
         this.#metrics.freedBytes.inc(labels, report.freedBytes)
         this.#metrics.sweptShards.inc(labels, report.sweptShards)
+        this.#metrics.collectedJournals.inc(labels, report.collectedJournals)
       }
       const failed = outcomes.flatMap((o, i) => (o.status === 'rejected' ? [{ id: members[i]!.id, err: o.reason as unknown }] : []))
       if (failed.length > 0) {
         throw new GcSweepError(`sweep failed on ${failed.map((f) => f.id).join(', ')}`, report, { cause: failed[0]!.err })
       }
-      log.info({ sweptShards: report.sweptShards, freedBytes: report.freedBytes, dryRun: report.dryRun }, 'sweep done')
+      log.info({ sweptShards: report.sweptShards, freedBytes: report.freedBytes, collectedJournals: report.collectedJournals, dryRun: report.dryRun }, 'sweep done')
       return report
     } finally {
       for (const s of stores.values()) await s.then((store) => store.stop()).catch(() => undefined)
@@ -249,13 +277,37 @@ export class GarbageCollector implements Startable {
     return store
   }
 
+  /** The uid of every volume of every block store: a journal's node does not know its block store. */
+  async #liveVolumeUids(): Promise<string[]> {
+    const uids: string[] = []
+    let token: string | undefined
+    do {
+      const page = await this.#c.controlPlane.listVolumes({ limit: 1000, continue: token })
+      for (const v of page.items) uids.push(v.uid)
+      token = page.continue
+    } while (token !== undefined)
+    return uids
+  }
+
+  /** One node's sweep, then its journal collection; a failure of either fails the node. */
+  async #cleanNode(member: ClusterMember, sweep: SweepRequest, journals: JournalCollectRequest, token: string | undefined): Promise<NodeOutcome> {
+    const swept = await this.#sweepNode(member, sweep, token)
+    return { ...swept, journals: await this.#collectNodeJournals(member, journals, token) }
+  }
+
+  async #collectNodeJournals(member: ClusterMember, request: JournalCollectRequest, token: string | undefined): Promise<JournalCollectResult> {
+    if (this.#c.collectNodeJournals !== undefined) return this.#c.collectNodeJournals(member, request)
+    const client = new JournalClient({ ...this.#connection(member, token), deadlineMs: this.#init.sweepDeadlineMs ?? 600_000 })
+    try {
+      return await client.collect(request)
+    } finally {
+      client.close()
+    }
+  }
+
   async #sweepNode(member: ClusterMember, request: SweepRequest, token: string | undefined): Promise<SweepResult> {
     if (this.#c.sweepNode !== undefined) return this.#c.sweepNode(member, request)
-    const client = new ShardClient({
-      address: member.address,
-      ...(token === undefined ? {} : { token }),
-      ...(this.#init.credentials === undefined ? {} : { credentials: this.#init.credentials }),
-    })
+    const client = new ShardClient(this.#connection(member, token))
     try {
       return await client.sweep(request, { deadlineMs: this.#init.sweepDeadlineMs ?? 600_000 })
     } finally {
@@ -263,14 +315,23 @@ export class GarbageCollector implements Startable {
     }
   }
 
+  /** Where and how to reach a member's gRPC services. */
+  #connection(member: ClusterMember, token: string | undefined): { address: string; token?: string; credentials?: ChannelCredentials } {
+    return {
+      address: member.address,
+      ...(token === undefined ? {} : { token }),
+      ...(this.#init.credentials === undefined ? {} : { credentials: this.#init.credentials }),
+    }
+  }
+
   #report(
     mark: MarkResult,
     members: readonly ClusterMember[],
-    outcomes: readonly PromiseSettledResult<SweepResult>[],
+    outcomes: readonly PromiseSettledResult<NodeOutcome>[],
     run: { cutoffUnixMs: number; dryRun: boolean; startMs: number },
   ): GcReport {
     const nodes = outcomes.flatMap((o, i) => (o.status === 'fulfilled' ? [{ id: members[i]!.id, ...o.value }] : []))
-    const sum = (f: (r: SweepResult) => number): number => nodes.reduce((s, n) => s + f(n), 0)
+    const sum = (f: (r: NodeOutcome) => number): number => nodes.reduce((s, n) => s + f(n), 0)
     return {
       markedChunks: mark.markedChunks,
       sweptShards: sum((r) => r.deletedShards),
@@ -279,6 +340,8 @@ export class GarbageCollector implements Startable {
       markedPages: mark.markedPages,
       scannedShards: sum((r) => r.scannedShards),
       youngShards: sum((r) => r.youngShards),
+      collectedJournals: sum((r) => r.journals.collectedJournals),
+      journalFreedBytes: sum((r) => r.journals.freedBytes),
       cutoffUnixMs: run.cutoffUnixMs,
       dryRun: run.dryRun,
       nodes,

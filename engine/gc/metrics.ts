@@ -5,6 +5,7 @@ export interface GcMetrics {
   runs: Counter<'block_store' | 'outcome'>
   freedBytes: Counter<'block_store'>
   sweptShards: Counter<'block_store'>
+  collectedJournals: Counter<'block_store'>
   markedChunks: Gauge<'block_store'>
   lastCompletion: Gauge<'block_store'>
   markSeconds: Histogram<'block_store'>
@@ -19,6 +20,12 @@ export function createGcMetrics(registry: Registry): GcMetrics {
     runs: new Counter({ name: 'cairn_gc_runs_total', help: 'Garbage collections run, by outcome (succeeded, failed).', labelNames: ['block_store', 'outcome'], registers }),
     freedBytes: new Counter({ name: 'cairn_gc_freed_bytes_total', help: 'Encoded shard bytes deleted by sweeps (dry runs excluded).', labelNames: ['block_store'], registers }),
     sweptShards: new Counter({ name: 'cairn_gc_swept_shards_total', help: 'Shards deleted by sweeps (dry runs excluded).', labelNames: ['block_store'], registers }),
+    collectedJournals: new Counter({
+      name: 'cairn_gc_collected_journals_total',
+      help: 'Journal replicas of deleted volumes deleted from storage nodes (dry runs excluded).',
+      labelNames: ['block_store'],
+      registers,
+    }),
     markedChunks: new Gauge({ name: 'cairn_gc_marked_chunks', help: 'Chunk references the last mark found reachable.', labelNames: ['block_store'], registers }),
     lastCompletion: new Gauge({
       name: 'cairn_gc_last_completion_timestamp_seconds',

@@ -49,3 +49,15 @@ export class JournalCorruptError extends CairnError {
   override readonly name = 'JournalCorruptError'
   readonly kind = 'data-loss'
 }
+
+/** A Collect whose cutoff is in this node's future: the clocks disagree, and a journal being written could go. */
+export class JournalCutoffError extends CairnError {
+  override readonly name = 'JournalCutoffError'
+  readonly kind = 'failed-precondition'
+}
+
+/** The journal is being collected (its volume is gone): nothing may open it meanwhile. */
+export class JournalCollectingError extends CairnError {
+  override readonly name = 'JournalCollectingError'
+  readonly kind = 'unavailable'
+}

@@ -7,10 +7,21 @@ import { credentials as grpcCredentials, type ChannelCredentials, type ClientDup
 import { CairnError, ResourceExhaustedError, ShuttingDownError } from '../../core/errors.js'
 import { callUnary, clientChannelOptions, fromGrpcError, RemoteError, type CairnErrorClass } from '../../core/grpc.js'
 import { UnauthenticatedError } from '../auth.js'
-import { EpochFencedError, JournalConflictError, JournalCorruptError, JournalDroppedError, JournalNotOpenError, JournalRequestError, JournalSequenceError } from './errors.js'
+import {
+  EpochFencedError,
+  JournalCollectingError,
+  JournalConflictError,
+  JournalCorruptError,
+  JournalCutoffError,
+  JournalDroppedError,
+  JournalNotOpenError,
+  JournalRequestError,
+  JournalSequenceError,
+} from './errors.js'
+import type { CollectResult } from './journal-store.js'
 import type { CheckpointState } from './journal-files.js'
 import type { StoredRecord } from './record.js'
-import { loadJournalService, type WireAppendResponse, type WireCheckpoint, type WireCheckpointResponse, type WireOpenResponse, type WireReadResponse, type WireRecord } from './proto.js'
+import { loadJournalService, type WireAppendResponse, type WireCheckpoint, type WireCheckpointResponse, type WireCollectResponse, type WireOpenResponse, type WireReadResponse, type WireRecord } from './proto.js'
 import { checkpointToWire, recordToWire } from './validate.js'
 
 /** Errors a journal replica sends that the client rebuilds as their own classes. */
@@ -22,6 +33,8 @@ export const JOURNAL_SERVICE_ERRORS: readonly CairnErrorClass[] = [
   JournalRequestError,
   JournalDroppedError,
   JournalCorruptError,
+  JournalCutoffError,
+  JournalCollectingError,
   ResourceExhaustedError,
   ShuttingDownError,
   UnauthenticatedError,
@@ -123,6 +136,12 @@ export class JournalClient {
 
   async drop(volumeUid: string, epoch: number): Promise<void> {
     await this.unary('drop', { volumeUid, epoch })
+  }
+
+  /** Deletes the journals of volumes not in `liveVolumeUids` that nothing changed since before the cutoff (garbage collection). */
+  async collect(request: { liveVolumeUids: readonly string[]; olderThanUnixMs: number; dryRun: boolean }): Promise<CollectResult> {
+    const res = await this.unary<WireCollectResponse>('collect', request)
+    return { scannedJournals: res.scannedJournals, collectedJournals: res.collectedJournals, freedBytes: res.freedBytes, youngJournals: res.youngJournals, busyJournals: res.busyJournals }
   }
 
   /** An Append stream; `onAck` gets each acknowledged durable seq, `onError` the one failure that ends it. */

@@ -38,7 +38,7 @@ export interface SegmentInfo {
 }
 
 const STATE_FILE = 'state.json'
-const SEGMENT_NAME = /^(\d{16})\.log$/
+export const SEGMENT_NAME = /^(\d{16})\.log$/
 
 export function segmentName(firstSeq: number): string {
   return `${String(firstSeq).padStart(16, '0')}.log`

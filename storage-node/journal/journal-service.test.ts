@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, open, readdir, rm, stat, truncate } from 'node:fs/promises'
+import { mkdtemp, open, readdir, rm, stat, truncate, utimes } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { status as Status, type ServiceError } from '@grpc/grpc-js'
@@ -142,6 +142,74 @@ test('drop removes the journal, is idempotent, and a dropped journal cannot be r
   await client.drop('vol-never-existed', 0)
   await assert.rejects(client.open(uid, 5), (err: CairnError) => err.name === 'JournalDroppedError' && codeOf(err) === Status.NOT_FOUND)
   assert.deepEqual((await readdir(join(dir, 'journal', uid))).filter((n) => n.endsWith('.log')), [])
+})
+
+/** Sets the modification time of a journal directory and everything in it to `atMs`. */
+async function ageJournal(uid: string, atMs: number): Promise<void> {
+  const path = join(dir, 'journal', uid)
+  const when = new Date(atMs)
+  for (const name of await readdir(path)) await utimes(join(path, name), when, when)
+  await utimes(path, when, when)
+}
+
+const exists = (uid: string): Promise<boolean> => stat(join(dir, 'journal', uid)).then(() => true, () => false)
+
+test('collect deletes the journals of volumes not listed and unchanged since the cutoff; listed, young and busy ones stay', async () => {
+  const hourAgo = Date.now() - 3_600_000
+  for (const uid of ['gc-gone', 'gc-live']) {
+    await client.open(uid, 1)
+    await appendAll(uid, 1, [[rec(1), rec(2)]])
+  }
+  // A tombstone left by Drop goes the same way.
+  await client.open('gc-tombstone', 1)
+  await client.drop('gc-tombstone', 1)
+  // In use: an Append stream stays open on it.
+  await client.open('gc-busy', 1)
+  let acked = 0
+  const busy = client.openAppendStream('gc-busy', 1, { onAck: (seq) => (acked = seq), onError: () => undefined })
+  busy.send([rec(1)])
+  try {
+    while (acked < 1) await new Promise((resolve) => setTimeout(resolve, 10))
+    for (const uid of ['gc-gone', 'gc-live', 'gc-tombstone', 'gc-busy']) await ageJournal(uid, hourAgo)
+    // Not listed, but written after the cutoff (a volume created after the caller listed the live ones).
+    await client.open('gc-young', 1)
+    await appendAll('gc-young', 1, [[rec(1)]])
+    const cutoff = Date.now() - 60_000
+    const request = { liveVolumeUids: ['gc-live'], olderThanUnixMs: cutoff }
+
+    const dry = await client.collect({ ...request, dryRun: true })
+    assert.equal(dry.collectedJournals, 2)
+    assert.ok(dry.freedBytes > 2000, `a dry run counts the bytes it would free (${dry.freedBytes})`)
+    assert.ok(await exists('gc-gone'), 'a dry run deletes nothing')
+
+    const done = await client.collect({ ...request, dryRun: false })
+    assert.equal(done.collectedJournals, 2)
+    assert.equal(done.freedBytes, dry.freedBytes)
+    assert.equal(done.busyJournals, 1)
+    assert.ok(done.youngJournals >= 1, 'gc-young (and the other tests\' journals) are younger than the cutoff')
+    assert.ok(done.scannedJournals >= 5)
+    assert.deepEqual(await Promise.all(['gc-gone', 'gc-tombstone', 'gc-live', 'gc-busy', 'gc-young'].map(exists)), [false, false, true, true, true])
+    assertSame(await client.read('gc-live', 1, 0), [rec(1), rec(2)])
+    // A collected uid is a journal never opened again: its volume no longer exists, so nothing fences there.
+    assert.equal((await client.open('gc-gone', 1)).lastSeq, 0)
+    assert.equal((await client.collect({ ...request, dryRun: false })).collectedJournals, 0, 'nothing left to collect: the reopened one is young')
+  } finally {
+    busy.cancel()
+  }
+
+  const bad: Array<{ name: string; run: () => Promise<unknown>; code: Status; error: string }> = [
+    { name: 'cutoff in the future', run: () => client.collect({ liveVolumeUids: [], olderThanUnixMs: Date.now() + 3_600_000, dryRun: false }), code: Status.FAILED_PRECONDITION, error: 'JournalCutoffError' },
+    { name: 'cutoff 0', run: () => client.collect({ liveVolumeUids: [], olderThanUnixMs: 0, dryRun: false }), code: Status.INVALID_ARGUMENT, error: 'JournalRequestError' },
+    { name: 'live uid with a path', run: () => client.collect({ liveVolumeUids: ['../x'], olderThanUnixMs: 1, dryRun: false }), code: Status.INVALID_ARGUMENT, error: 'JournalRequestError' },
+  ]
+  for (const c of bad) {
+    await assert.rejects(c.run(), (err: CairnError) => {
+      assert.equal(err.name, c.error, c.name)
+      assert.equal(codeOf(err), c.code, c.name)
+      return true
+    })
+  }
+  assert.ok(await exists('gc-live'), 'refused requests delete nothing')
 })
 
 test('a torn or corrupt last record is cut at restart; earlier records stay and the log continues', async () => {

@@ -19,13 +19,15 @@ import type {
   WireAppendResponse,
   WireCheckpointRequest,
   WireCheckpointResponse,
+  WireCollectRequest,
+  WireCollectResponse,
   WireDropRequest,
   WireOpenRequest,
   WireOpenResponse,
   WireReadRequest,
   WireReadResponse,
 } from './proto.js'
-import { checkpointToWire, recordToWire, validateCheckpoint, validateEpoch, validateRecords, validateSeq, validateVolumeUid, type RecordLimits } from './validate.js'
+import { checkpointToWire, recordToWire, validateCheckpoint, validateCollect, validateEpoch, validateRecords, validateSeq, validateVolumeUid, type RecordLimits } from './validate.js'
 
 export interface JournalServiceLimits extends RecordLimits {
   /** Record bytes one Append stream may have waiting for their fsync before the node stops reading it. */
@@ -115,6 +117,13 @@ export function createJournalService(limits: JournalServiceLimits, components: J
       const epoch = validateEpoch(req.epoch, 0)
       await store.withVolume(uid, (log) => log.drop(epoch))
       return {}
+    }),
+    collect: unary('JournalCollect', async (req: WireCollectRequest): Promise<WireCollectResponse> => {
+      const request = validateCollect(req, Date.now())
+      const result = await store.collect(request)
+      if (!request.dryRun) metrics?.journalCollected.inc(result.collectedJournals)
+      logger.info({ ...result, dryRun: request.dryRun, liveVolumes: request.liveVolumeUids.size }, 'journal collection done')
+      return result
     }),
   }
   return {

@@ -64,6 +64,18 @@ export interface WireDropRequest {
   volumeUid: string
   epoch: number
 }
+export interface WireCollectRequest {
+  liveVolumeUids: string[]
+  olderThanUnixMs: number
+  dryRun: boolean
+}
+export interface WireCollectResponse {
+  scannedJournals: number
+  collectedJournals: number
+  freedBytes: number
+  youngJournals: number
+  busyJournals: number
+}
 
 let cached: { service: ServiceDefinition; Client: ServiceClientConstructor } | undefined
 

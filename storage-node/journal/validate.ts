@@ -5,7 +5,7 @@
 import { CID } from 'multiformats/cid'
 import type { CheckpointState } from './journal-files.js'
 import type { StoredRecord } from './record.js'
-import { JournalRequestError } from './errors.js'
+import { JournalCutoffError, JournalRequestError } from './errors.js'
 import type { WireCheckpoint, WireRecord } from './proto.js'
 
 /**
@@ -24,6 +24,40 @@ export interface RecordLimits {
 export function validateVolumeUid(uid: unknown): string {
   if (typeof uid !== 'string' || !VOLUME_UID.test(uid)) throw new JournalRequestError(`bad volume_uid ${JSON.stringify(uid)}`)
   return uid
+}
+
+/** Whether `name` could be a volume uid (a journal directory); other entries in the journal root are not journals. */
+export function isVolumeUid(name: string): boolean {
+  return VOLUME_UID.test(name)
+}
+
+/** Most live volume uids one Collect carries: 500k uids of ≤ 40 bytes stay well inside a node's message limit. */
+export const COLLECT_LIVE_UIDS_MAX = 500_000
+
+export interface CollectRequest {
+  liveVolumeUids: ReadonlySet<string>
+  olderThanUnixMs: number
+  dryRun: boolean
+}
+
+/**
+ * A Collect request, checked before any journal is touched.
+ * @throws JournalRequestError (malformed, too many uids); JournalCutoffError (cutoff in this node's future)
+ */
+export function validateCollect(req: { liveVolumeUids?: unknown; olderThanUnixMs?: unknown; dryRun?: unknown }, nowUnixMs: number): CollectRequest {
+  const uids = req.liveVolumeUids ?? []
+  if (!Array.isArray(uids)) throw new JournalRequestError('live_volume_uids must be a list')
+  if (uids.length > COLLECT_LIVE_UIDS_MAX) throw new JournalRequestError(`${uids.length} live volume uids; at most ${COLLECT_LIVE_UIDS_MAX} per Collect`)
+  const live = new Set<string>()
+  for (const uid of uids) live.add(validateVolumeUid(uid))
+  const olderThanUnixMs = req.olderThanUnixMs
+  if (typeof olderThanUnixMs !== 'number' || !Number.isSafeInteger(olderThanUnixMs) || olderThanUnixMs <= 0) {
+    throw new JournalRequestError(`older_than_unix_ms must be a positive integer, got ${String(olderThanUnixMs)}`)
+  }
+  if (olderThanUnixMs > nowUnixMs) {
+    throw new JournalCutoffError(`cutoff ${new Date(olderThanUnixMs).toISOString()} is after this node's clock (${new Date(nowUnixMs).toISOString()})`)
+  }
+  return { liveVolumeUids: live, olderThanUnixMs, dryRun: req.dryRun === true }
 }
 
 /** An epoch is a safe integer ≥ `min` (1 for every call but Drop of a never-attached volume). */

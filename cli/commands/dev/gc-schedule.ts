@@ -62,8 +62,8 @@ export class DevGcSchedule implements Startable {
     const blockStore = this.init.blockStore ?? DEV_BLOCK_STORE
     try {
       this.lastReport = await this.#gc.run(blockStore, { gracePeriodMs: this.init.gracePeriodMs, signal: this.#abort.signal })
-      const { sweptShards, freedBytes, markedChunks, durationMs } = this.lastReport
-      this.components.logger.info({ blockStore, sweptShards, freedBytes, markedChunks, durationMs }, 'garbage collection done')
+      const { sweptShards, freedBytes, markedChunks, collectedJournals, durationMs } = this.lastReport
+      this.components.logger.info({ blockStore, sweptShards, freedBytes, markedChunks, collectedJournals, durationMs }, 'garbage collection done')
     } catch (err) {
       if (this.#abort.signal.aborted) return
       this.components.logger.warn({ blockStore, err }, 'garbage collection failed; retrying at the next interval')
