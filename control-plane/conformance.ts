@@ -608,6 +608,25 @@ function readerCases(seeded: Seeded, volume: MakeVolume): void {
       assert.deepEqual((await cp.addReader('v', 'node-r')).status.readers, ['node-r'])
     }))
 
+  it('no writer takes an epoch while readers are recorded, except to recover a head that may lag its journal', () =>
+    seeded(async (cp) => {
+      await volume(cp, 'v')
+      const read = await cp.addReader('v', 'node-r')
+      await assert.rejects(cp.acquireEpoch('v', 'node-w', 0), { name: 'FailedPreconditionError', kind: 'failed-precondition' })
+      await assert.rejects(cp.acquireEpoch('v', 'node-r', 0), { name: 'FailedPreconditionError' }, 'not even on a reader\'s node')
+      assert.deepEqual(await cp.getVolume('v'), read, 'a refused acquire changes nothing')
+      await cp.removeReader('v', 'node-r')
+      // A writer that went away without a clean detach, then a read-only publish: the reader's node recovers first.
+      const w = await cp.acquireEpoch('v', 'node-w', 0)
+      await cp.releaseAttachment('v', 'node-w', w.status.epoch, { headCurrent: false })
+      await cp.addReader('v', 'node-r')
+      const recovering = await cp.acquireEpoch('v', 'node-r', w.status.epoch)
+      assert.equal(recovering.status.attachment?.nodeId, 'node-r')
+      const recovered = await cp.releaseAttachment('v', 'node-r', recovering.status.epoch, { headCurrent: true })
+      assert.equal(recovered.status.recoveryPending, false)
+      await assert.rejects(cp.acquireEpoch('v', 'node-w', recovered.status.epoch), { name: 'FailedPreconditionError' }, 'recovered, the readers are protected again')
+    }))
+
   it('a volume with readers cannot be deleted until the last reader is removed', () =>
     seeded(async (cp) => {
       await volume(cp, 'v')

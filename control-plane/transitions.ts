@@ -135,6 +135,13 @@ export function withAcquiredEpoch(volume: Volume, nodeIdRaw: unknown, expectedEp
   if (volume.status.epoch !== expectedEpoch) {
     throw new ConflictError(`volume ${volume.name} is at epoch ${volume.status.epoch}, not ${expectedEpoch}`)
   }
+  // A writer would change the head under the readers' feet, and GC could then reclaim the root they
+  // serve. Only a head that may lag its journal is recovered with readers recorded: none of them can
+  // be serving it yet, since a read-only attach recovers it first (ADR 0026).
+  const readers = volume.status.readers
+  if (readers.length > 0 && !volume.status.recoveryPending) {
+    throw new FailedPreconditionError(`volume ${volume.name} is published read-only to ${readers.join(', ')}; no writer can attach until they are unpublished`)
+  }
   const epoch = expectedEpoch + 1
   const held = volume.status.attachment
   const access = given ?? (held?.nodeId === nodeId ? held.access : undefined)

@@ -87,6 +87,8 @@ describe('a read-only attach after a writer died recovers its journal first', { 
       // What ControllerUnpublishVolume does for a node that never detached cleanly.
       const released = await cp.releaseAttachment(VOLUME, 'node-w', held.status.attachment.epoch, { headCurrent: false })
       assert.equal(released.status.recoveryPending, true)
+      // What ControllerPublishVolume records for a read-only publish, before the node starts its engine.
+      await cp.addReader(VOLUME, 'node-r')
 
       const reader = await startEngine('node-r', ['--read-only'])
       const copy = join(work, 'read.bin')
@@ -101,6 +103,9 @@ describe('a read-only attach after a writer died recovers its journal first', { 
       assert.equal(after.status.attachment, null, 'a reader holds no attachment')
       assert.notEqual(after.status.head.rootCid, null, 'the journal was folded into the head')
       assert.ok(after.status.epoch > held.status.epoch, 'the recovery fenced the dead writer with a newer epoch')
+      assert.deepEqual(after.status.readers, ['node-r'])
+      // Recovered, the reader is protected: no writer can attach under it.
+      await assert.rejects(cp.acquireEpoch(VOLUME, 'node-w', after.status.epoch), { name: 'FailedPreconditionError' })
       reader.child.kill('SIGTERM')
       await reader.exited
     } finally {

@@ -128,6 +128,8 @@ test('a writer that died and was released by the controller leaves its head lagg
     // A recoverer that does not get the head clean (here: does nothing) is refused too.
     await assert.rejects(attachReadOnly({ volumeName: 'vol' }, { ...readOnlyComponents(h), recover: async () => undefined }), /did not complete/)
 
+    // As ControllerPublishVolume records it: the reader's node is a reader while it recovers the head.
+    await h.cp.addReader('vol', 'reader-node')
     const recovered: string[] = []
     const ro = await attachReadOnly(
       { volumeName: 'vol' },
@@ -147,8 +149,9 @@ test('a writer that died and was released by the controller leaves its head lagg
     assert.equal(after.status.recoveryPending, false, 'the recovery detached cleanly')
     assert.equal(after.status.attachment, null)
     assert.ok(after.status.head.journalSeq > cleanHead.journalSeq)
-    // Recovered once: the next reader attaches without recovering.
+    // Recovered once: the next reader attaches without recovering, and no writer can attach under them.
     await openReadOnly(h, 'vol')
+    await assert.rejects(h.attach('vol', 'writer-3'), { name: 'FailedPreconditionError' })
   } finally {
     await h.cleanup()
   }
