@@ -35,6 +35,7 @@ import type { ChannelCredentials } from '@grpc/grpc-js'
 import { ShardClient } from '../../storage-node/shard-client.js'
 import { JournalClient } from '../../storage-node/journal/journal-client.js'
 import type { CollectResult as JournalCollectResult } from '../../storage-node/journal/journal-store.js'
+import { COLLECT_LIVE_UIDS_MAX } from '../../storage-node/journal/validate.js'
 import type { SweepRequest, SweepResult } from '../../storage-node/sweep.js'
 import { ErasureChunkStore } from '../chunks/chunk-store.js'
 import { ControlPlaneMaps } from '../host/cluster-maps.js'
@@ -139,6 +140,8 @@ export class GcSweepError extends CairnError {
   }
 }
 
+const NOTHING_COLLECTED: JournalCollectResult = { scannedJournals: 0, collectedJournals: 0, freedBytes: 0, youngJournals: 0, busyJournals: 0 }
+
 /** One node's part of a run: its sweep's counts and its journal collection's. */
 type NodeOutcome = SweepResult & { journals: JournalCollectResult }
 
@@ -211,7 +214,9 @@ export class GarbageCollector implements Startable {
       log.info({ markedChunks: mark.markedChunks, markedPages: mark.markedPages, filterBytes: mark.filter.bits.byteLength }, 'mark done')
       const request: SweepRequest = { marked: mark.filter.parts(), olderThanUnixMs: cutoffUnixMs, dryRun: options.dryRun ?? false }
       // Listed after markStart: see step 4 of the module comment.
-      const journals: JournalCollectRequest = { liveVolumeUids: await this.#liveVolumeUids(), olderThanUnixMs: cutoffUnixMs, dryRun: request.dryRun }
+      const live = await this.#liveVolumeUids()
+      const journals: JournalCollectRequest | undefined = live.length <= COLLECT_LIVE_UIDS_MAX ? { liveVolumeUids: live, olderThanUnixMs: cutoffUnixMs, dryRun: request.dryRun } : undefined
+      if (journals === undefined) log.warn({ volumes: live.length, max: COLLECT_LIVE_UIDS_MAX }, 'too many volumes to send their uids in one request: journals of deleted volumes are not collected this run')
       const members = maps.current().members.filter((m) => m.state !== 'down')
       const outcomes = await Promise.allSettled(members.map((m) => this.#cleanNode(m, request, journals, token)))
       this.#metrics.sweepSeconds.observe(labels, (this.#now() - markDoneMs) / 1000)
@@ -290,9 +295,10 @@ export class GarbageCollector implements Startable {
   }
 
   /** One node's sweep, then its journal collection; a failure of either fails the node. */
-  async #cleanNode(member: ClusterMember, sweep: SweepRequest, journals: JournalCollectRequest, token: string | undefined): Promise<NodeOutcome> {
+  async #cleanNode(member: ClusterMember, sweep: SweepRequest, journals: JournalCollectRequest | undefined, token: string | undefined): Promise<NodeOutcome> {
     const swept = await this.#sweepNode(member, sweep, token)
-    return { ...swept, journals: await this.#collectNodeJournals(member, journals, token) }
+    const collected = journals === undefined ? NOTHING_COLLECTED : await this.#collectNodeJournals(member, journals, token)
+    return { ...swept, journals: collected }
   }
 
   async #collectNodeJournals(member: ClusterMember, request: JournalCollectRequest, token: string | undefined): Promise<JournalCollectResult> {
