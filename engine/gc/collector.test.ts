@@ -7,10 +7,10 @@ import type { CID } from 'multiformats/cid'
 import { silentLogger } from '../../core/logger.js'
 import { CodecPool } from '../../core/workers/pool.js'
 import { createLocalControlPlane, type LocalControlPlane } from '../../control-plane/local/local-control-plane.js'
-import type { ControlPlane } from '../../control-plane/types.js'
+import type { ControlPlane, Volume } from '../../control-plane/types.js'
 import { ErasureChunkStore } from '../chunks/chunk-store.js'
 import { MerkleManifest } from '../chunks/manifest.js'
-import { startTestCluster, type TestCluster } from '../chunks/test-cluster.js'
+import { startTestCluster, type TestCluster, type TestNode } from '../chunks/test-cluster.js'
 import { ShardClient } from '../../storage-node/shard-client.js'
 import { JournalClient } from '../../storage-node/journal/journal-client.js'
 import { GarbageCollector } from './collector.js'
@@ -79,6 +79,11 @@ describe('garbage collector against in-process storage nodes', () => {
     return n
   }
 
+  /** Whether `node` holds a journal directory for volume `uid`. */
+  function journalOf(node: { dir: string }, uid: string): Promise<boolean> {
+    return stat(join(node.dir, 'journal', uid)).then(() => true, () => false)
+  }
+
   /** Waits until Date.now() has moved past `ms`, so later puts are stamped strictly after it. */
   async function pastMs(ms: number): Promise<void> {
     while (Date.now() <= ms) await new Promise((resolve) => setImmediate(resolve))
@@ -143,7 +148,6 @@ describe('garbage collector against in-process storage nodes', () => {
       }
     }
     await cp.deleteVolume('doomed')
-    const journalOf = (node: { dir: string }, uid: string) => stat(join(node.dir, 'journal', uid)).then(() => true, () => false)
     await pastMs(Date.now())
     const registry = new Registry()
     const gc = new GarbageCollector({}, { controlPlane: cp, logger: silentLogger(), registry })
@@ -164,6 +168,45 @@ describe('garbage collector against in-process storage nodes', () => {
         assert.equal(await journalOf(node, live.uid), true, `${node.id} keeps the live volume's journal`)
       }
       assert.match(await registry.getSingleMetricAsString('cairn_gc_collected_journals_total'), /block_store="bs"\} 3/)
+    } finally {
+      await gc.stop()
+    }
+  })
+
+  it('collects the journal replicas a detached volume no longer records, and none of an attached one', async () => {
+    const [n0, n1, n2] = cluster.nodes as [TestNode, TestNode, TestNode]
+    // Journals on all three nodes; each volume records only the first two as its replicas (the third was replaced).
+    const names = ['moved-detached', 'moved-attached', 'moved-pending']
+    const volumes = []
+    for (const name of names) {
+      const v = await cp.createVolume({ name, blockStore: 'bs', storagePolicy: 'p', sizeBytes: 1 << 20 })
+      await cp.updateVolumeStatus(name, v.revision, { journalReplicas: [n0.id, n1.id] })
+      volumes.push(v)
+    }
+    await cp.acquireEpoch('moved-attached', 'engine-node', 0)
+    const pending = await cp.acquireEpoch('moved-pending', 'dead-node', 0)
+    await cp.releaseAttachment('moved-pending', 'dead-node', pending.status.epoch, { headCurrent: false })
+    for (const node of cluster.nodes) {
+      const client = new JournalClient({ address: node.address })
+      try {
+        for (const v of volumes) await client.open(v.uid, 1)
+      } finally {
+        client.close()
+      }
+    }
+    await pastMs(Date.now())
+    const gc = new GarbageCollector({}, { controlPlane: cp, logger: silentLogger() })
+    await gc.start()
+    try {
+      const report = await gc.run('bs', { gracePeriodMs: 0 })
+      assert.deepEqual(report.nodes.map((n) => [n.id, n.journals.collectedJournals]), [[n0.id, 0], [n1.id, 0], [n2.id, 1]])
+      const [detached, attached, recovering] = volumes as [Volume, Volume, Volume]
+      assert.equal(await journalOf(n2, detached.uid), false, 'the replaced replica of a detached volume goes')
+      for (const node of [n0, n1]) assert.ok(await journalOf(node, detached.uid), `${node.id} keeps the recorded replica`)
+      for (const node of cluster.nodes) {
+        assert.ok(await journalOf(node, attached.uid), `${node.id} keeps every replica of an attached volume`)
+        assert.ok(await journalOf(node, recovering.uid), `${node.id} keeps every replica of a volume awaiting recovery`)
+      }
     } finally {
       await gc.stop()
     }

@@ -8,11 +8,13 @@
  *    (bounded). Heads written while the mark ran are therefore marked too.
  * 3. The Bloom filter goes to every storage node not Down in the current map;
  *    each deletes unmarked shards put before the cutoff.
- * 4. Every volume uid that exists is listed (after the mark started) and sent to
- *    the same nodes, which delete the journals of the uids not listed that nothing
- *    changed since before the cutoff: a deleted volume's journal replicas and
- *    tombstones. A volume created after the listing only has journal changes after
- *    the cutoff, so its journal is never taken.
+ * 4. Every volume that exists is listed (after the mark started), and each node is
+ *    sent the uids whose journal it must keep: every volume attached or without
+ *    recorded replicas, else those that record it as a replica. It deletes the other
+ *    journals that nothing changed since before the cutoff: deleted volumes' journals
+ *    and tombstones, and replicas an engine replaced (a detached volume's next attach
+ *    opens only its recorded ones). A volume created, attached or re-replicated after
+ *    the listing only has journal changes after the cutoff, so nothing of it is taken.
  *
  * Why nothing live is swept (docs/adr/0021): a chunk is live once a head or
  * snapshot names it. An engine puts a flush's chunks and pages first and writes
@@ -214,11 +216,15 @@ export class GarbageCollector implements Startable {
       log.info({ markedChunks: mark.markedChunks, markedPages: mark.markedPages, filterBytes: mark.filter.bits.byteLength }, 'mark done')
       const request: SweepRequest = { marked: mark.filter.parts(), olderThanUnixMs: cutoffUnixMs, dryRun: options.dryRun ?? false }
       // Listed after markStart: see step 4 of the module comment.
-      const live = await this.#liveVolumeUids()
-      const journals: JournalCollectRequest | undefined = live.length <= COLLECT_LIVE_UIDS_MAX ? { liveVolumeUids: live, olderThanUnixMs: cutoffUnixMs, dryRun: request.dryRun } : undefined
-      if (journals === undefined) log.warn({ volumes: live.length, max: COLLECT_LIVE_UIDS_MAX }, 'too many volumes to send their uids in one request: journals of deleted volumes are not collected this run')
+      const live = await this.#journaledVolumes()
       const members = maps.current().members.filter((m) => m.state !== 'down')
-      const outcomes = await Promise.allSettled(members.map((m) => this.#cleanNode(m, request, journals, token)))
+      const journalRequests = members.map((m): JournalCollectRequest | undefined => {
+        const uids = live.filter((v) => v.keptOn(m.id)).map((v) => v.uid)
+        if (uids.length <= COLLECT_LIVE_UIDS_MAX) return { liveVolumeUids: uids, olderThanUnixMs: cutoffUnixMs, dryRun: request.dryRun }
+        log.warn({ member: m.id, volumes: uids.length, max: COLLECT_LIVE_UIDS_MAX }, 'too many live volumes to send in one request: no journal is collected on this node this run')
+        return undefined
+      })
+      const outcomes = await Promise.allSettled(members.map((m, i) => this.#cleanNode(m, request, journalRequests[i], token)))
       this.#metrics.sweepSeconds.observe(labels, (this.#now() - markDoneMs) / 1000)
       const report = this.#report(mark, members, outcomes, { cutoffUnixMs, dryRun: request.dryRun, startMs: markStart })
       if (!request.dryRun) {
@@ -282,16 +288,27 @@ export class GarbageCollector implements Startable {
     return store
   }
 
-  /** The uid of every volume of every block store: a journal's node does not know its block store. */
-  async #liveVolumeUids(): Promise<string[]> {
-    const uids: string[] = []
+  /**
+   * Every volume of every block store (a journal's node does not know its block store), with
+   * the nodes whose replica of its journal must stay: all of them while it is attached (its
+   * engine may have replaced replicas it has not recorded yet), while its head awaits
+   * recovery (a crashed engine's unrecorded replicas hold the same records: redundancy until
+   * the replay) or before replicas are recorded; else only the recorded ones, since the next
+   * attach opens only those.
+   */
+  async #journaledVolumes(): Promise<{ uid: string; keptOn: (memberId: string) => boolean }[]> {
+    const volumes: { uid: string; keptOn: (memberId: string) => boolean }[] = []
     let token: string | undefined
     do {
       const page = await this.#c.controlPlane.listVolumes({ limit: 1000, continue: token })
-      for (const v of page.items) uids.push(v.uid)
+      for (const v of page.items) {
+        const recorded = v.status.journalReplicas
+        const everywhere = v.status.attachment !== null || v.status.recoveryPending || recorded.length === 0
+        volumes.push({ uid: v.uid, keptOn: everywhere ? () => true : (id) => recorded.includes(id) })
+      }
       token = page.continue
     } while (token !== undefined)
-    return uids
+    return volumes
   }
 
   /** One node's sweep, then its journal collection; a failure of either fails the node. */
