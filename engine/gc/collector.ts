@@ -9,8 +9,8 @@
  * 3. The Bloom filter goes to every storage node not Down in the current map;
  *    each deletes unmarked shards put before the cutoff.
  * 4. Every volume that exists is listed (after the mark started), and each node is
- *    sent the uids whose journal it must keep: every volume attached or without
- *    recorded replicas, else those that record it as a replica. It deletes the other
+ *    sent the uids whose journal it must keep: every volume attached, awaiting
+ *    recovery or without recorded replicas, else those that record it as a replica. It deletes the other
  *    journals that nothing changed since before the cutoff: deleted volumes' journals
  *    and tombstones, and replicas an engine replaced (a detached volume's next attach
  *    opens only its recorded ones). A volume created, attached or re-replicated after
@@ -65,7 +65,7 @@ export interface GcReport {
   youngShards: number
   cutoffUnixMs: number
   dryRun: boolean
-  /** Journals of deleted volumes deleted (dry run: that would be), and the bytes of their files. */
+  /** Journal replicas deleted, of deleted volumes or replaced ones (dry run: that would be), and the bytes of their files. */
   collectedJournals: number
   journalFreedBytes: number
   /** Each swept node's own counts. */
@@ -76,14 +76,12 @@ export interface GcReport {
 export type SweepNode = (member: ClusterMember, request: SweepRequest) => Promise<SweepResult>
 
 /** What a node's journal collection is asked (storage-node/journal: Collect). */
-export interface JournalCollectRequest {
+interface JournalCollectRequest {
   liveVolumeUids: readonly string[]
   olderThanUnixMs: number
   dryRun: boolean
 }
 
-/** How the collector asks a storage node to delete deleted volumes' journals; the default is a JournalClient. */
-export type CollectNodeJournals = (member: ClusterMember, request: JournalCollectRequest) => Promise<JournalCollectResult>
 
 export interface GarbageCollectorInit {
   /** @default 1e-4 */
@@ -111,8 +109,6 @@ export interface GarbageCollectorComponents {
   now?: () => number
   /** @default gRPC Sweep through a ShardClient */
   sweepNode?: SweepNode
-  /** @default gRPC Collect through a JournalClient */
-  collectNodeJournals?: CollectNodeJournals
   /** The cluster token of a block store's storage nodes (in a cluster: its Secret). @default `init.token` */
   tokenFor?: (blockStore: string) => Promise<string | undefined>
 }
@@ -319,7 +315,6 @@ export class GarbageCollector implements Startable {
   }
 
   async #collectNodeJournals(member: ClusterMember, request: JournalCollectRequest, token: string | undefined): Promise<JournalCollectResult> {
-    if (this.#c.collectNodeJournals !== undefined) return this.#c.collectNodeJournals(member, request)
     const client = new JournalClient({ ...this.#connection(member, token), deadlineMs: this.#init.sweepDeadlineMs ?? 600_000 })
     try {
       return await client.collect(request)
