@@ -190,7 +190,7 @@ describe('durability in the operator', () => {
     assert.deepEqual(gc.inFlight(), [BS])
     assert.equal(gcCalls.length, 1)
     const firstRunMs = clockMs
-    gcOutcome?.release({ markedChunks: 10, sweptShards: 3, freedBytes: 12_288, durationMs: 40 })
+    gcOutcome?.release({ markedChunks: 10, sweptShards: 3, freedBytes: 12_288, durationMs: 40, collectedJournals: 2 })
     const done = await waitFor('success recorded', async () => {
       const st = (await blockStore())?.status?.gc
       return st?.lastOutcome === 'Succeeded' ? st : undefined
@@ -212,7 +212,9 @@ describe('durability in the operator', () => {
     const metric = await registry.getSingleMetricAsString('cairn_operator_gc_runs_total')
     assert.match(metric, /cairn_operator_gc_runs_total\{outcome="succeeded"\} 1/)
     assert.match(metric, /cairn_operator_gc_runs_total\{outcome="failed"\} 1/)
-    const reasons = (await c.core.listNamespacedEvent({ namespace: NAMESPACE })).items.filter((e) => e.involvedObject.name === BS).map((e) => e.reason)
+    const events = (await c.core.listNamespacedEvent({ namespace: NAMESPACE })).items.filter((e) => e.involvedObject.name === BS)
+    const reasons = events.map((e) => e.reason)
     assert.ok(reasons.includes('GarbageCollected') && reasons.includes('GarbageCollectionFailed'))
+    assert.match(events.find((e) => e.reason === 'GarbageCollected')?.message ?? '', /3 shards swept, 10 chunks marked, 2 journal replicas collected/)
   })
 })

@@ -25,6 +25,8 @@ export interface GcReport {
   sweptShards: number
   freedBytes: number
   durationMs: number
+  /** Journal replicas of deleted volumes (or replaced ones) deleted. */
+  collectedJournals?: number
 }
 
 /** Runs one garbage collection of a block store (structural: engine/gc implements it). */
@@ -153,7 +155,7 @@ export class GcScheduler implements Startable {
     if (report === undefined) {
       await events.record(written, 'BlockStore', 'Warning', REASON.GarbageCollectionFailed, `garbage collection failed: ${failure?.name ?? 'Error'}: ${failure?.message ?? ''}`)
     } else {
-      await events.record(written, 'BlockStore', 'Normal', REASON.GarbageCollected, `garbage collection freed ${report.freedBytes} bytes (${report.sweptShards} shards swept, ${report.markedChunks} chunks marked) in ${report.durationMs} ms`)
+      await events.record(written, 'BlockStore', 'Normal', REASON.GarbageCollected, `garbage collection freed ${report.freedBytes} bytes (${report.sweptShards} shards swept, ${report.markedChunks} chunks marked, ${report.collectedJournals ?? 0} journal replicas collected) in ${report.durationMs} ms`)
     }
   }
 }
