@@ -128,7 +128,9 @@ function print(format: 'table' | 'json', result: Volume | Volume[] | { deleted: 
     String(v.status.epoch),
     v.status.attachment?.nodeId ?? '-',
     v.status.readers.length === 0 ? '-' : v.status.readers.join(','),
+    // The head may lag the journal of a writer that went away; the next attach replays it.
+    v.status.recoveryPending ? 'pending' : '-',
     v.source === undefined ? '-' : 'snapshot' in v.source ? `snapshot/${v.source.snapshot}` : `volume/${v.source.volume}`,
   ])
-  printTable(['NAME', 'SIZE_BYTES', 'ALLOCATED_BYTES', 'HEALTH', 'EPOCH', 'ATTACHED_TO', 'READERS', 'SOURCE'], rows)
+  printTable(['NAME', 'SIZE_BYTES', 'ALLOCATED_BYTES', 'HEALTH', 'EPOCH', 'ATTACHED_TO', 'READERS', 'RECOVERY', 'SOURCE'], rows)
 }
