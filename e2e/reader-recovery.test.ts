@@ -87,6 +87,8 @@ describe('a read-only attach after a writer died recovers its journal first', { 
       // What ControllerUnpublishVolume does for a node that never detached cleanly.
       const released = await cp.releaseAttachment(VOLUME, 'node-w', held.status.attachment.epoch, { headCurrent: false })
       assert.equal(released.status.recoveryPending, true)
+      const table = (await dev.cli(['volume', 'list'])).stdout
+      assert.match(table.split('\n').find((l) => l.startsWith(`${VOLUME} `)) ?? '', / pending /, `cairn volume list shows the pending recovery:\n${table}`)
       // What ControllerPublishVolume records for a read-only publish, before the node starts its engine.
       await cp.addReader(VOLUME, 'node-r')
 
@@ -100,6 +102,7 @@ describe('a read-only attach after a writer died recovers its journal first', { 
 
       const after = await cp.getVolume(VOLUME)
       assert.equal(after.status.recoveryPending, false, 'the recovery detached cleanly')
+      assert.doesNotMatch((await dev.cli(['volume', 'list'])).stdout, / pending /)
       assert.equal(after.status.attachment, null, 'a reader holds no attachment')
       assert.notEqual(after.status.head.rootCid, null, 'the journal was folded into the head')
       assert.ok(after.status.epoch > held.status.epoch, 'the recovery fenced the dead writer with a newer epoch')
