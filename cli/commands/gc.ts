@@ -112,7 +112,7 @@ async function collectOnce(argv: readonly string[]): Promise<void> {
     console.log(
       `${report.dryRun ? 'dry run: would sweep' : 'swept'} ${report.sweptShards} shards, ${report.freedBytes} bytes, ` +
         `after marking ${report.markedChunks} chunks in ${report.markedPages} pages (${report.durationMs} ms; kept ${report.youngShards} younger than the grace period); ` +
-        `${report.dryRun ? 'would collect' : 'collected'} ${report.collectedJournals} journals of deleted volumes, ${report.journalFreedBytes} bytes`,
+        `${report.dryRun ? 'would collect' : 'collected'} ${report.collectedJournals} journal replicas no longer needed, ${report.journalFreedBytes} bytes`,
     )
     printTable(
       ['NODE', 'SCANNED', 'SWEPT', 'FREED_BYTES', 'YOUNG', 'JOURNALS_COLLECTED'],
