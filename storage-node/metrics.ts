@@ -67,6 +67,6 @@ export function createStorageNodeMetrics(registry: Registry): StorageNodeMetrics
     }),
     journalFencedRequests: new Counter({ name: `${p}journal_fenced_requests_total`, help: 'Journal requests refused for a stale epoch.', registers }),
     journalDiskBytes: new Gauge({ name: `${p}journal_disk_bytes`, help: 'Bytes in journal segment files.', registers }),
-    journalCollected: new Counter({ name: `${p}journal_collected_total`, help: 'Journals of deleted volumes removed by garbage collection.', registers }),
+    journalCollected: new Counter({ name: `${p}journal_collected_total`, help: 'Journal replicas garbage collection removed: of deleted volumes, or replaced by their engine.', registers }),
   }
 }

@@ -22,7 +22,7 @@ export function createGcMetrics(registry: Registry): GcMetrics {
     sweptShards: new Counter({ name: 'cairn_gc_swept_shards_total', help: 'Shards deleted by sweeps (dry runs excluded).', labelNames: ['block_store'], registers }),
     collectedJournals: new Counter({
       name: 'cairn_gc_collected_journals_total',
-      help: 'Journal replicas of deleted volumes deleted from storage nodes (dry runs excluded).',
+      help: 'Journal replicas deleted from storage nodes, of deleted volumes or replaced ones (dry runs excluded).',
       labelNames: ['block_store'],
       registers,
     }),
