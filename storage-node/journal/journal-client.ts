@@ -138,7 +138,7 @@ export class JournalClient {
     await this.unary('drop', { volumeUid, epoch })
   }
 
-  /** Deletes the journals of volumes not in `liveVolumeUids` that nothing changed since before the cutoff (garbage collection). */
+  /** Deletes the journals not in `liveVolumeUids` (the ones this node must keep) that nothing changed since before the cutoff (garbage collection). */
   async collect(request: { liveVolumeUids: readonly string[]; olderThanUnixMs: number; dryRun: boolean }): Promise<CollectResult> {
     const res = await this.unary<WireCollectResponse>('collect', request)
     return { scannedJournals: res.scannedJournals, collectedJournals: res.collectedJournals, freedBytes: res.freedBytes, youngJournals: res.youngJournals, busyJournals: res.busyJournals }
