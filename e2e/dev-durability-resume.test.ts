@@ -63,20 +63,35 @@ describe('cairn dev durability: a repairing node killed mid-pass resumes from it
     const removed = await dev.cli(['node', 'remove', 'node-3'])
     assert.equal(removed.code, 0, removed.stderr)
     const survivors = state.nodes.filter((n) => n.id !== 'node-3')
-    const victim = await waitUntil(
-      async () => {
-        for (const n of survivors) {
-          const saved = await savedState(n.dataDir)
-          if (saved?.cursor != null && saved.pass.chunksExamined > 0) return n
-        }
-        return undefined
-      },
-      240_000,
-      'a node to checkpoint a repair pass in progress',
-      100,
-    )
-    await fault(dev, victim.id, 'kill')
-    const saved = await savedState(victim.dataDir)
+    // A node seen mid-pass may finish the pass before the kill lands (the status server's
+    // round trip on a loaded machine): then it left no cursor, so it is restarted and
+    // another pass in progress is looked for.
+    const deadline = Date.now() + 240_000
+    let victim: (typeof survivors)[number] | undefined
+    let saved: SavedRepairState | undefined
+    for (let attempt = 1; victim === undefined; attempt++) {
+      const candidate = await waitUntil(
+        async () => {
+          for (const n of survivors) {
+            const s = await savedState(n.dataDir)
+            if (s?.cursor != null && s.pass.chunksExamined > 0) return n
+          }
+          return undefined
+        },
+        Math.max(1000, deadline - Date.now()),
+        'a node to checkpoint a repair pass in progress',
+        100,
+      )
+      await fault(dev, candidate.id, 'kill')
+      const left = await savedState(candidate.dataDir)
+      if (left?.cursor != null) {
+        victim = candidate
+        saved = left
+        break
+      }
+      assert.ok(attempt < 5 && Date.now() < deadline, `${attempt} nodes finished their pass between being seen mid-pass and killed; none left a cursor on disk`)
+      await fault(dev, candidate.id, 'start')
+    }
     assert.ok(saved?.cursor != null, 'the killed node left a cursor on disk')
     const linesBefore = dev.lines.length
     await fault(dev, victim.id, 'start')
