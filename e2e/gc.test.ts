@@ -7,13 +7,14 @@
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { CID } from 'multiformats/cid'
 import { chunkCid } from '../core/cid.js'
 import { runOk } from '../engine/nbd/testing.js'
 import { ShardClient } from '../storage-node/shard-client.js'
+import { hasJournal } from '../storage-node/journal/testing.js'
 import { Dev, MiB, fetchText, patterned, waitUntil } from './harness.js'
 
 const CHUNK_BYTES = 64 * 1024
@@ -56,7 +57,7 @@ describe('garbage collection in cairn dev', () => {
   async function journalReplicas(uid: string): Promise<number> {
     assert.ok(uid !== '', 'a volume uid')
     let n = 0
-    for (const node of (await dev.state()).nodes) if (await stat(join(node.dataDir, 'journal', uid)).then(() => true, () => false)) n += 1
+    for (const node of (await dev.state()).nodes) if (await hasJournal(node.dataDir, uid)) n += 1
     return n
   }
 

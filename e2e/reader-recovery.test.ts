@@ -1,7 +1,7 @@
 /**
  * A writer's node dies after a FLUSH, the CSI controller releases its attachment, and a
  * read-only engine is started for the volume: it must serve what the writer acknowledged,
- * which is only in the journal, not the older head (ADR 0016). Real `cairn dev` storage
+ * which is only in the journal, not the older head (ADR 0026). Real `cairn dev` storage
  * nodes, real `cairn engine` processes, SIGKILL, and nbdcopy as the client.
  */
 import { after, before, describe, test } from 'node:test'

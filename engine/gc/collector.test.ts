@@ -1,7 +1,5 @@
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { stat } from 'node:fs/promises'
-import { join } from 'node:path'
 import { Registry } from 'prom-client'
 import type { CID } from 'multiformats/cid'
 import { silentLogger } from '../../core/logger.js'
@@ -13,6 +11,7 @@ import { MerkleManifest } from '../chunks/manifest.js'
 import { startTestCluster, type TestCluster, type TestNode } from '../chunks/test-cluster.js'
 import { ShardClient } from '../../storage-node/shard-client.js'
 import { JournalClient } from '../../storage-node/journal/journal-client.js'
+import { hasJournal } from '../../storage-node/journal/testing.js'
 import { GarbageCollector } from './collector.js'
 
 const CHUNK_BYTES = 4096
@@ -79,9 +78,18 @@ describe('garbage collector against in-process storage nodes', () => {
     return n
   }
 
-  /** Whether `node` holds a journal directory for volume `uid`. */
-  function journalOf(node: { dir: string }, uid: string): Promise<boolean> {
-    return stat(join(node.dir, 'journal', uid)).then(() => true, () => false)
+  const journalOf = (node: TestNode, uid: string): Promise<boolean> => hasJournal(node.dir, uid)
+
+  /** Opens (and so creates) a journal replica of each of `uids` on every node. */
+  async function openJournalsEverywhere(uids: readonly string[]): Promise<void> {
+    for (const node of cluster.nodes) {
+      const client = new JournalClient({ address: node.address })
+      try {
+        for (const uid of uids) await client.open(uid, 1)
+      } finally {
+        client.close()
+      }
+    }
   }
 
   /** Waits until Date.now() has moved past `ms`, so later puts are stamped strictly after it. */
@@ -136,17 +144,7 @@ describe('garbage collector against in-process storage nodes', () => {
   it("collects a deleted volume's journal replicas from every node and keeps those of volumes that exist", async () => {
     const live = await cp.createVolume({ name: 'journaled', blockStore: 'bs', storagePolicy: 'p', sizeBytes: 1 << 20 })
     const deleted = await cp.createVolume({ name: 'doomed', blockStore: 'bs', storagePolicy: 'p', sizeBytes: 1 << 20 })
-    for (const node of cluster.nodes) {
-      const client = new JournalClient({ address: node.address })
-      try {
-        for (const uid of [live.uid, deleted.uid]) {
-          await client.open(uid, 1)
-          await client.checkpoint(uid, 1, { rootCid: null, sizeBytes: 1 << 20, seq: 0 })
-        }
-      } finally {
-        client.close()
-      }
-    }
+    await openJournalsEverywhere([live.uid, deleted.uid])
     await cp.deleteVolume('doomed')
     await pastMs(Date.now())
     const registry = new Registry()
@@ -186,14 +184,7 @@ describe('garbage collector against in-process storage nodes', () => {
     await cp.acquireEpoch('moved-attached', 'engine-node', 0)
     const pending = await cp.acquireEpoch('moved-pending', 'dead-node', 0)
     await cp.releaseAttachment('moved-pending', 'dead-node', pending.status.epoch, { headCurrent: false })
-    for (const node of cluster.nodes) {
-      const client = new JournalClient({ address: node.address })
-      try {
-        for (const v of volumes) await client.open(v.uid, 1)
-      } finally {
-        client.close()
-      }
-    }
+    await openJournalsEverywhere(volumes.map((v) => v.uid))
     await pastMs(Date.now())
     const gc = new GarbageCollector({}, { controlPlane: cp, logger: silentLogger() })
     await gc.start()

@@ -35,7 +35,7 @@ import type { ClusterMember } from '../../core/cluster-map.js'
 import { CodecPool } from '../../core/workers/pool.js'
 import type { ChannelCredentials } from '@grpc/grpc-js'
 import { ShardClient } from '../../storage-node/shard-client.js'
-import { JournalClient } from '../../storage-node/journal/journal-client.js'
+import { JournalClient, type JournalCollectRequest } from '../../storage-node/journal/journal-client.js'
 import type { CollectResult as JournalCollectResult } from '../../storage-node/journal/journal-store.js'
 import { COLLECT_LIVE_UIDS_MAX } from '../../storage-node/journal/validate.js'
 import type { SweepRequest, SweepResult } from '../../storage-node/sweep.js'
@@ -74,13 +74,6 @@ export interface GcReport {
 
 /** How the collector reaches a storage node; the default is a ShardClient. */
 export type SweepNode = (member: ClusterMember, request: SweepRequest) => Promise<SweepResult>
-
-/** What a node's journal collection is asked (storage-node/journal: Collect). */
-interface JournalCollectRequest {
-  liveVolumeUids: readonly string[]
-  olderThanUnixMs: number
-  dryRun: boolean
-}
 
 
 export interface GarbageCollectorInit {

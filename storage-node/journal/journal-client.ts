@@ -40,6 +40,13 @@ export const JOURNAL_SERVICE_ERRORS: readonly CairnErrorClass[] = [
   UnauthenticatedError,
 ]
 
+/** A Collect call: the uids of the journals the node must keep, the cutoff, and whether to only count. */
+export interface JournalCollectRequest {
+  liveVolumeUids: readonly string[]
+  olderThanUnixMs: number
+  dryRun: boolean
+}
+
 export interface JournalClientInit {
   /** `host:port` of the node's gRPC listener. */
   address: string
@@ -139,7 +146,7 @@ export class JournalClient {
   }
 
   /** Deletes the journals not in `liveVolumeUids` (the ones this node must keep) that nothing changed since before the cutoff (garbage collection). */
-  async collect(request: { liveVolumeUids: readonly string[]; olderThanUnixMs: number; dryRun: boolean }): Promise<CollectResult> {
+  async collect(request: JournalCollectRequest): Promise<CollectResult> {
     const res = await this.unary<WireCollectResponse>('collect', request)
     return { scannedJournals: res.scannedJournals, collectedJournals: res.collectedJournals, freedBytes: res.freedBytes, youngJournals: res.youngJournals, busyJournals: res.busyJournals }
   }

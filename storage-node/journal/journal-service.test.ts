@@ -8,7 +8,7 @@ import type { CairnError } from '../../core/errors.js'
 import type { StorageNode } from '../daemon.js'
 import { JournalClient } from './journal-client.js'
 import type { StoredRecord } from './record.js'
-import { seededBytes, startInProcessNode } from './testing.js'
+import { hasJournal, seededBytes, startInProcessNode } from './testing.js'
 
 let dir: string
 let node: StorageNode
@@ -152,7 +152,7 @@ async function ageJournal(uid: string, atMs: number): Promise<void> {
   await utimes(path, when, when)
 }
 
-const exists = (uid: string): Promise<boolean> => stat(join(dir, 'journal', uid)).then(() => true, () => false)
+const exists = (uid: string): Promise<boolean> => hasJournal(dir, uid)
 
 test('collect deletes the journals of volumes not listed and unchanged since the cutoff; listed, young and busy ones stay', async () => {
   const hourAgo = Date.now() - 3_600_000
@@ -165,11 +165,12 @@ test('collect deletes the journals of volumes not listed and unchanged since the
   await client.drop('gc-tombstone', 1)
   // In use: an Append stream stays open on it.
   await client.open('gc-busy', 1)
-  let acked = 0
-  const busy = client.openAppendStream('gc-busy', 1, { onAck: (seq) => (acked = seq), onError: () => undefined })
+  let firstAck!: { resolve: () => void; reject: (err: Error) => void }
+  const acked = new Promise<void>((resolve, reject) => (firstAck = { resolve, reject }))
+  const busy = client.openAppendStream('gc-busy', 1, { onAck: () => firstAck.resolve(), onError: (err) => firstAck.reject(err) })
   busy.send([rec(1)])
   try {
-    while (acked < 1) await new Promise((resolve) => setTimeout(resolve, 10))
+    await acked
     for (const uid of ['gc-gone', 'gc-live', 'gc-tombstone', 'gc-busy']) await ageJournal(uid, hourAgo)
     // Not listed, but written after the cutoff (a volume created after the caller listed the live ones).
     await client.open('gc-young', 1)

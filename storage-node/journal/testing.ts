@@ -3,7 +3,7 @@
  * and the real daemon as a child process (for SIGKILL tests).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -15,6 +15,11 @@ import { loopbackNodeInit } from '../fixtures.js'
 import { fillSeeded } from '../../core/seeded-random.js'
 
 const MAIN = fileURLToPath(new URL('../../cli/main.js', import.meta.url))
+
+/** Whether the storage node with data directory `nodeDataDir` holds a journal (directory) for volume `uid`. */
+export function hasJournal(nodeDataDir: string, uid: string): Promise<boolean> {
+  return stat(join(nodeDataDir, 'journal', uid)).then(() => true, () => false)
+}
 
 /** A storage node in this process, listening on a free loopback port. */
 export async function startInProcessNode(dataDir: string, journal: { segmentSizeBytes?: number; maxRecordBytes?: number } = {}): Promise<StorageNode> {
