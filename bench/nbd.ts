@@ -4,8 +4,10 @@
  * the same disk, and nbdkit's memory plugin — with ratios against qemu-nbd. Then a fill of
  * the whole volume (sustained MB/s and engine CPU seconds per GiB), the latency of a
  * snapshot right after it (includes flushing the dirty map) and of a snapshot of the full,
- * quiesced volume, and the engine's memory. `--snapshot-volume-gib N` sets the filled
- * volume's size (default: 10 GiB × scale).
+ * quiesced volume, and the engine's memory. For each cairn workload, the CPU the engine
+ * and the storage nodes spent per MiB or per operation; after a cairn write workload the
+ * bench waits for the flusher to drain before the next one. `--snapshot-volume-gib N` sets
+ * the filled volume's size (default: 10 GiB × scale).
  *
  * fio semantics used: `--fsync=32` makes fio issue a sync after every 32 writes, which
  * the nbd engine sends as NBD_CMD_FLUSH (so it measures flush cost, not a file fsync).
@@ -77,6 +79,8 @@ async function startCairn(workDir: string, sizeBytes: number): Promise<Server & 
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
   const uri = `nbd://127.0.0.1:${port}/demo`
   await until(nbdinfoOk(uri), 120_000, 'cairn dev')
+  // dev.json, which names the processes whose CPU is counted, is written just after the export is up.
+  await until(() => devPids(dataDir).then(() => true), 30_000, 'cairn dev to write dev.json')
   return { name: 'cairn', uri, dataDir, stop: () => stopChild(child) }
 }
 
@@ -99,16 +103,80 @@ async function startNbdkit(sizeBytes: number): Promise<Server> {
   return { name: 'nbdkit-memory', uri, stop: () => stopChild(child) }
 }
 
-async function fio(uri: string, w: Workload, workDir: string): Promise<number> {
+interface FioRun {
+  /** MB/s or IOPS, as the workload measures. */
+  value: number
+  ioBytes: number
+  ios: number
+}
+
+async function fio(uri: string, w: Workload, workDir: string): Promise<FioRun> {
   const { stdout } = await exec(
     'fio',
     ['--name=bench', '--ioengine=nbd', `--uri=${uri}`, '--output-format=json', '--randrepeat=0', '--norandommap', '--refill_buffers', ...w.args],
     { cwd: workDir, maxBuffer: 64 * MiB, timeout: 30 * 60_000 },
   )
   // fio prints a connection notice before the JSON.
-  const job = (JSON.parse(stdout.slice(stdout.indexOf('{'))) as { jobs: Array<Record<'read' | 'write', { bw_bytes: number; iops: number }> & { error: number }> }).jobs[0]
+  const job = (JSON.parse(stdout.slice(stdout.indexOf('{'))) as { jobs: Array<Record<'read' | 'write', { bw_bytes: number; iops: number; io_bytes: number; total_ios: number }> & { error: number }> }).jobs[0]
   if (job === undefined || job.error !== 0) throw new Error(`fio ${w.name} against ${uri} failed`)
-  return w.measure === 'bw' ? job[w.dir].bw_bytes / 1e6 : job[w.dir].iops
+  const r = job[w.dir]
+  return { value: w.measure === 'bw' ? r.bw_bytes / 1e6 : r.iops, ioBytes: r.io_bytes, ios: r.total_ios }
+}
+
+/** The processes of a running `cairn dev`, from its dev.json. */
+async function devPids(dataDir: string): Promise<{ engine: number; nodes: number[] }> {
+  // bench may not import cli/ (ADR 0018): dev.json is read for the two fields used here.
+  const dev = JSON.parse(await readFile(join(dataDir, 'dev.json'), 'utf8')) as { engine?: { pid?: number | null }; nodes?: Array<{ pid?: number | null }> }
+  const engine = dev.engine?.pid
+  if (typeof engine !== 'number') throw new Error(`bench nbd: cairn dev in ${dataDir} has no running engine`)
+  return { engine, nodes: (dev.nodes ?? []).map((n) => n.pid).filter((pid): pid is number => typeof pid === 'number') }
+}
+
+async function cpuSecondsOf(pids: readonly number[]): Promise<number> {
+  let total = 0
+  for (const pid of pids) total += await processCpuSeconds(pid)
+  return total
+}
+
+/**
+ * Waits until the engine has spent under 50 ms of CPU in a second (its flusher has drained
+ * what a write workload left in the dirty map), at most `timeoutMs`; resolves to the seconds waited.
+ */
+async function engineQuiet(pid: number, timeoutMs: number): Promise<number> {
+  const start = performance.now()
+  let last = await processCpuSeconds(pid)
+  while (performance.now() - start < timeoutMs) {
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    const now = await processCpuSeconds(pid)
+    if (now - last < 0.05) break
+    last = now
+  }
+  return (performance.now() - start) / 1000
+}
+
+/**
+ * One workload against cairn, with the CPU it cost the engine and the storage nodes per
+ * MiB (bandwidth workloads) or per operation (IOPS workloads). A write workload's CPU
+ * includes the flusher's drain after fio stops, which is also waited out, so the next
+ * workload starts on a quiet engine. CPU per operation varies less between runs than
+ * throughput does on a shared machine (docs/adr/0008-volume-engine.md, session 9).
+ */
+async function* cairnWorkload(server: Server & { dataDir: string }, w: Workload, workDir: string, settings: Record<string, string | number | boolean>): AsyncGenerator<BenchResult, number> {
+  const pids = await devPids(server.dataDir)
+  const engineBefore = await processCpuSeconds(pids.engine)
+  const nodesBefore = await cpuSecondsOf(pids.nodes)
+  const run = await fio(server.uri, w, workDir)
+  const drainSeconds = w.dir === 'write' ? await engineQuiet(pids.engine, 120_000) : 0
+  const engine = (await processCpuSeconds(pids.engine)) - engineBefore
+  const nodes = (await cpuSecondsOf(pids.nodes)) - nodesBefore
+  yield { name: `nbd.cairn.${w.name}`, value: run.value, unit: w.measure === 'bw' ? 'MB/s' : 'IOPS', settings }
+  const per = w.measure === 'bw' ? { count: run.ioBytes / MiB, scale: 1000, unit: 'ms/MiB' } : { count: run.ios, scale: 1e6, unit: 'us/op' }
+  const cpuSettings = { ...settings, ...(w.dir === 'write' ? { includes: 'flusher drain', drainSeconds: Math.round(drainSeconds) } : {}) }
+  if (per.count > 0) {
+    yield { name: `nbd.cairn.${w.name}.engine-cpu`, value: (engine * per.scale) / per.count, unit: per.unit, settings: cpuSettings }
+    yield { name: `nbd.cairn.${w.name}.node-cpu`, value: (nodes * per.scale) / per.count, unit: per.unit, settings: { ...cpuSettings, nodes: pids.nodes.length } }
+  }
+  return run.value
 }
 
 /** Snapshot latency through the engine's admin API (not the CLI, whose process start would dominate). */
@@ -169,9 +237,15 @@ export const nbdSuite: BenchSuite = async function* (options: BenchOptions) {
     const server = await start()
     try {
       for (const w of workloads(seqBytes, runtimeSec)) {
-        const value = await fio(server.uri, w, options.workDir)
+        const settings = { seqBytes, runtimeSec }
+        let value: number
+        if (server.name === 'cairn') {
+          value = yield* cairnWorkload(server as Server & { dataDir: string }, w, options.workDir, settings)
+        } else {
+          value = (await fio(server.uri, w, options.workDir)).value
+          yield { name: `nbd.${server.name}.${w.name}`, value, unit: w.measure === 'bw' ? 'MB/s' : 'IOPS', settings }
+        }
         results.set(`${server.name}/${w.name}`, value)
-        yield { name: `nbd.${server.name}.${w.name}`, value, unit: w.measure === 'bw' ? 'MB/s' : 'IOPS', settings: { seqBytes, runtimeSec } }
       }
       if (server.name === 'cairn') yield* snapshotAndMemory(server as Server & { dataDir: string }, volumeBytes, options.workDir)
     } finally {

@@ -3,7 +3,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { runCairn } from './harness.js'
 
-test('cairn bench nbd --scale 0.01 measures cairn, qemu-nbd and nbdkit and reports ratios, snapshot latency and engine memory', async () => {
+test('cairn bench nbd --scale 0.01 measures cairn, qemu-nbd and nbdkit and reports ratios, CPU per operation, snapshot latency and engine memory', async () => {
   // About 40 s on a quiet 2-core machine. The runner gives *.serial.test files the machine
   // to themselves; the bound still leaves room for a slow one (the runner stops a file at 420 s).
   const r = await runCairn(['bench', 'nbd', '--scale', '0.01'], 280_000)
@@ -23,6 +23,14 @@ test('cairn bench nbd --scale 0.01 measures cairn, qemu-nbd and nbdkit and repor
     }
   }
   for (const w of workloads) assert.equal(byName.get(`nbd.cairn.${w}.vs-qemu-nbd`)?.unit, 'ratio')
+  // CPU per MiB or per operation of each cairn workload, for the engine and for the storage nodes together.
+  for (const w of workloads) {
+    for (const who of ['engine', 'node']) {
+      const x = byName.get(`nbd.cairn.${w}.${who}-cpu`)
+      assert.ok(x !== undefined && Number.isFinite(x.value) && x.value > 0, `${who} CPU of ${w}`)
+      assert.equal(x.unit, w.startsWith('seq') ? 'ms/MiB' : 'us/op')
+    }
+  }
   for (const name of ['nbd.cairn.snapshot.after-fill', 'nbd.cairn.snapshot.clean', 'nbd.cairn.fill', 'nbd.cairn.fill.engine-cpu']) assert.ok((byName.get(name)?.value ?? 0) > 0, name)
   const rss = byName.get('nbd.cairn.engine.rss')
   assert.ok(rss !== undefined && rss.unit === 'MiB' && rss.value > 10)
