@@ -24,10 +24,11 @@ test('cairn bench nbd --scale 0.01 measures cairn, qemu-nbd and nbdkit and repor
   }
   for (const w of workloads) assert.equal(byName.get(`nbd.cairn.${w}.vs-qemu-nbd`)?.unit, 'ratio')
   // CPU per MiB or per operation of each cairn workload, for the engine and for the storage nodes together.
+  // At this scale a read from the cache can end within one 10 ms clock tick, so zero is a valid reading.
   for (const w of workloads) {
     for (const who of ['engine', 'node']) {
       const x = byName.get(`nbd.cairn.${w}.${who}-cpu`)
-      assert.ok(x !== undefined && Number.isFinite(x.value) && x.value > 0, `${who} CPU of ${w}`)
+      assert.ok(x !== undefined && Number.isFinite(x.value) && x.value >= 0, `${who} CPU of ${w}`)
       assert.equal(x.unit, w.startsWith('seq') ? 'ms/MiB' : 'us/op')
     }
   }
