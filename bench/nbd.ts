@@ -80,7 +80,7 @@ async function startCairn(workDir: string, sizeBytes: number): Promise<Server & 
   const uri = `nbd://127.0.0.1:${port}/demo`
   await until(nbdinfoOk(uri), 120_000, 'cairn dev')
   // dev.json, which names the processes whose CPU is counted, is written just after the export is up.
-  await until(() => devPids(dataDir).then(() => true), 30_000, 'cairn dev to write dev.json')
+  await until(() => devProcesses(dataDir).then(() => true), 30_000, 'cairn dev to write dev.json')
   return { name: 'cairn', uri, dataDir, stop: () => stopChild(child) }
 }
 
@@ -123,13 +123,19 @@ async function fio(uri: string, w: Workload, workDir: string): Promise<FioRun> {
   return { value: w.measure === 'bw' ? r.bw_bytes / 1e6 : r.iops, ioBytes: r.io_bytes, ios: r.total_ios }
 }
 
+interface DevProcesses {
+  engine: { pid: number; adminAddress: string }
+  /** The storage nodes' pids. */
+  nodes: number[]
+}
+
 /** The processes of a running `cairn dev`, from its dev.json. */
-async function devPids(dataDir: string): Promise<{ engine: number; nodes: number[] }> {
-  // bench may not import cli/ (ADR 0018): dev.json is read for the two fields used here.
-  const dev = JSON.parse(await readFile(join(dataDir, 'dev.json'), 'utf8')) as { engine?: { pid?: number | null }; nodes?: Array<{ pid?: number | null }> }
-  const engine = dev.engine?.pid
-  if (typeof engine !== 'number') throw new Error(`bench nbd: cairn dev in ${dataDir} has no running engine`)
-  return { engine, nodes: (dev.nodes ?? []).map((n) => n.pid).filter((pid): pid is number => typeof pid === 'number') }
+async function devProcesses(dataDir: string): Promise<DevProcesses> {
+  // bench may not import cli/ (ADR 0018): dev.json is read for the fields used here.
+  const dev = JSON.parse(await readFile(join(dataDir, 'dev.json'), 'utf8')) as { engine?: { pid?: number | null; adminAddress?: string | null }; nodes?: Array<{ pid?: number | null }> }
+  const { pid, adminAddress } = dev.engine ?? {}
+  if (typeof pid !== 'number' || typeof adminAddress !== 'string') throw new Error(`bench nbd: cairn dev in ${dataDir} has no running engine`)
+  return { engine: { pid, adminAddress }, nodes: (dev.nodes ?? []).map((n) => n.pid).filter((p): p is number => typeof p === 'number') }
 }
 
 async function cpuSecondsOf(pids: readonly number[]): Promise<number> {
@@ -162,12 +168,12 @@ async function engineQuiet(pid: number, timeoutMs: number): Promise<number> {
  * throughput does on a shared machine (docs/adr/0008-volume-engine.md, session 9).
  */
 async function* cairnWorkload(server: Server & { dataDir: string }, w: Workload, workDir: string, settings: Record<string, string | number | boolean>): AsyncGenerator<BenchResult, number> {
-  const pids = await devPids(server.dataDir)
-  const engineBefore = await processCpuSeconds(pids.engine)
+  const pids = await devProcesses(server.dataDir)
+  const engineBefore = await processCpuSeconds(pids.engine.pid)
   const nodesBefore = await cpuSecondsOf(pids.nodes)
   const run = await fio(server.uri, w, workDir)
-  const drainSeconds = w.dir === 'write' ? await engineQuiet(pids.engine, 120_000) : 0
-  const engine = (await processCpuSeconds(pids.engine)) - engineBefore
+  const drainSeconds = w.dir === 'write' ? await engineQuiet(pids.engine.pid, 120_000) : 0
+  const engine = (await processCpuSeconds(pids.engine.pid)) - engineBefore
   const nodes = (await cpuSecondsOf(pids.nodes)) - nodesBefore
   yield { name: `nbd.cairn.${w.name}`, value: run.value, unit: w.measure === 'bw' ? 'MB/s' : 'IOPS', settings }
   const per = w.measure === 'bw' ? { count: run.ioBytes / MiB, scale: 1000, unit: 'ms/MiB' } : { count: run.ios, scale: 1e6, unit: 'us/op' }
@@ -181,7 +187,7 @@ async function* cairnWorkload(server: Server & { dataDir: string }, w: Workload,
 
 /** Snapshot latency through the engine's admin API (not the CLI, whose process start would dominate). */
 async function* snapshotAndMemory(server: Server & { dataDir: string }, sizeBytes: number, workDir: string): AsyncGenerator<BenchResult> {
-  const dev = JSON.parse(await readFile(join(server.dataDir, 'dev.json'), 'utf8')) as { engine: { pid: number; adminAddress: string } }
+  const dev = await devProcesses(server.dataDir)
   const cpuBefore = await processCpuSeconds(dev.engine.pid)
   const fillStart = performance.now()
   // Fill the whole volume with incompressible data, so every chunk is distinct and stored.

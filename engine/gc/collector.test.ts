@@ -78,8 +78,6 @@ describe('garbage collector against in-process storage nodes', () => {
     return n
   }
 
-  const journalOf = (node: TestNode, uid: string): Promise<boolean> => hasJournal(node.dir, uid)
-
   /** Opens (and so creates) a journal replica of each of `uids` on every node. */
   async function openJournalsEverywhere(uids: readonly string[]): Promise<void> {
     for (const node of cluster.nodes) {
@@ -153,17 +151,17 @@ describe('garbage collector against in-process storage nodes', () => {
     try {
       const dry = await gc.run('bs', { gracePeriodMs: 0, dryRun: true })
       assert.equal(dry.collectedJournals, 3)
-      for (const node of cluster.nodes) assert.ok(await journalOf(node, deleted.uid), 'a dry run deletes no journal')
+      for (const node of cluster.nodes) assert.ok(await hasJournal(node.dir, deleted.uid), 'a dry run deletes no journal')
       // Changed within the grace period: kept.
       assert.equal((await gc.run('bs', { gracePeriodMs: 3_600_000 })).collectedJournals, 0)
-      for (const node of cluster.nodes) assert.ok(await journalOf(node, deleted.uid), 'a journal younger than the grace stays')
+      for (const node of cluster.nodes) assert.ok(await hasJournal(node.dir, deleted.uid), 'a journal younger than the grace stays')
       const report = await gc.run('bs', { gracePeriodMs: 0 })
       assert.equal(report.collectedJournals, 3, 'one replica on each node')
       assert.ok(report.journalFreedBytes > 0)
       assert.deepEqual(report.nodes.map((n) => n.journals.collectedJournals), [1, 1, 1])
       for (const node of cluster.nodes) {
-        assert.equal(await journalOf(node, deleted.uid), false, `${node.id} no longer holds the deleted volume's journal`)
-        assert.equal(await journalOf(node, live.uid), true, `${node.id} keeps the live volume's journal`)
+        assert.equal(await hasJournal(node.dir, deleted.uid), false, `${node.id} no longer holds the deleted volume's journal`)
+        assert.equal(await hasJournal(node.dir, live.uid), true, `${node.id} keeps the live volume's journal`)
       }
       assert.match(await registry.getSingleMetricAsString('cairn_gc_collected_journals_total'), /block_store="bs"\} 3/)
     } finally {
@@ -192,11 +190,11 @@ describe('garbage collector against in-process storage nodes', () => {
       const report = await gc.run('bs', { gracePeriodMs: 0 })
       assert.deepEqual(report.nodes.map((n) => [n.id, n.journals.collectedJournals]), [[n0.id, 0], [n1.id, 0], [n2.id, 1]])
       const [detached, attached, recovering] = volumes as [Volume, Volume, Volume]
-      assert.equal(await journalOf(n2, detached.uid), false, 'the replaced replica of a detached volume goes')
-      for (const node of [n0, n1]) assert.ok(await journalOf(node, detached.uid), `${node.id} keeps the recorded replica`)
+      assert.equal(await hasJournal(n2.dir, detached.uid), false, 'the replaced replica of a detached volume goes')
+      for (const node of [n0, n1]) assert.ok(await hasJournal(node.dir, detached.uid), `${node.id} keeps the recorded replica`)
       for (const node of cluster.nodes) {
-        assert.ok(await journalOf(node, attached.uid), `${node.id} keeps every replica of an attached volume`)
-        assert.ok(await journalOf(node, recovering.uid), `${node.id} keeps every replica of a volume awaiting recovery`)
+        assert.ok(await hasJournal(node.dir, attached.uid), `${node.id} keeps every replica of an attached volume`)
+        assert.ok(await hasJournal(node.dir, recovering.uid), `${node.id} keeps every replica of a volume awaiting recovery`)
       }
     } finally {
       await gc.stop()

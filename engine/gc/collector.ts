@@ -75,6 +75,11 @@ export interface GcReport {
 /** How the collector reaches a storage node; the default is a ShardClient. */
 export type SweepNode = (member: ClusterMember, request: SweepRequest) => Promise<SweepResult>
 
+/** A volume as journal collection sees it: its uid, and whether a node must keep its journal replica. */
+interface JournaledVolume {
+  uid: string
+  keptOn(memberId: string): boolean
+}
 
 export interface GarbageCollectorInit {
   /** @default 1e-4 */
@@ -285,8 +290,8 @@ export class GarbageCollector implements Startable {
    * the replay) or before replicas are recorded; else only the recorded ones, since the next
    * attach opens only those.
    */
-  async #journaledVolumes(): Promise<{ uid: string; keptOn: (memberId: string) => boolean }[]> {
-    const volumes: { uid: string; keptOn: (memberId: string) => boolean }[] = []
+  async #journaledVolumes(): Promise<JournaledVolume[]> {
+    const volumes: JournaledVolume[] = []
     let token: string | undefined
     do {
       const page = await this.#c.controlPlane.listVolumes({ limit: 1000, continue: token })

@@ -18,7 +18,13 @@ const MAIN = fileURLToPath(new URL('../../cli/main.js', import.meta.url))
 
 /** Whether the storage node with data directory `nodeDataDir` holds a journal (directory) for volume `uid`. */
 export function hasJournal(nodeDataDir: string, uid: string): Promise<boolean> {
-  return stat(join(nodeDataDir, 'journal', uid)).then(() => true, () => false)
+  return stat(join(nodeDataDir, 'journal', uid)).then(
+    () => true,
+    (err: unknown) => {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+      throw err
+    },
+  )
 }
 
 /** A storage node in this process, listening on a free loopback port. */
